@@ -1,0 +1,649 @@
+//! The FPNN transport client: lazy connect, timeouts, the raw quest API,
+//! server quests and shutdown.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use rmpv::Value;
+
+use super::codec::{self, Quest};
+use super::config::ClientConfig;
+use super::conn::{lock, ConnContext, Connection, Waiter};
+use super::pool::{AnswerCallback, Pool};
+use crate::codes;
+use crate::error::{Error, Result};
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What a [`QuestHandler`] answers to a quest pushed by the server.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum QuestReply {
+    /// Answer OK with this payload (a map with string keys; use
+    /// [`QuestReply::empty`] for `{}`).
+    Answer(Value),
+    /// Answer with an FPNN exception.
+    Error {
+        /// The error code.
+        code: i64,
+        /// The message (`ex`).
+        message: String,
+    },
+    /// The handler does not know this method. The client answers the RTM
+    /// `ping` with `{}` and anything else with error 20004 (unknown method).
+    Unhandled,
+}
+
+impl QuestReply {
+    /// An OK answer with the empty map `{}`.
+    pub fn empty() -> QuestReply {
+        QuestReply::Answer(Value::Map(Vec::new()))
+    }
+}
+
+/// Handles quests that the server pushes on the connection.
+///
+/// It runs on a callback thread, never on the reader thread, so it may take
+/// its time or call the client. For a two-way quest the returned
+/// [`QuestReply`] is sent back as the answer (exactly one answer per
+/// two-way quest, even when the handler panics: that is answered with
+/// error 20001); for a one-way quest it is ignored and nothing is sent.
+pub trait QuestHandler: Send + Sync + 'static {
+    /// Handles one quest. `two_way` tells whether an answer will be sent.
+    fn on_quest(&self, method: &str, payload: &Value, two_way: bool) -> QuestReply;
+}
+
+impl<F> QuestHandler for F
+where
+    F: Fn(&str, &Value, bool) -> QuestReply + Send + Sync + 'static,
+{
+    fn on_quest(&self, method: &str, payload: &Value, two_way: bool) -> QuestReply {
+        self(method, payload, two_way)
+    }
+}
+
+/// Runs after each new connection is established (and its key exchange
+/// done), before user calls may use it; used by the RTM layer to restore
+/// its listen state. An error closes the new connection.
+pub(crate) type ConnectHook = Arc<dyn Fn(&FpnnSession<'_>) -> Result<()> + Send + Sync>;
+
+/// A view of a connection that is being set up, for [`ConnectHook`]s.
+pub(crate) struct FpnnSession<'a> {
+    core: &'a Core,
+    conn: &'a Arc<Connection>,
+}
+
+impl FpnnSession<'_> {
+    /// Makes a blocking call on the connection being set up.
+    pub(crate) fn call_frame(&self, method: &str, frame: Vec<u8>) -> Result<Value> {
+        self.core
+            .call_on(self.conn, method, frame, self.core.config.quest_timeout)
+    }
+}
+
+/// A blocking FPNN client over one TCP connection.
+///
+/// It connects lazily on the first call (or explicitly with
+/// [`connect`](FpnnClient::connect)), and connects again on the next call
+/// after the connection was lost. Calls may come from any number of threads
+/// at once; answers are routed by sequence number.
+///
+/// Cloning is cheap and gives another handle to the same client. The client
+/// closes when [`close`](FpnnClient::close) is called or when the last handle
+/// is dropped: every pending call and callback then completes exactly once,
+/// and every thread of the client is joined.
+///
+/// This is the raw layer: most users want
+/// [`RtmServerClient`](crate::RtmServerClient), which signs RTM quests and
+/// wraps the API methods. The raw calls here reach any FPNN method.
+#[derive(Clone)]
+pub struct FpnnClient {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for FpnnClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FpnnClient")
+            .field("endpoint", &self.handle.core.endpoint)
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+struct Handle {
+    core: Arc<Core>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.core.close();
+    }
+}
+
+struct State {
+    current: Option<Arc<Connection>>,
+    closed: bool,
+}
+
+pub(crate) struct Core {
+    endpoint: String,
+    pub(crate) config: ClientConfig,
+    state: Mutex<State>,
+    /// Held while a connection is being established, so that one thread
+    /// connects while the others wait for it.
+    connect_lock: Mutex<()>,
+    ctx: Arc<ConnContext>,
+    pool: Arc<Pool>,
+    handler: Mutex<Option<Arc<dyn QuestHandler>>>,
+    connect_hook: Mutex<Option<ConnectHook>>,
+    timer: Mutex<Option<JoinHandle<()>>>,
+    timer_stop: AtomicBool,
+}
+
+impl FpnnClient {
+    /// Creates a client for `endpoint` (`host:port`). Nothing is connected
+    /// until the first call or [`connect`](FpnnClient::connect).
+    ///
+    /// Fails only when the client's threads cannot be started.
+    pub fn new(endpoint: impl Into<String>, config: ClientConfig) -> Result<FpnnClient> {
+        let endpoint = endpoint.into();
+        let pool = Arc::new(Pool::new(config.callback_threads, "fpnn")?);
+        let (wake_tx, wake_rx) = bounded::<()>(1);
+        let core = Arc::new_cyclic(|weak: &Weak<Core>| {
+            let on_quest_core = weak.clone();
+            let on_closed_core = weak.clone();
+            let ctx = Arc::new(ConnContext {
+                pool: pool.clone(),
+                timer_wake: wake_tx,
+                on_quest: Arc::new(move |conn: &Arc<Connection>, quest: Quest| {
+                    if let Some(core) = on_quest_core.upgrade() {
+                        core.handle_quest(conn, quest);
+                    } else {
+                        answer_quest(conn, quest, QuestReply::Unhandled);
+                    }
+                }),
+                on_closed: Arc::new(move |conn: &Arc<Connection>, err: &Error| {
+                    if let Some(core) = on_closed_core.upgrade() {
+                        core.connection_closed(conn, err);
+                    }
+                }),
+                max_recv_payload: config.max_recv_payload,
+                epoch: Instant::now(),
+            });
+            Core {
+                endpoint,
+                config,
+                state: Mutex::new(State {
+                    current: None,
+                    closed: false,
+                }),
+                connect_lock: Mutex::new(()),
+                ctx,
+                pool,
+                handler: Mutex::new(None),
+                connect_hook: Mutex::new(None),
+                timer: Mutex::new(None),
+                timer_stop: AtomicBool::new(false),
+            }
+        });
+        let timer_core = core.clone();
+        let timer = std::thread::Builder::new()
+            .name("fpnn-timer".into())
+            .spawn(move || timer_loop(timer_core, wake_rx));
+        match timer {
+            Ok(h) => *lock(&core.timer) = Some(h),
+            Err(e) => {
+                core.close();
+                return Err(e.into());
+            }
+        }
+        Ok(FpnnClient {
+            handle: Arc::new(Handle { core }),
+        })
+    }
+
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.handle.core
+    }
+
+    /// The endpoint this client connects to.
+    pub fn endpoint(&self) -> &str {
+        &self.handle.core.endpoint
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ClientConfig {
+        &self.handle.core.config
+    }
+
+    /// Connects now (if not connected yet), so that a wrong endpoint fails
+    /// fast instead of on the first call.
+    pub fn connect(&self) -> Result<()> {
+        self.handle.core.connection().map(|_| ())
+    }
+
+    /// True while a connection is established.
+    pub fn is_connected(&self) -> bool {
+        lock(&self.handle.core.state)
+            .current
+            .as_ref()
+            .is_some_and(|c| !c.is_closed())
+    }
+
+    /// Installs the handler of quests pushed by the server, replacing any
+    /// previous one. Without a handler the client answers the RTM `ping`
+    /// with `{}` and every other two-way quest with error 20004.
+    pub fn set_quest_handler(&self, handler: impl QuestHandler) {
+        *lock(&self.handle.core.handler) = Some(Arc::new(handler));
+    }
+
+    /// Sends a two-way quest and waits for its answer, with the client's
+    /// default quest timeout.
+    ///
+    /// `payload` must be a map with string keys (use `Value::Map(vec![])`
+    /// for none). A server exception is [`Error::Server`].
+    pub fn call(&self, method: &str, payload: Value) -> Result<Value> {
+        self.call_timeout(method, payload, None)
+    }
+
+    /// Sends a two-way quest and waits for its answer at most `timeout`
+    /// (`None` or zero: the client's default).
+    pub fn call_timeout(
+        &self,
+        method: &str,
+        payload: Value,
+        timeout: impl Into<Option<Duration>>,
+    ) -> Result<Value> {
+        let core = &self.handle.core;
+        let frame = core.encode_value(method, true, &payload)?;
+        core.call_frame(method, frame, timeout.into())
+    }
+
+    /// Sends a two-way quest; `callback` receives the answer (or the error)
+    /// exactly once, on a callback thread. `timeout` `None` or zero means
+    /// the client's default.
+    ///
+    /// Errors found before sending (bad input, a closed client, a failed
+    /// connect) are delivered to the callback too.
+    pub fn call_with_callback<F>(
+        &self,
+        method: &str,
+        payload: Value,
+        timeout: impl Into<Option<Duration>>,
+        callback: F,
+    ) where
+        F: FnOnce(Result<Value>) + Send + 'static,
+    {
+        let core = &self.handle.core;
+        let timeout = timeout.into();
+        match core.encode_value(method, true, &payload) {
+            Ok(frame) => core.call_frame_cb(method, frame, timeout, Box::new(callback)),
+            Err(e) => core.pool.fail(Box::new(callback), e),
+        }
+    }
+
+    /// Sends a one-way quest (no answer is expected or waited for).
+    pub fn send_one_way(&self, method: &str, payload: Value) -> Result<()> {
+        let core = &self.handle.core;
+        let frame = core.encode_value(method, false, &payload)?;
+        core.connection()?.send_frame(&frame)
+    }
+
+    /// Closes the client: the connection is shut down, every pending call
+    /// and callback completes with a connection-closed error, and the
+    /// client's threads are joined. Later calls fail with
+    /// [`Error::ClientClosed`]. Closing twice is harmless; dropping the last
+    /// handle closes too.
+    pub fn close(&self) {
+        self.handle.core.close();
+    }
+
+    /// The number of calls in flight on the current connection.
+    pub fn pending_calls(&self) -> usize {
+        lock(&self.handle.core.state)
+            .current
+            .as_ref()
+            .map_or(0, |c| c.pending_count())
+    }
+}
+
+impl Core {
+    fn closed(&self) -> bool {
+        lock(&self.state).closed
+    }
+
+    pub(crate) fn set_connect_hook(&self, hook: ConnectHook) {
+        *lock(&self.connect_hook) = Some(hook);
+    }
+
+    /// Builds a quest frame whose payload is written by `write_payload`.
+    pub(crate) fn build_frame(
+        &self,
+        method: &str,
+        two_way: bool,
+        write_payload: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<Vec<u8>> {
+        let mut frame = Vec::with_capacity(64 + method.len());
+        let start = codec::begin_quest(&mut frame, two_way, method)?;
+        write_payload(&mut frame);
+        codec::finish_frame(&mut frame, start, self.config.max_send_payload)?;
+        Ok(frame)
+    }
+
+    fn encode_value(&self, method: &str, two_way: bool, payload: &Value) -> Result<Vec<u8>> {
+        codec::check_payload(payload)?;
+        self.build_frame(method, two_way, |out| codec::write_value(out, payload))
+    }
+
+    fn effective_timeout(&self, timeout: Option<Duration>) -> Duration {
+        match timeout {
+            Some(t) if !t.is_zero() => t,
+            _ => self.config.quest_timeout,
+        }
+    }
+
+    /// The current connection, connecting first when there is none.
+    pub(crate) fn connection(&self) -> Result<Arc<Connection>> {
+        {
+            let st = lock(&self.state);
+            if st.closed {
+                return Err(Error::ClientClosed);
+            }
+            if let Some(c) = &st.current {
+                if !c.is_closed() {
+                    return Ok(c.clone());
+                }
+            }
+        }
+        let _guard = lock(&self.connect_lock);
+        let old = {
+            let mut st = lock(&self.state);
+            if st.closed {
+                return Err(Error::ClientClosed);
+            }
+            if let Some(c) = &st.current {
+                if !c.is_closed() {
+                    return Ok(c.clone());
+                }
+            }
+            st.current.take()
+        };
+        if let Some(old) = old {
+            old.join_reader();
+        }
+        let conn = self.establish()?;
+        let mut st = lock(&self.state);
+        if st.closed {
+            drop(st);
+            conn.shutdown(Error::ClientClosed);
+            conn.join_reader();
+            return Err(Error::ClientClosed);
+        }
+        st.current = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Dials, runs the key exchange and the connect hook.
+    fn establish(&self) -> Result<Arc<Connection>> {
+        let deadline = Instant::now() + self.config.connect_timeout;
+        let stream = self.dial(deadline)?;
+        let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+        let conn = Connection::start(id, self.endpoint.clone(), stream, None, self.ctx.clone())?;
+        log::debug!("connection {id} to {} established", self.endpoint);
+        let hook = lock(&self.connect_hook).clone();
+        if let Some(hook) = hook {
+            let session = FpnnSession {
+                core: self,
+                conn: &conn,
+            };
+            if let Err(e) = hook(&session) {
+                conn.shutdown(e.clone());
+                conn.join_reader();
+                return Err(e);
+            }
+        }
+        Ok(conn)
+    }
+
+    fn dial(&self, deadline: Instant) -> Result<TcpStream> {
+        let addrs = self
+            .endpoint
+            .to_socket_addrs()
+            .map_err(|e| Error::Connect {
+                endpoint: self.endpoint.clone(),
+                source: Arc::new(e),
+            })?;
+        let mut last_err = None;
+        for addr in addrs {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match TcpStream::connect_timeout(&addr, left) {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    stream.set_write_timeout(Some(self.config.quest_timeout))?;
+                    return Ok(stream);
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        match last_err {
+            Some(e) if e.kind() != std::io::ErrorKind::TimedOut => Err(Error::Connect {
+                endpoint: self.endpoint.clone(),
+                source: Arc::new(e),
+            }),
+            Some(_) => Err(Error::ConnectTimeout {
+                endpoint: self.endpoint.clone(),
+                timeout: self.config.connect_timeout,
+            }),
+            None if Instant::now() >= deadline => Err(Error::ConnectTimeout {
+                endpoint: self.endpoint.clone(),
+                timeout: self.config.connect_timeout,
+            }),
+            None => Err(Error::Connect {
+                endpoint: self.endpoint.clone(),
+                source: Arc::new(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the endpoint resolved to no address",
+                )),
+            }),
+        }
+    }
+
+    /// Blocking call: connects if needed, sends, waits.
+    pub(crate) fn call_frame(
+        &self,
+        method: &str,
+        frame: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<Value> {
+        let conn = self.connection()?;
+        self.call_on(&conn, method, frame, self.effective_timeout(timeout))
+    }
+
+    fn call_on(
+        &self,
+        conn: &Arc<Connection>,
+        method: &str,
+        mut frame: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Value> {
+        let (tx, rx) = bounded(1);
+        let deadline = Instant::now() + timeout;
+        let seq = match conn.send_two_way(&mut frame, Waiter::Blocking(tx)) {
+            Ok(seq) => seq,
+            Err((e, _)) => return Err(e),
+        };
+        wait_answer(conn, &rx, seq, deadline, method, timeout)
+    }
+
+    /// Callback call: connects if needed, sends; the callback gets the
+    /// result on a callback thread.
+    pub(crate) fn call_frame_cb(
+        &self,
+        method: &str,
+        mut frame: Vec<u8>,
+        timeout: Option<Duration>,
+        cb: AnswerCallback,
+    ) {
+        let conn = match self.connection() {
+            Ok(c) => c,
+            Err(e) => return self.pool.fail(cb, e),
+        };
+        let timeout = self.effective_timeout(timeout);
+        let waiter = Waiter::Callback {
+            cb,
+            deadline: Instant::now() + timeout,
+            method: method.into(),
+            timeout,
+        };
+        if let Err((e, Some(Waiter::Callback { cb, .. }))) = conn.send_two_way(&mut frame, waiter) {
+            self.pool.fail(cb, e);
+        }
+    }
+
+    /// The pool that runs callbacks.
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    fn handle_quest(&self, conn: &Arc<Connection>, quest: Quest) {
+        let handler = lock(&self.handler).clone();
+        let reply = match handler {
+            Some(h) => {
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    h.on_quest(&quest.method, &quest.payload, quest.seq.is_some())
+                }));
+                outcome.unwrap_or_else(|_| {
+                    log::error!("the quest handler panicked on `{}`", quest.method);
+                    QuestReply::Error {
+                        code: codes::FPNN_EC_CORE_UNKNOWN_ERROR,
+                        message: "the quest handler panicked".into(),
+                    }
+                })
+            }
+            None => QuestReply::Unhandled,
+        };
+        answer_quest(conn, quest, reply);
+    }
+
+    fn connection_closed(&self, conn: &Arc<Connection>, err: &Error) {
+        log::debug!("connection {} closed: {err}", conn.id);
+    }
+
+    /// Closes the client (idempotent).
+    pub(crate) fn close(&self) {
+        let conn = {
+            let mut st = lock(&self.state);
+            if st.closed {
+                None
+            } else {
+                st.closed = true;
+                Some(st.current.take())
+            }
+        };
+        let Some(conn) = conn else { return };
+        if let Some(conn) = conn {
+            conn.shutdown(Error::closed("the client was closed"));
+            conn.join_reader();
+        }
+        // Wait for a connect in progress to notice the close.
+        drop(lock(&self.connect_lock));
+        self.timer_stop.store(true, Ordering::Release);
+        let _ = self.ctx.timer_wake.try_send(());
+        let timer = lock(&self.timer).take();
+        if let Some(t) = timer {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+        self.pool.shutdown();
+    }
+}
+
+/// Sends the answer for a server quest (two-way only).
+fn answer_quest(conn: &Arc<Connection>, quest: Quest, reply: QuestReply) {
+    let Some(seq) = quest.seq else { return };
+    let mut out = Vec::with_capacity(32);
+    let reply = match reply {
+        QuestReply::Unhandled if quest.method == "ping" => QuestReply::empty(),
+        QuestReply::Unhandled => QuestReply::Error {
+            code: codes::FPNN_EC_CORE_UNKNOWN_METHOD,
+            message: format!("unknown method `{}`", quest.method),
+        },
+        other => other,
+    };
+    match reply {
+        QuestReply::Answer(payload) => {
+            if let Err(e) = codec::encode_answer(&mut out, seq, &payload) {
+                log::error!("cannot encode the answer to `{}`: {e}", quest.method);
+                out.clear();
+                codec::encode_error_answer(
+                    &mut out,
+                    seq,
+                    codes::FPNN_EC_CORE_ENCODING,
+                    "the answer could not be encoded",
+                );
+            }
+        }
+        QuestReply::Error { code, message } => {
+            codec::encode_error_answer(&mut out, seq, code, &message)
+        }
+        QuestReply::Unhandled => unreachable!("replaced above"),
+    }
+    if let Err(e) = conn.send_frame(&out) {
+        log::debug!("cannot answer `{}`: {e}", quest.method);
+    }
+}
+
+fn wait_answer(
+    conn: &Arc<Connection>,
+    rx: &Receiver<Result<Value>>,
+    seq: u32,
+    deadline: Instant,
+    method: &str,
+    timeout: Duration,
+) -> Result<Value> {
+    match rx.recv_deadline(deadline) {
+        Ok(result) => result,
+        Err(RecvTimeoutError::Timeout) => {
+            if conn.take(seq).is_some() {
+                Err(Error::Timeout {
+                    method: method.to_string(),
+                    timeout,
+                })
+            } else {
+                // The answer (or a close) is being delivered right now.
+                rx.recv()
+                    .unwrap_or_else(|_| Err(Error::closed("connection is closed")))
+            }
+        }
+        Err(RecvTimeoutError::Disconnected) => Err(Error::closed("connection is closed")),
+    }
+}
+
+fn timer_loop(core: Arc<Core>, wake: Receiver<()>) {
+    const TICK: Duration = Duration::from_millis(1000);
+    while !core.timer_stop.load(Ordering::Acquire) {
+        let conn = lock(&core.state).current.clone();
+        let now = Instant::now();
+        let mut wake_at = now + TICK;
+        if let Some(c) = &conn {
+            c.expire(now);
+            if let Some(d) = c.earliest_deadline() {
+                wake_at = wake_at.min(d);
+            }
+        }
+        drop(conn);
+        match wake.recv_timeout(wake_at.saturating_duration_since(Instant::now())) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+}

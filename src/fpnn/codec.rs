@@ -1,0 +1,814 @@
+//! The pure FPNN frame codec: bytes in, values out, no sockets.
+//!
+//! The wire format (PROTOCOL.md section 1): a 12-byte header
+//! (`FPNN`, version, flag, message type, `ss`, payload size as u32 LE),
+//! then a sequence number for two-way quests and answers, then the method
+//! name for quests, then a msgpack payload whose root is a map with string
+//! keys.
+//!
+//! * [`encode_quest`], [`encode_answer`] and [`encode_error_answer`] build
+//!   whole frames.
+//! * [`Decoder`] is incremental: feed it bytes in any chunking and take out
+//!   complete [`Frame`]s. Every length read off the wire is checked against
+//!   the configured maximum before anything is allocated for it.
+//!
+//! ```
+//! use rtm_server_sdk::fpnn::codec::{encode_quest, Decoder, Frame};
+//! use rmpv::Value;
+//!
+//! let payload = Value::Map(vec![(Value::from("k"), Value::from(1))]);
+//! let mut bytes = Vec::new();
+//! encode_quest(&mut bytes, Some(7), "demo", &payload).unwrap();
+//!
+//! let mut decoder = Decoder::new(1 << 20);
+//! decoder.feed(&bytes[..5]); // any split works
+//! assert!(decoder.next_frame().unwrap().is_none());
+//! decoder.feed(&bytes[5..]);
+//! match decoder.next_frame().unwrap() {
+//!     Some(Frame::Quest(q)) => {
+//!         assert_eq!(q.method, "demo");
+//!         assert_eq!(q.seq, Some(7));
+//!         assert_eq!(q.payload, payload);
+//!     }
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! ```
+
+use byteorder::{ByteOrder, LittleEndian};
+use rmpv::Value;
+
+use crate::error::{Error, ProtocolError, Result};
+
+/// The four magic bytes that start every frame.
+pub const MAGIC: [u8; 4] = *b"FPNN";
+/// The length of the fixed header.
+pub const HEADER_LEN: usize = 12;
+/// The protocol version this crate sends (any value is accepted on receive).
+pub const VERSION: u8 = 1;
+/// Flag bit: the payload is msgpack.
+pub const FLAG_MSGPACK: u8 = 0x80;
+/// Flag bit: the payload is JSON.
+pub const FLAG_JSON: u8 = 0x40;
+/// Message type of a one-way quest.
+pub const MTYPE_ONEWAY: u8 = 0;
+/// Message type of a two-way quest.
+pub const MTYPE_TWOWAY: u8 = 1;
+/// Message type of an answer.
+pub const MTYPE_ANSWER: u8 = 2;
+/// The longest method name the header can carry.
+pub const MAX_METHOD_LEN: usize = 255;
+/// The default largest payload accepted from the peer: 200 MiB, as the Go
+/// SDK (PROTOCOL.md 1.6).
+pub const DEFAULT_MAX_RECV_PAYLOAD: usize = 200 * 1024 * 1024;
+/// The default largest payload sent: 8 MiB, the C++ server's default
+/// package limit (PROTOCOL.md 1.6).
+pub const DEFAULT_MAX_SEND_PAYLOAD: usize = 8 * 1024 * 1024;
+/// The one-byte empty msgpack map, the smallest legal payload.
+pub const EMPTY_MAP: u8 = 0x80;
+
+/// A quest (a request) from either peer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quest {
+    /// `Some(seq)` for a two-way quest, `None` for a one-way quest.
+    pub seq: Option<u32>,
+    /// The method name.
+    pub method: String,
+    /// The payload, always a map with string keys.
+    pub payload: Value,
+}
+
+/// An answer to a two-way quest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The sequence number of the quest it answers.
+    pub seq: u32,
+    /// The status byte: 0 for OK, anything else for an exception.
+    pub status: u8,
+    /// The payload, always a map with string keys. For an exception it holds
+    /// `code` and `ex`.
+    pub payload: Value,
+}
+
+impl Answer {
+    /// True when the status marks an exception.
+    pub fn is_error(&self) -> bool {
+        self.status != 0
+    }
+
+    /// Turns the answer into the OK payload or an [`Error::Server`] read from
+    /// the exception's `code` (default 20001, unknown error) and `ex`
+    /// (default empty).
+    pub fn into_result(self) -> Result<Value> {
+        if self.status == 0 {
+            return Ok(self.payload);
+        }
+        let code = map_get(&self.payload, "code")
+            .and_then(Value::as_i64)
+            .unwrap_or(crate::codes::FPNN_EC_CORE_UNKNOWN_ERROR);
+        let message = match map_get(&self.payload, "ex") {
+            Some(Value::String(s)) => s.as_str().unwrap_or("").to_string(),
+            Some(Value::Binary(b)) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+        };
+        Err(Error::Server { code, message })
+    }
+}
+
+/// One decoded frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// A one-way or two-way quest.
+    Quest(Quest),
+    /// An answer.
+    Answer(Answer),
+}
+
+/// Looks a key up in a msgpack map (`None` when `map` is not a map or has no
+/// such key).
+pub fn map_get<'a>(map: &'a Value, key: &str) -> Option<&'a Value> {
+    match map {
+        Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+/// Checks that a payload can be sent: a map whose keys are all strings.
+pub fn check_payload(payload: &Value) -> Result<()> {
+    match payload {
+        Value::Map(entries) => {
+            if entries.iter().all(|(k, _)| k.is_str()) {
+                Ok(())
+            } else {
+                Err(Error::InvalidArgument(
+                    "payload map keys must all be strings".into(),
+                ))
+            }
+        }
+        _ => Err(Error::InvalidArgument(
+            "payload must be a msgpack map".into(),
+        )),
+    }
+}
+
+fn check_method(method: &str) -> Result<()> {
+    if method.is_empty() {
+        return Err(Error::InvalidArgument("method name is empty".into()));
+    }
+    if method.len() > MAX_METHOD_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "method name is {} bytes, the limit is {MAX_METHOD_LEN}",
+            method.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Starts a quest frame in `out`: writes the header (with a zero payload
+/// size), the sequence number placeholder for two-way quests, and the method.
+/// Append the msgpack payload after it, then call [`finish_frame`].
+///
+/// Returns the offset of the frame start in `out`.
+pub fn begin_quest(out: &mut Vec<u8>, two_way: bool, method: &str) -> Result<usize> {
+    check_method(method)?;
+    let start = out.len();
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(FLAG_MSGPACK);
+    out.push(if two_way { MTYPE_TWOWAY } else { MTYPE_ONEWAY });
+    out.push(method.len() as u8);
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    if two_way {
+        out.extend_from_slice(&[0, 0, 0, 0]);
+    }
+    out.extend_from_slice(method.as_bytes());
+    Ok(start)
+}
+
+/// Completes a frame started at `start` whose payload now ends at
+/// `out.len()`: writes the payload size into the header. `max_payload`
+/// bounds the payload (an [`Error::InvalidArgument`] when over it, or when
+/// the payload is empty).
+pub fn finish_frame(out: &mut [u8], start: usize, max_payload: usize) -> Result<()> {
+    let frame = &mut out[start..];
+    let body_prefix = body_prefix_len(frame[6], frame[7]);
+    let psize = frame.len() - HEADER_LEN - body_prefix;
+    if psize == 0 {
+        return Err(Error::InvalidArgument(
+            "empty payload (send an empty map instead)".into(),
+        ));
+    }
+    if psize > max_payload {
+        return Err(Error::InvalidArgument(format!(
+            "payload of {psize} bytes exceeds the send limit of {max_payload} bytes"
+        )));
+    }
+    LittleEndian::write_u32(&mut frame[8..12], psize as u32);
+    Ok(())
+}
+
+/// Writes the sequence number into a two-way quest or answer frame that
+/// starts at `frame[0]`.
+pub fn set_seq(frame: &mut [u8], seq: u32) {
+    LittleEndian::write_u32(&mut frame[12..16], seq);
+}
+
+/// Bytes between the header and the payload: the seq (two-way quests and
+/// answers) plus the method (quests).
+fn body_prefix_len(mtype: u8, ss: u8) -> usize {
+    match mtype {
+        MTYPE_ONEWAY => ss as usize,
+        MTYPE_TWOWAY => 4 + ss as usize,
+        _ => 4,
+    }
+}
+
+/// Encodes a whole quest frame (`seq` `None` for one-way) into `out`, with
+/// the default send limit.
+pub fn encode_quest(out: &mut Vec<u8>, seq: Option<u32>, method: &str, payload: &Value) -> Result<()> {
+    check_payload(payload)?;
+    let start = begin_quest(out, seq.is_some(), method)?;
+    write_value(out, payload);
+    if let Err(e) = finish_frame(out, start, DEFAULT_MAX_SEND_PAYLOAD) {
+        out.truncate(start);
+        return Err(e);
+    }
+    if let Some(seq) = seq {
+        set_seq(&mut out[start..], seq);
+    }
+    Ok(())
+}
+
+/// Encodes an OK answer frame into `out`.
+pub fn encode_answer(out: &mut Vec<u8>, seq: u32, payload: &Value) -> Result<()> {
+    check_payload(payload)?;
+    encode_answer_raw(out, seq, 0, |out| write_value(out, payload))
+}
+
+/// Encodes an exception answer `{code, ex}` into `out`.
+pub fn encode_error_answer(out: &mut Vec<u8>, seq: u32, code: i64, ex: &str) {
+    let payload = Value::Map(vec![
+        (Value::from("code"), Value::from(code)),
+        (Value::from("ex"), Value::from(ex)),
+    ]);
+    encode_answer_raw(out, seq, 1, |out| write_value(out, &payload))
+        .expect("an error answer is always small and non-empty");
+}
+
+fn encode_answer_raw(out: &mut Vec<u8>, seq: u32, status: u8, body: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(FLAG_MSGPACK);
+    out.push(MTYPE_ANSWER);
+    out.push(status);
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&seq.to_le_bytes());
+    body(out);
+    if let Err(e) = finish_frame(out, start, DEFAULT_MAX_SEND_PAYLOAD) {
+        out.truncate(start);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Appends the msgpack encoding of `value` to `out`.
+pub fn write_value(out: &mut Vec<u8>, value: &Value) {
+    // Writing into a Vec cannot fail.
+    rmpv::encode::write_value(out, value).expect("writing msgpack to a Vec cannot fail");
+}
+
+/// A parsed 12-byte header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The version byte (never checked).
+    pub version: u8,
+    /// The flag byte.
+    pub flag: u8,
+    /// The message type.
+    pub mtype: u8,
+    /// Method length for quests, status for answers.
+    pub ss: u8,
+    /// The payload size.
+    pub psize: u32,
+}
+
+impl Header {
+    /// Parses and validates a header: the magic, the message type and the
+    /// flag. The payload size is checked by the caller against its limit.
+    pub fn parse(bytes: &[u8; HEADER_LEN]) -> std::result::Result<Header, ProtocolError> {
+        let mut magic = [0u8; 4];
+        magic.copy_from_slice(&bytes[..4]);
+        if magic != MAGIC {
+            return Err(ProtocolError::BadMagic(magic));
+        }
+        let header = Header {
+            version: bytes[4],
+            flag: bytes[5],
+            mtype: bytes[6],
+            ss: bytes[7],
+            psize: LittleEndian::read_u32(&bytes[8..12]),
+        };
+        if header.mtype > MTYPE_ANSWER {
+            return Err(ProtocolError::UnknownMessageType(header.mtype));
+        }
+        let msgpack = header.flag & FLAG_MSGPACK != 0;
+        let json = header.flag & FLAG_JSON != 0;
+        if msgpack == json {
+            return Err(ProtocolError::BadFlag(header.flag));
+        }
+        if json {
+            return Err(ProtocolError::JsonNotSupported);
+        }
+        if header.mtype != MTYPE_ANSWER && header.ss == 0 {
+            return Err(ProtocolError::EmptyMethod);
+        }
+        if header.psize == 0 {
+            return Err(ProtocolError::EmptyPayload);
+        }
+        Ok(header)
+    }
+
+    /// The length of the whole frame, header included.
+    pub fn frame_len(&self) -> u64 {
+        HEADER_LEN as u64 + body_prefix_len(self.mtype, self.ss) as u64 + self.psize as u64
+    }
+}
+
+/// Decodes a msgpack payload, which must be a map with string keys.
+/// Bytes after the map are ignored (as the other FPNN implementations do).
+pub fn decode_payload(bytes: &[u8]) -> std::result::Result<Value, ProtocolError> {
+    let mut rd = bytes;
+    let value =
+        rmpv::decode::read_value(&mut rd).map_err(|e| ProtocolError::Msgpack(e.to_string()))?;
+    match &value {
+        Value::Map(entries) => {
+            if entries.iter().any(|(k, _)| !k.is_str()) {
+                return Err(ProtocolError::NonStringKey);
+            }
+        }
+        _ => return Err(ProtocolError::NotAMap),
+    }
+    if !rd.is_empty() {
+        log::debug!("ignoring {} bytes after the payload map", rd.len());
+    }
+    Ok(value)
+}
+
+/// Decodes one complete frame (`bytes` holds exactly one frame).
+pub fn decode_frame(bytes: &[u8], max_payload: usize) -> std::result::Result<Frame, ProtocolError> {
+    let mut decoder = Decoder::new(max_payload);
+    decoder.feed(bytes);
+    match decoder.next_frame()? {
+        Some(frame) if decoder.buffered() == 0 => Ok(frame),
+        Some(_) => Err(ProtocolError::Other("trailing bytes after the frame".into())),
+        None => Err(ProtocolError::Other("incomplete frame".into())),
+    }
+}
+
+/// An incremental frame decoder.
+///
+/// Feed it bytes as they arrive with [`feed`](Decoder::feed), then take
+/// frames out with
+/// [`next_frame`](Decoder::next_frame) until it returns `Ok(None)`.
+/// After an error the stream is unusable (the connection must be closed).
+#[derive(Debug)]
+pub struct Decoder {
+    buf: Vec<u8>,
+    start: usize,
+    max_payload: usize,
+    /// The validated header of the frame being received, if any.
+    pending: Option<Header>,
+}
+
+impl Decoder {
+    /// A decoder that refuses payloads larger than `max_payload` bytes.
+    pub fn new(max_payload: usize) -> Decoder {
+        Decoder {
+            buf: Vec::new(),
+            start: 0,
+            max_payload,
+            pending: None,
+        }
+    }
+
+    /// Appends received bytes.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.compact();
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The number of received bytes not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    fn compact(&mut self) {
+        if self.start > 0 && (self.start == self.buf.len() || self.start > self.buf.capacity() / 2) {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    /// Takes the next complete frame out of the buffer.
+    ///
+    /// Returns `Ok(None)` when more bytes are needed. A header is validated
+    /// (magic, message type, flag, payload size against the limit) as soon as
+    /// its 12 bytes are in, before waiting for (or allocating room for) the
+    /// body.
+    pub fn next_frame(&mut self) -> std::result::Result<Option<Frame>, ProtocolError> {
+        let avail = &self.buf[self.start..];
+        let header = match self.pending {
+            Some(h) => h,
+            None => {
+                if avail.len() < HEADER_LEN {
+                    return Ok(None);
+                }
+                let mut raw = [0u8; HEADER_LEN];
+                raw.copy_from_slice(&avail[..HEADER_LEN]);
+                let h = Header::parse(&raw)?;
+                if h.psize as u64 > self.max_payload as u64 {
+                    return Err(ProtocolError::FrameTooLarge {
+                        size: h.psize as u64,
+                        max: self.max_payload as u64,
+                    });
+                }
+                self.pending = Some(h);
+                h
+            }
+        };
+        let frame_len = header.frame_len() as usize;
+        if avail.len() < frame_len {
+            return Ok(None);
+        }
+        let frame = &avail[..frame_len];
+        let body = &frame[HEADER_LEN..];
+        let decoded = match header.mtype {
+            MTYPE_ANSWER => {
+                let seq = LittleEndian::read_u32(&body[..4]);
+                let payload = decode_payload(&body[4..])?;
+                Frame::Answer(Answer {
+                    seq,
+                    status: header.ss,
+                    payload,
+                })
+            }
+            mtype => {
+                let (seq, rest) = if mtype == MTYPE_TWOWAY {
+                    (Some(LittleEndian::read_u32(&body[..4])), &body[4..])
+                } else {
+                    (None, body)
+                };
+                let ss = header.ss as usize;
+                let method = std::str::from_utf8(&rest[..ss])
+                    .map_err(|_| ProtocolError::MethodNotUtf8)?
+                    .to_string();
+                let payload = decode_payload(&rest[ss..])?;
+                Frame::Quest(Quest {
+                    seq,
+                    method,
+                    payload,
+                })
+            }
+        };
+        self.start += frame_len;
+        self.pending = None;
+        Ok(Some(decoded))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unhex(s: &str) -> Vec<u8> {
+        let clean: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        hex::decode(clean).unwrap()
+    }
+
+    fn map(entries: Vec<(&str, Value)>) -> Value {
+        Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (Value::from(k), v))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn worked_example_two_way_quest() {
+        // PROTOCOL.md 1.8: getVoiceRoomList, seq 1, 99 bytes.
+        let expected = unhex(
+            "46504e4e 01 80 01 10 43000000 01000000 676574566f696365526f6f6d4c697374
+             84 a3706964 ce00a7d8c1
+             a47369676e d920 43323134373744393343384646324243353045313441413831463730313935 3346
+             a473616c74 ce499602d2 a27473 ce5f5e1000",
+        );
+        let payload = map(vec![
+            ("pid", Value::from(11000001u64)),
+            ("sign", Value::from("C21477D93C8FF2BC50E14AA81F70195F")),
+            ("salt", Value::from(1234567890u64)),
+            ("ts", Value::from(1600000000u64)),
+        ]);
+        let mut out = Vec::new();
+        encode_quest(&mut out, Some(1), "getVoiceRoomList", &payload).unwrap();
+        assert_eq!(out.len(), 99);
+        assert_eq!(hex::encode(&out), hex::encode(&expected));
+        let frame = decode_frame(&expected, DEFAULT_MAX_RECV_PAYLOAD).unwrap();
+        assert_eq!(
+            frame,
+            Frame::Quest(Quest {
+                seq: Some(1),
+                method: "getVoiceRoomList".into(),
+                payload
+            })
+        );
+    }
+
+    #[test]
+    fn worked_example_ok_answer() {
+        let bytes = unhex("46504e4e 01 80 02 00 0d000000 01000000 81 a4 72696473 92 cd03e9 cd03ea");
+        assert_eq!(bytes.len(), 29);
+        let payload = map(vec![(
+            "rids",
+            Value::Array(vec![Value::from(1001), Value::from(1002)]),
+        )]);
+        let mut out = Vec::new();
+        encode_answer(&mut out, 1, &payload).unwrap();
+        assert_eq!(out, bytes);
+        match decode_frame(&bytes, 1 << 20).unwrap() {
+            Frame::Answer(a) => {
+                assert_eq!(a.seq, 1);
+                assert!(!a.is_error());
+                assert_eq!(a.into_result().unwrap(), payload);
+            }
+            f => panic!("{f:?}"),
+        }
+    }
+
+    #[test]
+    fn worked_example_exception_answer() {
+        let bytes = unhex(
+            "46504e4e 01 80 02 01 18000000 01000000 82 a4 636f6465 ce 00030d46 a2 6578 a9 73616d65207369676e",
+        );
+        assert_eq!(bytes.len(), 40);
+        let mut out = Vec::new();
+        encode_error_answer(&mut out, 1, 200006, "same sign");
+        assert_eq!(out, bytes);
+        match decode_frame(&bytes, 1 << 20).unwrap() {
+            Frame::Answer(a) => match a.into_result() {
+                Err(Error::Server { code, message }) => {
+                    assert_eq!(code, 200006);
+                    assert_eq!(message, "same sign");
+                }
+                r => panic!("{r:?}"),
+            },
+            f => panic!("{f:?}"),
+        }
+    }
+
+    #[test]
+    fn worked_example_one_way_quest() {
+        let bytes = unhex("46504e4e 01 80 00 06 04000000 6e6f74696679 81 a1 6b 01");
+        assert_eq!(bytes.len(), 22);
+        let payload = map(vec![("k", Value::from(1))]);
+        let mut out = Vec::new();
+        encode_quest(&mut out, None, "notify", &payload).unwrap();
+        assert_eq!(out, bytes);
+        assert_eq!(
+            decode_frame(&bytes, 1 << 20).unwrap(),
+            Frame::Quest(Quest {
+                seq: None,
+                method: "notify".into(),
+                payload
+            })
+        );
+    }
+
+    #[test]
+    fn worked_example_ping_and_server_ping() {
+        let ping = unhex("46504e4e 01 80 01 05 01000000 02000000 2a70696e67 80");
+        let mut out = Vec::new();
+        encode_quest(&mut out, Some(2), "*ping", &Value::Map(vec![])).unwrap();
+        assert_eq!(out, ping);
+        let answer = unhex("46504e4e 01 80 02 00 0d000000 02000000 81 a2 7473 cf 00000174876e807b");
+        match decode_frame(&answer, 1 << 20).unwrap() {
+            Frame::Answer(a) => assert_eq!(
+                map_get(&a.payload, "ts").and_then(Value::as_u64),
+                Some(1600000000123)
+            ),
+            f => panic!("{f:?}"),
+        }
+        let server_ping = unhex("46504e4e 01 80 01 04 01000000 07000000 70696e67 80");
+        assert!(matches!(
+            decode_frame(&server_ping, 1 << 20).unwrap(),
+            Frame::Quest(Quest { seq: Some(7), ref method, .. }) if method == "ping"
+        ));
+        let mut pong = Vec::new();
+        encode_answer(&mut pong, 7, &Value::Map(vec![])).unwrap();
+        assert_eq!(pong, unhex("46504e4e 01 80 02 00 01000000 07000000 80"));
+    }
+
+    #[test]
+    fn json_frames_and_bad_headers_are_typed_errors() {
+        let json = unhex("46504e4e 01 40 02 00 14000000 01000000 7b2272696473223a5b313030312c313030325d7d");
+        assert_eq!(decode_frame(&json, 1 << 20), Err(ProtocolError::JsonNotSupported));
+        let mut bad = unhex("46504e4e 01 80 02 00 01000000 01000000 80");
+        bad[0] = b'G';
+        assert!(matches!(decode_frame(&bad, 1 << 20), Err(ProtocolError::BadMagic(_))));
+        let mut bad = unhex("46504e4e 01 80 02 00 01000000 01000000 80");
+        bad[6] = 3;
+        assert_eq!(decode_frame(&bad, 1 << 20), Err(ProtocolError::UnknownMessageType(3)));
+        let mut bad = unhex("46504e4e 01 80 02 00 01000000 01000000 80");
+        bad[5] = 0xC0;
+        assert_eq!(decode_frame(&bad, 1 << 20), Err(ProtocolError::BadFlag(0xC0)));
+        bad[5] = 0x00;
+        assert_eq!(decode_frame(&bad, 1 << 20), Err(ProtocolError::BadFlag(0)));
+        let empty = unhex("46504e4e 01 80 02 00 00000000 01000000");
+        assert_eq!(decode_frame(&empty, 1 << 20), Err(ProtocolError::EmptyPayload));
+        let not_map = unhex("46504e4e 01 80 02 00 01000000 01000000 90");
+        assert_eq!(decode_frame(&not_map, 1 << 20), Err(ProtocolError::NotAMap));
+        let int_key = unhex("46504e4e 01 80 02 00 03000000 01000000 81 01 02");
+        assert_eq!(decode_frame(&int_key, 1 << 20), Err(ProtocolError::NonStringKey));
+        let truncated = unhex("46504e4e 01 80 02 00 02000000 01000000 81 a1");
+        assert!(matches!(decode_frame(&truncated, 1 << 20), Err(ProtocolError::Msgpack(_))));
+        // Any version byte is accepted.
+        let v0 = unhex("46504e4e 00 80 02 00 01000000 01000000 80");
+        assert!(decode_frame(&v0, 1 << 20).is_ok());
+    }
+
+    #[test]
+    fn oversized_header_is_refused_before_the_body_arrives() {
+        // A header announcing a 4 GiB payload: refused from the 12 header
+        // bytes alone, nothing allocated for the body.
+        let header = unhex("46504e4e 01 80 02 00 ffffffff");
+        let mut d = Decoder::new(DEFAULT_MAX_RECV_PAYLOAD);
+        d.feed(&header);
+        assert_eq!(
+            d.next_frame(),
+            Err(ProtocolError::FrameTooLarge {
+                size: 0xFFFF_FFFF,
+                max: DEFAULT_MAX_RECV_PAYLOAD as u64
+            })
+        );
+        let mut d = Decoder::new(16);
+        d.feed(&unhex("46504e4e 01 80 02 00 11000000"));
+        assert!(matches!(d.next_frame(), Err(ProtocolError::FrameTooLarge { size: 17, max: 16 })));
+    }
+
+    #[test]
+    fn encoder_refuses_bad_input() {
+        let mut out = Vec::new();
+        let long = "m".repeat(256);
+        assert!(matches!(
+            encode_quest(&mut out, Some(1), &long, &Value::Map(vec![])),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            encode_quest(&mut out, Some(1), "", &Value::Map(vec![])),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            encode_quest(&mut out, Some(1), "m", &Value::from(1)),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            encode_quest(&mut out, Some(1), "m", &Value::Map(vec![(Value::from(1), Value::from(2))])),
+            Err(Error::InvalidArgument(_))
+        ));
+        let big = map(vec![("b", Value::Binary(vec![0; DEFAULT_MAX_SEND_PAYLOAD]))]);
+        assert!(matches!(
+            encode_quest(&mut out, Some(1), "m", &big),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(out.is_empty(), "nothing is left behind by a refused frame");
+        assert!(encode_quest(&mut out, Some(1), &"m".repeat(255), &Value::Map(vec![])).is_ok());
+    }
+
+    /// A small deterministic generator for the property tests.
+    struct XorShift(u64);
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    fn random_value(rng: &mut XorShift, depth: u32) -> Value {
+        match rng.below(if depth > 2 { 6 } else { 8 }) {
+            0 => Value::from(rng.next() as i64),
+            1 => Value::from(rng.below(300) as i64 - 150),
+            2 => Value::from(format!("s{}", rng.next())),
+            3 => Value::Binary((0..rng.below(40)).map(|_| rng.next() as u8).collect()),
+            4 => Value::Boolean(rng.below(2) == 1),
+            5 => Value::Nil,
+            6 => Value::Array((0..rng.below(5)).map(|_| random_value(rng, depth + 1)).collect()),
+            _ => random_map(rng, depth + 1),
+        }
+    }
+
+    fn random_map(rng: &mut XorShift, depth: u32) -> Value {
+        Value::Map(
+            (0..rng.below(6))
+                .map(|i| (Value::from(format!("k{i}")), random_value(rng, depth)))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn property_round_trip_with_random_splits() {
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..300 {
+            let mut frames = Vec::new();
+            let mut bytes = Vec::new();
+            for _ in 0..rng.below(8) + 1 {
+                let payload = random_map(&mut rng, 0);
+                let frame = match rng.below(3) {
+                    0 => {
+                        let seq = rng.next() as u32;
+                        let method = format!("m{}", rng.below(1000));
+                        encode_quest(&mut bytes, Some(seq), &method, &payload).unwrap();
+                        Frame::Quest(Quest { seq: Some(seq), method, payload })
+                    }
+                    1 => {
+                        encode_quest(&mut bytes, None, "oneway", &payload).unwrap();
+                        Frame::Quest(Quest { seq: None, method: "oneway".into(), payload })
+                    }
+                    _ => {
+                        let seq = rng.next() as u32;
+                        encode_answer(&mut bytes, seq, &payload).unwrap();
+                        Frame::Answer(Answer { seq, status: 0, payload })
+                    }
+                };
+                frames.push(frame);
+            }
+            let mut decoder = Decoder::new(1 << 20);
+            let mut got = Vec::new();
+            let mut pos = 0;
+            while pos < bytes.len() {
+                let n = (rng.below(40) as usize + 1).min(bytes.len() - pos);
+                decoder.feed(&bytes[pos..pos + n]);
+                pos += n;
+                while let Some(f) = decoder.next_frame().unwrap() {
+                    got.push(f);
+                }
+            }
+            assert_eq!(got, frames);
+            assert_eq!(decoder.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn property_random_bytes_never_panic() {
+        let mut rng = XorShift(0xDEAD_BEEF_1234_5678);
+        let valid = {
+            let mut v = Vec::new();
+            encode_answer(&mut v, 5, &random_map(&mut XorShift(3), 0)).unwrap();
+            v
+        };
+        for round in 0..5000 {
+            let mut bytes: Vec<u8> = match round % 3 {
+                // Pure noise, sometimes behind a valid magic.
+                0 => (0..rng.below(200)).map(|_| rng.next() as u8).collect(),
+                1 => {
+                    let mut b = b"FPNN".to_vec();
+                    b.extend((0..rng.below(200)).map(|_| rng.next() as u8));
+                    b
+                }
+                // A valid frame with a few bytes flipped.
+                _ => {
+                    let mut b = valid.clone();
+                    for _ in 0..rng.below(4) + 1 {
+                        let i = rng.below(b.len() as u64) as usize;
+                        b[i] = rng.next() as u8;
+                    }
+                    b
+                }
+            };
+            if round % 7 == 0 {
+                bytes.truncate(rng.below(bytes.len() as u64 + 1) as usize);
+            }
+            let mut decoder = Decoder::new(1 << 16);
+            let mut pos = 0;
+            'feed: while pos < bytes.len() {
+                let n = (rng.below(17) as usize + 1).min(bytes.len() - pos);
+                decoder.feed(&bytes[pos..pos + n]);
+                pos += n;
+                loop {
+                    match decoder.next_frame() {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(_) => break 'feed,
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! One FPNN connection: the socket, the reader thread, the pending table and
+//! the combining writer.
+//!
+//! # Threads and locks
+//!
+//! * The **reader thread** (`fpnn-reader-N`) owns the read side: it reads,
+//!   decrypts, decodes, and routes each answer to its waiter. It never runs
+//!   user code: callbacks and server quests are handed to the callback pool,
+//!   blocked callers are woken through their channel.
+//! * `pending` maps sequence numbers to waiters. An entry is removed by
+//!   exactly one party (the reader on its answer, the timer or the waiting
+//!   caller on timeout, or [`Connection::shutdown`]), and whoever removes it
+//!   completes it: every call completes exactly once.
+//! * `writer` serializes writes. A sender appends its frame to the shared
+//!   buffer; if no other thread is writing, it becomes the writer and flushes
+//!   the buffer, including the frames other threads append meanwhile, so
+//!   concurrent senders share one syscall.
+//!
+//! Lock order: `pending` and `writer` are never held together; neither is
+//! held while completing a waiter or while writing to the socket.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use rmpv::Value;
+
+use super::codec::{self, Decoder, Frame, Quest};
+use super::crypto::{Decryptor, Encryptor};
+use super::pool::{AnswerCallback, Job, Pool};
+use crate::error::{Error, Result};
+
+/// Locks a mutex, ignoring poisoning (no code that can panic runs under
+/// these locks, and the state stays consistent if it ever did).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Who waits for an answer.
+pub(crate) enum Waiter {
+    /// A blocked caller; it handles its own timeout.
+    Blocking(Sender<Result<Value>>),
+    /// A callback; the timer thread expires it at `deadline`.
+    Callback {
+        cb: AnswerCallback,
+        deadline: Instant,
+        method: Box<str>,
+        timeout: Duration,
+    },
+}
+
+struct Pending {
+    map: HashMap<u32, Waiter>,
+    /// Deadlines of the callback entries, earliest first.
+    deadlines: BTreeSet<(Instant, u32)>,
+    /// Set once the connection is shut down; no entry is added after it.
+    closed: Option<Error>,
+}
+
+impl Pending {
+    fn remove(&mut self, seq: u32) -> Option<Waiter> {
+        let w = self.map.remove(&seq)?;
+        if let Waiter::Callback { deadline, .. } = &w {
+            self.deadlines.remove(&(*deadline, seq));
+        }
+        Some(w)
+    }
+}
+
+struct WriteState {
+    /// Frames waiting to be written (already encrypted when encrypting).
+    buf: Vec<u8>,
+    /// An empty buffer kept to swap with `buf`, so its capacity is reused.
+    spare: Vec<u8>,
+    /// A thread is writing `spare`'s former contents right now.
+    writing: bool,
+    closed: bool,
+    encryptor: Option<Encryptor>,
+}
+
+/// What the connection needs from its client.
+pub(crate) struct ConnContext {
+    pub pool: Arc<Pool>,
+    /// Wakes the timer thread when a callback deadline earlier than every
+    /// other one is added.
+    pub timer_wake: Sender<()>,
+    /// Handles server quests (runs on the pool).
+    pub on_quest: Arc<dyn Fn(&Arc<Connection>, Quest) + Send + Sync>,
+    /// Told once when the connection ends (runs on the thread that noticed).
+    pub on_closed: Arc<dyn Fn(&Arc<Connection>, &Error) + Send + Sync>,
+    pub max_recv_payload: usize,
+    /// A monotonic origin for `last_recv`.
+    pub epoch: Instant,
+}
+
+/// One TCP connection to an FPNN server.
+pub(crate) struct Connection {
+    pub id: u64,
+    pub endpoint: String,
+    stream: TcpStream,
+    pending: Mutex<Pending>,
+    writer: Mutex<WriteState>,
+    next_seq: AtomicU32,
+    closed: AtomicBool,
+    /// Milliseconds since `ctx.epoch` when the last frame arrived.
+    last_recv_ms: AtomicU64,
+    reader: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) ctx: Arc<ConnContext>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("endpoint", &self.endpoint)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Wraps a connected stream and starts its reader thread. `decryptor`
+    /// decrypts everything received from the first byte on; the encryptor
+    /// is installed later with [`Connection::enable_encryption`], after the
+    /// clear-text `*key` frame is written.
+    pub(crate) fn start(
+        id: u64,
+        endpoint: String,
+        stream: TcpStream,
+        decryptor: Option<Decryptor>,
+        ctx: Arc<ConnContext>,
+    ) -> Result<Arc<Connection>> {
+        let read_stream = stream.try_clone()?;
+        let conn = Arc::new(Connection {
+            id,
+            endpoint,
+            stream,
+            pending: Mutex::new(Pending {
+                map: HashMap::new(),
+                deadlines: BTreeSet::new(),
+                closed: None,
+            }),
+            writer: Mutex::new(WriteState {
+                buf: Vec::new(),
+                spare: Vec::new(),
+                writing: false,
+                closed: false,
+                encryptor: None,
+            }),
+            next_seq: AtomicU32::new(1),
+            closed: AtomicBool::new(false),
+            last_recv_ms: AtomicU64::new(0),
+            reader: Mutex::new(None),
+            ctx,
+        });
+        conn.touch();
+        let reader_conn = conn.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("fpnn-reader-{id}"))
+            .spawn(move || reader_loop(reader_conn, read_stream, decryptor))?;
+        *lock(&conn.reader) = Some(handle);
+        Ok(conn)
+    }
+
+    /// Installs the send-side cipher: every frame written after this call is
+    /// encrypted.
+    pub(crate) fn enable_encryption(&self, encryptor: Encryptor) {
+        lock(&self.writer).encryptor = Some(encryptor);
+    }
+
+    /// True once the connection has been shut down.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn touch(&self) {
+        let ms = self.ctx.epoch.elapsed().as_millis() as u64;
+        self.last_recv_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The time since the last frame (or byte) arrived.
+    pub(crate) fn idle_for(&self) -> Duration {
+        let now = self.ctx.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_recv_ms.load(Ordering::Relaxed)))
+    }
+
+    /// The next sequence number: counts up from 1, stays in 1..=0x7FFFFFFF
+    /// (PROTOCOL.md 1.5) and skips numbers still in flight after a wrap.
+    fn next_seq(&self, pending: &Pending) -> u32 {
+        loop {
+            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed) & 0x7FFF_FFFF;
+            if seq != 0 && !pending.map.contains_key(&seq) {
+                return seq;
+            }
+        }
+    }
+
+    /// Sends a two-way quest frame (built by `codec::begin_quest` +
+    /// payload + `finish_frame`, without its seq) and registers `waiter`.
+    ///
+    /// On success the waiter will be completed exactly once by the reader,
+    /// a timeout or a shutdown. On failure before the quest was registered
+    /// or when the waiter could be taken back, the waiter is returned with
+    /// the error and the caller completes it.
+    pub(crate) fn send_two_way(
+        self: &Arc<Self>,
+        frame: &mut [u8],
+        waiter: Waiter,
+    ) -> std::result::Result<u32, (Error, Option<Waiter>)> {
+        let seq = {
+            let mut p = lock(&self.pending);
+            if let Some(err) = &p.closed {
+                return Err((err.clone(), Some(waiter)));
+            }
+            let seq = self.next_seq(&p);
+            if let Waiter::Callback { deadline, .. } = &waiter {
+                let earliest = p.deadlines.first().map(|(d, _)| *d);
+                p.deadlines.insert((*deadline, seq));
+                if earliest.is_none_or(|e| *deadline < e) {
+                    let _ = self.ctx.timer_wake.try_send(());
+                }
+            }
+            p.map.insert(seq, waiter);
+            seq
+        };
+        codec::set_seq(frame, seq);
+        if let Err(e) = self.write_frame(frame) {
+            let back = self.take(seq);
+            return Err((e, back));
+        }
+        Ok(seq)
+    }
+
+    /// Writes a one-way quest or an answer frame.
+    pub(crate) fn send_frame(self: &Arc<Self>, frame: &[u8]) -> Result<()> {
+        self.write_frame(frame)
+    }
+
+    /// Removes a pending entry (for a caller whose wait timed out). `None`
+    /// means someone else already took it and is completing it.
+    pub(crate) fn take(&self, seq: u32) -> Option<Waiter> {
+        lock(&self.pending).remove(seq)
+    }
+
+    /// The earliest callback deadline, if any callback is pending.
+    pub(crate) fn earliest_deadline(&self) -> Option<Instant> {
+        lock(&self.pending).deadlines.first().map(|(d, _)| *d)
+    }
+
+    /// The number of calls in flight.
+    pub(crate) fn pending_count(&self) -> usize {
+        lock(&self.pending).map.len()
+    }
+
+    /// Completes every callback whose deadline has passed with a timeout
+    /// error.
+    pub(crate) fn expire(&self, now: Instant) {
+        let mut expired = Vec::new();
+        {
+            let mut p = lock(&self.pending);
+            while let Some(&(deadline, seq)) = p.deadlines.first() {
+                if deadline > now {
+                    break;
+                }
+                p.deadlines.pop_first();
+                if let Some(w) = p.map.remove(&seq) {
+                    expired.push(w);
+                }
+            }
+        }
+        for w in expired {
+            if let Waiter::Callback {
+                cb,
+                method,
+                timeout,
+                ..
+            } = w
+            {
+                self.ctx.pool.fail(
+                    cb,
+                    Error::Timeout {
+                        method: method.into(),
+                        timeout,
+                    },
+                );
+            }
+        }
+    }
+
+    fn write_frame(self: &Arc<Self>, frame: &[u8]) -> Result<()> {
+        let mut w = lock(&self.writer);
+        if w.closed {
+            return Err(self.closed_error());
+        }
+        let WriteState { buf, encryptor, .. } = &mut *w;
+        match encryptor {
+            Some(enc) => enc.encrypt_frame(frame, buf),
+            None => buf.extend_from_slice(frame),
+        }
+        if w.writing {
+            return Ok(());
+        }
+        w.writing = true;
+        loop {
+            let mut data = std::mem::take(&mut w.spare);
+            std::mem::swap(&mut data, &mut w.buf);
+            drop(w);
+            let result = (&self.stream).write_all(&data);
+            data.clear();
+            if data.capacity() > 1 << 20 {
+                data.shrink_to(64 * 1024);
+            }
+            w = lock(&self.writer);
+            w.spare = data;
+            if let Err(e) = result {
+                w.writing = false;
+                w.buf.clear();
+                drop(w);
+                let err = Error::from(e);
+                self.shutdown(err.clone());
+                return Err(err);
+            }
+            if w.buf.is_empty() || w.closed {
+                w.writing = false;
+                return Ok(());
+            }
+        }
+    }
+
+    fn closed_error(&self) -> Error {
+        lock(&self.pending)
+            .closed
+            .clone()
+            .unwrap_or_else(|| Error::closed("connection is closed"))
+    }
+
+    /// Closes the connection: shuts the socket down and completes every
+    /// pending call with `err`. Only the first call has an effect.
+    pub(crate) fn shutdown(self: &Arc<Self>, err: Error) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        log::debug!("connection {} to {} closed: {err}", self.id, self.endpoint);
+        let _ = self.stream.shutdown(Shutdown::Both);
+        {
+            let mut w = lock(&self.writer);
+            w.closed = true;
+            w.buf = Vec::new();
+        }
+        let drained = {
+            let mut p = lock(&self.pending);
+            p.closed = Some(err.clone());
+            p.deadlines.clear();
+            std::mem::take(&mut p.map)
+        };
+        for (_, waiter) in drained {
+            self.complete(waiter, Err(err.clone()));
+        }
+        (self.ctx.on_closed)(self, &err);
+    }
+
+    /// Waits for the reader thread to end (after [`shutdown`](Self::shutdown)).
+    pub(crate) fn join_reader(&self) {
+        let handle = lock(&self.reader).take();
+        if let Some(h) = handle {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+
+    fn complete(&self, waiter: Waiter, result: Result<Value>) {
+        match waiter {
+            Waiter::Blocking(tx) => {
+                let _ = tx.send(result);
+            }
+            Waiter::Callback { cb, .. } => self.ctx.pool.complete(cb, result),
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, frame: Frame) {
+        match frame {
+            Frame::Answer(answer) => {
+                let seq = answer.seq;
+                match self.take(seq) {
+                    Some(waiter) => self.complete(waiter, answer.into_result()),
+                    None => log::debug!(
+                        "connection {}: dropping an answer for unknown seq {seq}",
+                        self.id
+                    ),
+                }
+            }
+            Frame::Quest(quest) => {
+                let conn = self.clone();
+                let on_quest = self.ctx.on_quest.clone();
+                self.ctx
+                    .pool
+                    .submit(Job::Task(Box::new(move || on_quest(&conn, quest))));
+            }
+        }
+    }
+}
+
+fn reader_loop(conn: Arc<Connection>, mut stream: TcpStream, mut decryptor: Option<Decryptor>) {
+    let mut raw = vec![0u8; 64 * 1024];
+    let mut plain = Vec::new();
+    let mut decoder = Decoder::new(conn.ctx.max_recv_payload);
+    let err = 'outer: loop {
+        let n = match stream.read(&mut raw) {
+            Ok(0) => break Error::closed("the server closed the connection"),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                if conn.is_closed() {
+                    break Error::closed("connection is closed");
+                }
+                break Error::from(e);
+            }
+        };
+        conn.touch();
+        match decryptor.as_mut() {
+            Some(d) => {
+                plain.clear();
+                if let Err(e) = d.decrypt(&raw[..n], &mut plain) {
+                    break e;
+                }
+                decoder.feed(&plain);
+            }
+            None => decoder.feed(&raw[..n]),
+        }
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => conn.dispatch(frame),
+                Ok(None) => break,
+                Err(e) => {
+                    log::warn!("connection {} to {}: {e}", conn.id, conn.endpoint);
+                    break 'outer Error::Protocol(e);
+                }
+            }
+        }
+    };
+    conn.shutdown(err);
+}

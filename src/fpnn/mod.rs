@@ -1,0 +1,24 @@
+//! The FPNN transport: the pure frame codec, encryption, the connection and
+//! the client.
+//!
+//! Layers, from the bottom:
+//!
+//! * [`codec`]: frames to bytes and back; no sockets.
+//! * [`crypto`]: the ECDH key exchange and the AES-CFB transforms; no
+//!   sockets.
+//! * the connection (private): one `TcpStream`, a named reader thread, the
+//!   pending table keyed by sequence number, and the combining writer.
+//! * [`FpnnClient`]: lazy connect, timeouts, callbacks, server quests,
+//!   shutdown. Its raw calls reach any FPNN method.
+
+pub mod codec;
+pub mod crypto;
+
+mod client;
+mod config;
+pub(crate) mod conn;
+pub(crate) mod pool;
+
+pub use client::{FpnnClient, QuestHandler, QuestReply};
+pub(crate) use client::{ConnectHook, Core, FpnnSession};
+pub use config::{ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_QUEST_TIMEOUT};

@@ -1,0 +1,109 @@
+//! The callback pool: the threads that run user callbacks and server-quest
+//! handlers, so that none of them ever runs on the reader thread.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
+use std::thread::{self, JoinHandle, ThreadId};
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use rmpv::Value;
+
+use crate::error::{Error, Result};
+
+/// A boxed answer callback.
+pub(crate) type AnswerCallback = Box<dyn FnOnce(Result<Value>) + Send + 'static>;
+
+/// A unit of work for the pool.
+pub(crate) enum Job {
+    /// Complete a callback with its result.
+    Answer(AnswerCallback, Result<Value>),
+    /// Run any task (server quests, events).
+    Task(Box<dyn FnOnce() + Send + 'static>),
+}
+
+impl Job {
+    fn run(self) {
+        let outcome = match self {
+            Job::Answer(cb, result) => catch_unwind(AssertUnwindSafe(move || cb(result))),
+            Job::Task(task) => catch_unwind(AssertUnwindSafe(task)),
+        };
+        if outcome.is_err() {
+            log::error!("a user callback panicked; the callback thread carries on");
+        }
+    }
+}
+
+/// A fixed set of named worker threads fed by one channel.
+pub(crate) struct Pool {
+    tx: Mutex<Option<Sender<Job>>>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+    worker_ids: Vec<ThreadId>,
+}
+
+impl Pool {
+    pub(crate) fn new(threads: usize, name: &str) -> std::io::Result<Pool> {
+        let (tx, rx): (Sender<Job>, Receiver<Job>) = unbounded();
+        let mut workers = Vec::new();
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            let handle = thread::Builder::new()
+                .name(format!("{name}-cb-{i}"))
+                .spawn(move || {
+                    for job in rx.iter() {
+                        job.run();
+                    }
+                })?;
+            workers.push(handle);
+        }
+        let worker_ids = workers.iter().map(|h| h.thread().id()).collect();
+        Ok(Pool {
+            tx: Mutex::new(Some(tx)),
+            workers: Mutex::new(workers),
+            worker_ids,
+        })
+    }
+
+    /// Queues a job. After [`shutdown`](Pool::shutdown) the job runs on the
+    /// calling thread instead, so it still runs exactly once.
+    pub(crate) fn submit(&self, job: Job) {
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match tx {
+            Some(tx) => {
+                if let Err(e) = tx.send(job) {
+                    e.into_inner().run();
+                }
+            }
+            None => job.run(),
+        }
+    }
+
+    /// Completes `cb` with `result` on a pool thread.
+    pub(crate) fn complete(&self, cb: AnswerCallback, result: Result<Value>) {
+        self.submit(Job::Answer(cb, result));
+    }
+
+    /// Completes `cb` with an error on a pool thread.
+    pub(crate) fn fail(&self, cb: AnswerCallback, err: Error) {
+        self.complete(cb, Err(err));
+    }
+
+    /// True when the current thread is one of the pool's workers.
+    pub(crate) fn is_worker(&self) -> bool {
+        let me = thread::current().id();
+        self.worker_ids.contains(&me)
+    }
+
+    /// Lets the workers finish every queued job, then joins them (except the
+    /// calling thread, when it is a worker: a thread never joins itself).
+    pub(crate) fn shutdown(&self) {
+        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        let me = thread::current().id();
+        for w in workers {
+            if w.thread().id() == me {
+                continue;
+            }
+            let _ = w.join();
+        }
+    }
+}

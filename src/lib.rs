@@ -1,0 +1,8 @@
+//! Blocking Rust client for the RTM Server-End API over FPNN.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod fpnn;
+
+pub use error::{codes, Error, ProtocolError, Result};
