@@ -6,3 +6,9 @@ pub mod error;
 pub mod fpnn;
 
 pub use error::{codes, Error, ProtocolError, Result};
+pub mod rtm;
+
+pub use fpnn::{ClientConfig, FpnnClient};
+pub use rtm::{RtmServerClient, VoiceRoomMembers, RtcRoomMembers, RtcRoomType, AdminCommand};
+#[cfg(feature = "emulator")]
+pub mod emulator;

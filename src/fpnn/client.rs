@@ -13,6 +13,7 @@ use rmpv::Value;
 
 use super::codec::{self, Quest};
 use super::config::ClientConfig;
+use super::crypto::{ClientHandshake, Encryptor};
 use super::conn::{lock, ConnContext, Connection, Waiter};
 use super::pool::{AnswerCallback, Pool};
 use crate::codes;
@@ -227,6 +228,11 @@ impl FpnnClient {
         self.handle.core.connection().map(|_| ())
     }
 
+    /// True once the client was closed (by [`close`](FpnnClient::close)).
+    pub fn is_closed(&self) -> bool {
+        self.handle.core.closed()
+    }
+
     /// True while a connection is established.
     pub fn is_connected(&self) -> bool {
         lock(&self.handle.core.state)
@@ -393,7 +399,31 @@ impl Core {
         let deadline = Instant::now() + self.config.connect_timeout;
         let stream = self.dial(deadline)?;
         let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
-        let conn = Connection::start(id, self.endpoint.clone(), stream, None, self.ctx.clone())?;
+        let handshake = match &self.config.encryption {
+            Some(enc) => Some(enc.handshake(self.config.max_recv_payload)?),
+            None => None,
+        };
+        let (decryptor, handshake) = match handshake {
+            Some(hs) => {
+                let ClientHandshake {
+                    public_key,
+                    stream_mode,
+                    bits,
+                    encryptor,
+                    decryptor,
+                } = hs;
+                (Some(decryptor), Some((public_key, stream_mode, bits, encryptor)))
+            }
+            None => (None, None),
+        };
+        let conn = Connection::start(id, self.endpoint.clone(), stream, decryptor, self.ctx.clone())?;
+        if let Some((public_key, stream_mode, bits, encryptor)) = handshake {
+            if let Err(e) = self.key_exchange(&conn, deadline, public_key, stream_mode, bits, encryptor) {
+                conn.shutdown(e.clone());
+                conn.join_reader();
+                return Err(e);
+            }
+        }
         log::debug!("connection {id} to {} established", self.endpoint);
         let hook = lock(&self.connect_hook).clone();
         if let Some(hook) = hook {
@@ -408,6 +438,42 @@ impl Core {
             }
         }
         Ok(conn)
+    }
+
+    /// The `*key` handshake (PROTOCOL.md 2.3): sent in clear as the first
+    /// frame; everything after it, in both directions, is encrypted. Waits
+    /// for the answer within the connect deadline.
+    fn key_exchange(
+        &self,
+        conn: &Arc<Connection>,
+        deadline: Instant,
+        public_key: Vec<u8>,
+        stream_mode: bool,
+        bits: u32,
+        encryptor: Encryptor,
+    ) -> Result<()> {
+        let payload = Value::Map(vec![
+            (Value::from("publicKey"), Value::Binary(public_key)),
+            (Value::from("streamMode"), Value::Boolean(stream_mode)),
+            (Value::from("bits"), Value::from(bits)),
+        ]);
+        let mut frame = self.encode_value("*key", true, &payload)?;
+        let (tx, rx) = bounded(1);
+        // The connection is not published yet, so this thread writes the
+        // frame itself, in clear, before the encryptor is installed.
+        let seq = conn
+            .send_two_way(&mut frame, Waiter::Blocking(tx))
+            .map_err(|(e, _)| e)?;
+        conn.enable_encryption(encryptor);
+        let timeout = self.config.connect_timeout;
+        match wait_answer(conn, &rx, seq, deadline, "*key", timeout) {
+            Ok(_) => Ok(()),
+            Err(Error::Timeout { .. }) => Err(Error::ConnectTimeout {
+                endpoint: self.endpoint.clone(),
+                timeout,
+            }),
+            Err(e) => Err(Error::Encryption(format!("the key exchange failed: {e}"))),
+        }
     }
 
     fn dial(&self, deadline: Instant) -> Result<TcpStream> {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::codec::{DEFAULT_MAX_RECV_PAYLOAD, DEFAULT_MAX_SEND_PAYLOAD};
+use super::crypto::EncryptionConfig;
 
 /// The default connect timeout: 30 seconds, as the official RTM SDKs.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,6 +44,9 @@ pub struct ClientConfig {
     /// How many threads run user callbacks and server-quest handlers.
     /// Default 2.
     pub callback_threads: usize,
+    /// Encrypt the connection with the server's public key (ECDH + AES-CFB,
+    /// see [`crypto`](super::crypto)). Default `None`: plain TCP.
+    pub encryption: Option<EncryptionConfig>,
 }
 
 impl Default for ClientConfig {
@@ -53,6 +57,7 @@ impl Default for ClientConfig {
             max_recv_payload: DEFAULT_MAX_RECV_PAYLOAD,
             max_send_payload: DEFAULT_MAX_SEND_PAYLOAD,
             callback_threads: 2,
+            encryption: None,
         }
     }
 }
@@ -79,6 +84,12 @@ impl ClientConfig {
     /// Sets [`max_send_payload`](ClientConfig::max_send_payload).
     pub fn max_send_payload(mut self, bytes: usize) -> Self {
         self.max_send_payload = bytes;
+        self
+    }
+
+    /// Sets [`encryption`](ClientConfig::encryption).
+    pub fn encryption(mut self, encryption: EncryptionConfig) -> Self {
+        self.encryption = Some(encryption);
         self
     }
 

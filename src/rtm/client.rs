@@ -1,0 +1,353 @@
+//! The RTM server client: signing, the resend rule, and the one generic
+//! path that every API method goes through.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use rmpv::Value;
+
+use super::auth;
+use super::params::{AnswerReader, Params};
+use crate::codes;
+use crate::error::{Error, Result};
+use crate::fpnn::{ClientConfig, FpnnClient};
+
+/// Reads the answer of one method into its typed result.
+pub(crate) type ReadAnswer<T> = for<'a> fn(&AnswerReader<'a>) -> Result<T>;
+
+/// A blocking client of the RTM Server-End API.
+///
+/// Every method exists in two forms generated from one description: a
+/// blocking form that returns the typed result, and a `*_with_callback` form
+/// that returns at once and hands the same result to a closure, run on one of
+/// the client's callback threads (never on the thread that reads the
+/// socket). Every quest is signed (`pid`, `sign`, `salt`, `ts`), and resent
+/// once, re-signed, when the connection was lost under it or the server
+/// reports a reused signature (see [`RtmServerClient::call`]).
+///
+/// The client connects lazily on the first call (or with
+/// [`connect`](RtmServerClient::connect)) and connects again on the next
+/// call after a connection is lost. It is `Clone + Send + Sync`: clones share
+/// one connection, so one client can serve a whole thread pool. It closes
+/// when [`close`](RtmServerClient::close) is called or the last clone is
+/// dropped; pending calls then complete with a connection-closed error.
+///
+/// Per-call timeouts: [`with_timeout`](RtmServerClient::with_timeout) returns
+/// a handle whose calls use that timeout instead of the configured default.
+///
+/// The secret key never appears in `Debug` output, logs or errors.
+#[derive(Clone)]
+pub struct RtmServerClient {
+    inner: Arc<RtmInner>,
+    timeout: Option<Duration>,
+}
+
+pub(crate) struct RtmInner {
+    pid: i64,
+    secret: String,
+    fpnn: FpnnClient,
+}
+
+impl std::fmt::Debug for RtmServerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtmServerClient")
+            .field("pid", &self.inner.pid)
+            .field("secret", &"<redacted>")
+            .field("endpoint", &self.inner.fpnn.endpoint())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// True for the failures after which a quest is resent once (PROTOCOL.md
+/// 5.5): the connection closed under the quest (20002, or an I/O error on
+/// the established connection), the server reports an invalid connection
+/// (20012), or the signature was seen before (200006). A failure to connect
+/// is not retried (the quest never left), nor is a timeout.
+fn should_resend(err: &Error) -> bool {
+    match err {
+        Error::ConnectionClosed { .. } | Error::Io(_) => true,
+        Error::Server { code, .. } => matches!(
+            *code,
+            codes::FPNN_EC_CORE_CONNECTION_CLOSED
+                | codes::FPNN_EC_CORE_INVALID_CONNECTION
+                | codes::RTM_EC_SAME_SIGN
+        ),
+        _ => false,
+    }
+}
+
+impl RtmServerClient {
+    /// A client for project `pid` with its `secret` key, talking to
+    /// `endpoint` (`host:port`), with the default [`ClientConfig`]
+    /// (30 s connect and quest timeouts).
+    ///
+    /// Nothing is connected yet; fails only when the client's threads cannot
+    /// be started.
+    pub fn new(pid: i64, secret: impl Into<String>, endpoint: impl Into<String>) -> Result<Self> {
+        Self::with_config(pid, secret, endpoint, ClientConfig::default())
+    }
+
+    /// Like [`new`](RtmServerClient::new), with a configuration.
+    pub fn with_config(
+        pid: i64,
+        secret: impl Into<String>,
+        endpoint: impl Into<String>,
+        config: ClientConfig,
+    ) -> Result<Self> {
+        let fpnn = FpnnClient::new(endpoint, config)?;
+        Ok(RtmServerClient {
+            inner: Arc::new(RtmInner {
+                pid,
+                secret: secret.into(),
+                fpnn,
+            }),
+            timeout: None,
+        })
+    }
+
+    /// A handle to the same client whose calls wait at most `timeout` for
+    /// their answer (zero means the configured default).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # fn demo(client: &rtm_server_sdk::RtmServerClient) -> rtm_server_sdk::Result<()> {
+    /// let rooms = client.with_timeout(Duration::from_secs(2)).get_voice_room_list()?;
+    /// # let _ = rooms; Ok(()) }
+    /// ```
+    pub fn with_timeout(&self, timeout: Duration) -> RtmServerClient {
+        RtmServerClient {
+            inner: self.inner.clone(),
+            timeout: if timeout.is_zero() { None } else { Some(timeout) },
+        }
+    }
+
+    /// The per-call timeout of this handle (`None`: the configured default).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The project id.
+    pub fn pid(&self) -> i64 {
+        self.inner.pid
+    }
+
+    /// The underlying FPNN client, for unsigned raw quests.
+    pub fn fpnn(&self) -> &FpnnClient {
+        &self.inner.fpnn
+    }
+
+    /// Connects now, so that a wrong endpoint fails fast.
+    pub fn connect(&self) -> Result<()> {
+        self.inner.fpnn.connect()
+    }
+
+    /// Closes the client; see [`FpnnClient::close`].
+    pub fn close(&self) {
+        self.inner.fpnn.close()
+    }
+
+    pub(crate) fn downgrade(&self) -> Weak<RtmInner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// Sends a signed quest for any RTM method and waits for its answer: the
+    /// raw form, for methods this crate does not wrap yet. `params` is a map
+    /// with string keys; the client adds `pid`, `sign`, `salt` and `ts`.
+    ///
+    /// The resend rule applies: when the connection is lost under the quest
+    /// (or the server answers 20002 or 20012), or the server answers
+    /// 200006 (same sign), the quest is re-signed with a fresh salt and sent
+    /// once more; the second result is final.
+    pub fn call(&self, method: &str, params: Value) -> Result<Value> {
+        let params = Params::from_map(&params)?;
+        self.invoke(method, &params, |a| Ok(a.answer.clone()))
+    }
+
+    /// The callback form of [`call`](RtmServerClient::call).
+    pub fn call_with_callback<F>(&self, method: &str, params: Value, callback: F)
+    where
+        F: FnOnce(Result<Value>) + Send + 'static,
+    {
+        match Params::from_map(&params) {
+            Ok(params) => self.invoke_with_callback(
+                Cow::Owned(method.to_string()),
+                params,
+                |a| Ok(a.answer.clone()),
+                Box::new(callback),
+            ),
+            Err(e) => self
+                .inner
+                .fpnn
+                .core()
+                .pool()
+                .submit(crate::fpnn::pool::Job::Task(Box::new(move || callback(Err(e))))),
+        }
+    }
+
+    /// Builds a signed quest frame with a fresh salt and the current time.
+    fn signed_frame(&self, method: &str, params: &Params) -> Result<Vec<u8>> {
+        let inner = &self.inner;
+        let salt = auth::next_salt();
+        let ts = auth::unix_seconds();
+        let sign = auth::sign(inner.pid, &inner.secret, salt, method, ts);
+        inner.fpnn.core().build_frame(method, true, |out| {
+            let _ = rmp::encode::write_map_len(out, params.count + 4);
+            let _ = rmp::encode::write_str(out, "pid");
+            let _ = rmp::encode::write_sint(out, inner.pid);
+            let _ = rmp::encode::write_str(out, "sign");
+            let _ = rmp::encode::write_str(out, &sign);
+            let _ = rmp::encode::write_str(out, "salt");
+            let _ = rmp::encode::write_sint(out, salt);
+            let _ = rmp::encode::write_str(out, "ts");
+            let _ = rmp::encode::write_sint(out, ts);
+            out.extend_from_slice(&params.buf);
+        })
+    }
+
+    fn send_signed(&self, method: &str, params: &Params) -> Result<Value> {
+        let frame = self.signed_frame(method, params)?;
+        self.inner
+            .fpnn
+            .core()
+            .call_frame(method, frame, self.timeout)
+    }
+
+    /// The blocking path of every method: sign, send, resend once when the
+    /// rule says so, read the answer.
+    pub(crate) fn invoke<T>(&self, method: &str, params: &Params, read: ReadAnswer<T>) -> Result<T> {
+        let answer = match self.send_signed(method, params) {
+            Err(e) if should_resend(&e) && !self.inner.fpnn.is_closed() => {
+                log::debug!("`{method}` failed ({e}); re-signing and resending once");
+                self.send_signed(method, params)
+            }
+            other => other,
+        }?;
+        read(&AnswerReader {
+            method,
+            answer: &answer,
+        })
+    }
+
+    /// The callback path of every method; the same steps as
+    /// [`invoke`](Self::invoke), with the resend made from the callback
+    /// thread.
+    pub(crate) fn invoke_with_callback<T: Send + 'static>(
+        &self,
+        method: Cow<'static, str>,
+        params: Params,
+        read: ReadAnswer<T>,
+        callback: Box<dyn FnOnce(Result<T>) + Send>,
+    ) {
+        let core = self.inner.fpnn.core().clone();
+        let timeout = self.timeout;
+        let weak = self.downgrade();
+        let frame = self.signed_frame(&method, &params);
+        let first_method = method.clone();
+        let finish = move |method: &str, result: Result<Value>| {
+            callback(result.and_then(|answer| {
+                read(&AnswerReader {
+                    method,
+                    answer: &answer,
+                })
+            }))
+        };
+        let on_first = move |result: Result<Value>| match result {
+            Err(e) if should_resend(&e) => {
+                // Hold the client only while resending: a dropped client
+                // is not kept alive by its pending callbacks.
+                let Some(inner) = weak.upgrade() else {
+                    return finish(&method, Err(e));
+                };
+                log::debug!("`{method}` failed ({e}); re-signing and resending once");
+                let client = RtmServerClient { inner, timeout };
+                match client.signed_frame(&method, &params) {
+                    Ok(frame) => {
+                        let m = method.clone();
+                        client.inner.fpnn.core().call_frame_cb(
+                            &method,
+                            frame,
+                            timeout,
+                            Box::new(move |r| finish(&m, r)),
+                        );
+                    }
+                    Err(e) => finish(&method, Err(e)),
+                }
+            }
+            other => finish(&method, other),
+        };
+        match frame {
+            Ok(frame) => core.call_frame_cb(&first_method, frame, timeout, Box::new(on_first)),
+            Err(e) => core.pool().fail(Box::new(on_first), e),
+        }
+    }
+}
+
+/// Declares RTM API methods: each is described once (name, parameters, the
+/// method string, the wire keys, how to read the answer) and gets a blocking
+/// form and a `*_with_callback` form.
+macro_rules! rtm_methods {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident / $cb_name:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> $out:ty {
+            method: $method:literal,
+            params: { $($key:literal : $val:expr),* $(,)? },
+            answer: $read:expr $(,)?
+        }
+    )*) => {
+        impl $crate::rtm::RtmServerClient { $(
+            $(#[$doc])*
+            #[doc = ""]
+            #[doc = concat!("Quest `", $method, "`. The callback form is [`", stringify!($cb_name), "`](Self::", stringify!($cb_name), ").")]
+            pub fn $name(&self, $($arg: $ty),*) -> $crate::Result<$out> {
+                #[allow(unused_mut)]
+                let mut params = $crate::rtm::Params::new();
+                $( params.put($key, $val); )*
+                self.invoke($method, &params, $read)
+            }
+
+            #[doc = concat!("The callback form of [`", stringify!($name), "`](Self::", stringify!($name), "): sends the same quest and returns at once; `callback` receives the same result exactly once, on a callback thread.")]
+            pub fn $cb_name<F>(&self, $($arg: $ty,)* callback: F)
+            where
+                F: FnOnce($crate::Result<$out>) + Send + 'static,
+            {
+                #[allow(unused_mut)]
+                let mut params = $crate::rtm::Params::new();
+                $( params.put($key, $val); )*
+                self.invoke_with_callback(
+                    ::std::borrow::Cow::Borrowed($method),
+                    params,
+                    $read,
+                    Box::new(callback),
+                )
+            }
+        )* }
+    };
+}
+pub(crate) use rtm_methods;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_secret() {
+        let c = RtmServerClient::new(1, "top-secret-key", "127.0.0.1:1").unwrap();
+        let text = format!("{c:?}");
+        assert!(!text.contains("top-secret-key"), "{text}");
+        assert!(text.contains("redacted"));
+    }
+
+    #[test]
+    fn resend_rule() {
+        assert!(should_resend(&Error::closed("x")));
+        assert!(should_resend(&Error::Server { code: 20002, message: String::new() }));
+        assert!(should_resend(&Error::Server { code: 20012, message: String::new() }));
+        assert!(should_resend(&Error::Server { code: 200006, message: String::new() }));
+        assert!(!should_resend(&Error::Server { code: 200040, message: String::new() }));
+        assert!(!should_resend(&Error::Timeout { method: "m".into(), timeout: Duration::ZERO }));
+        assert!(!should_resend(&Error::ClientClosed));
+        assert!(!should_resend(&Error::ConnectTimeout { endpoint: "e".into(), timeout: Duration::ZERO }));
+    }
+}

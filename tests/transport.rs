@@ -1,0 +1,415 @@
+//! The FPNN transport against an in-process server on 127.0.0.1:0.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{get_i64, map, wait_until, watchdog};
+use crossbeam_channel::unbounded;
+use rmpv::Value;
+use rtm_server_sdk::emulator::{FpnnServer, Reply, ServerConn, ServerOptions};
+use rtm_server_sdk::fpnn::codec::{map_get, Quest};
+use rtm_server_sdk::fpnn::{ClientConfig, FpnnClient, QuestReply};
+use rtm_server_sdk::{Error, ProtocolError};
+
+/// The test service:
+/// * `echo {i, delay_ms?}` answers `{i}` after `delay_ms`;
+/// * `hold` never answers;
+/// * `fail` answers error 123 "nope";
+/// * `close` closes the connection;
+/// * `raw {hex}` writes those bytes as they are.
+fn service(_conn: &ServerConn, q: &Quest) -> Reply {
+    let p = &q.payload;
+    match q.method.as_str() {
+        "echo" => {
+            let i = get_i64(p, "i").unwrap_or(-1);
+            let answer = Reply::Answer(map(vec![("i", Value::from(i))]));
+            match get_i64(p, "delay_ms") {
+                Some(ms) if ms > 0 => Reply::After(Duration::from_millis(ms as u64), Box::new(answer)),
+                _ => answer,
+            }
+        }
+        "hold" => Reply::None,
+        "fail" => Reply::Error {
+            code: 123,
+            message: "nope".into(),
+        },
+        "close" => Reply::Close,
+        "raw" => {
+            let hex = map_get(p, "hex").and_then(Value::as_str).unwrap_or("");
+            Reply::Raw(hex::decode(hex).unwrap())
+        }
+        _ => Reply::Error {
+            code: 20004,
+            message: "unknown".into(),
+        },
+    }
+}
+
+fn server() -> FpnnServer {
+    FpnnServer::start(service, ServerOptions::default()).unwrap()
+}
+
+fn client(server: &FpnnServer, config: ClientConfig) -> FpnnClient {
+    FpnnClient::new(server.endpoint(), config).unwrap()
+}
+
+fn echo(i: i64, delay_ms: i64) -> Value {
+    map(vec![("i", Value::from(i)), ("delay_ms", Value::from(delay_ms))])
+}
+
+fn empty() -> Value {
+    Value::Map(vec![])
+}
+
+#[test]
+fn out_of_order_answers_reach_their_callers() {
+    watchdog(Duration::from_secs(30), || {
+        let server = server();
+        let client = client(&server, ClientConfig::default());
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let client = client.clone();
+                thread::spawn(move || {
+                    for k in 0..40 {
+                        let i = t * 1000 + k;
+                        // Later quests get shorter delays: answers overtake.
+                        let delay = (i * 7919) % 23;
+                        let answer = client.call("echo", echo(i, delay)).unwrap();
+                        assert_eq!(get_i64(&answer, "i"), Some(i));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(server.connection_count(), 1, "one shared connection");
+    });
+}
+
+#[test]
+fn callbacks_complete_exactly_once_with_their_own_answer() {
+    watchdog(Duration::from_secs(30), || {
+        let server = server();
+        let client = client(&server, ClientConfig::default());
+        let (tx, rx) = unbounded();
+        for i in 0..2000i64 {
+            let tx = tx.clone();
+            client.call_with_callback("echo", echo(i, (i * 13) % 7), None, move |r| {
+                tx.send((i, r)).unwrap();
+            });
+        }
+        let mut seen = HashSet::new();
+        for _ in 0..2000 {
+            let (i, r) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(get_i64(&r.unwrap(), "i"), Some(i));
+            assert!(seen.insert(i), "callback {i} ran twice");
+        }
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err(), "no extra completions");
+        // Server exceptions reach callbacks as typed errors.
+        let (tx, rx) = unbounded();
+        client.call_with_callback("fail", empty(), None, move |r| tx.send(r).unwrap());
+        match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+            Err(Error::Server { code, message }) => {
+                assert_eq!(code, 123);
+                assert_eq!(message, "nope");
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+#[test]
+fn per_call_and_default_timeouts_are_prompt() {
+    watchdog(Duration::from_secs(30), || {
+        let server = server();
+        let client = client(
+            &server,
+            ClientConfig::default().quest_timeout(Duration::from_millis(400)),
+        );
+        // Default timeout.
+        let t0 = Instant::now();
+        let err = client.call("hold", empty()).unwrap_err();
+        let took = t0.elapsed();
+        assert!(err.is_timeout(), "{err:?}");
+        assert!(matches!(err, Error::Timeout { .. }));
+        assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(550), "{took:?}");
+        // Per-call timeout overrides it.
+        let t0 = Instant::now();
+        let err = client.call_timeout("hold", empty(), Duration::from_millis(150)).unwrap_err();
+        let took = t0.elapsed();
+        assert!(err.is_timeout());
+        assert!(took >= Duration::from_millis(150) && took < Duration::from_millis(300), "{took:?}");
+        // Callback timeouts, per call and default.
+        for (timeout, expect) in [(Some(Duration::from_millis(200)), 200u64), (None, 400)] {
+            let (tx, rx) = unbounded();
+            let t0 = Instant::now();
+            client.call_with_callback("hold", empty(), timeout, move |r| tx.send((r, t0.elapsed())).unwrap());
+            let (r, took) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert!(r.unwrap_err().is_timeout());
+            assert!(
+                took >= Duration::from_millis(expect) && took < Duration::from_millis(expect + 150),
+                "{took:?} for {expect} ms"
+            );
+            assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "completed once");
+        }
+        // A late answer is discarded and does not disturb later calls.
+        let err = client
+            .call_timeout("echo", echo(1, 300), Duration::from_millis(100))
+            .unwrap_err();
+        assert!(err.is_timeout());
+        thread::sleep(Duration::from_millis(300));
+        let answer = client.call("echo", echo(2, 0)).unwrap();
+        assert_eq!(get_i64(&answer, "i"), Some(2));
+        assert_eq!(client.pending_calls(), 0);
+    });
+}
+
+#[test]
+fn server_closing_mid_call_completes_everything_once_then_reconnects() {
+    watchdog(Duration::from_secs(30), || {
+        let server = server();
+        let client = client(&server, ClientConfig::default());
+        client.connect().unwrap();
+        let completions = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = unbounded();
+        for _ in 0..50 {
+            let tx = tx.clone();
+            let completions = completions.clone();
+            client.call_with_callback("hold", empty(), None, move |r| {
+                completions.fetch_add(1, Ordering::SeqCst);
+                tx.send(r).unwrap();
+            });
+        }
+        let blocked: Vec<_> = (0..8)
+            .map(|_| {
+                let client = client.clone();
+                thread::spawn(move || client.call("hold", empty()))
+            })
+            .collect();
+        assert!(wait_until(Duration::from_secs(5), || client.pending_calls() == 58));
+        let err = client.call("close", empty()).unwrap_err();
+        assert!(matches!(err, Error::ConnectionClosed { .. }), "{err:?}");
+        for b in blocked {
+            let err = b.join().unwrap().unwrap_err();
+            assert!(matches!(err, Error::ConnectionClosed { .. }), "{err:?}");
+            assert!(err.is_connection_error());
+        }
+        for _ in 0..50 {
+            let r = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert!(matches!(r, Err(Error::ConnectionClosed { .. })), "{r:?}");
+        }
+        thread::sleep(Duration::from_millis(100));
+        assert_eq!(completions.load(Ordering::SeqCst), 50, "each callback exactly once");
+        // The next call connects again.
+        let answer = client.call("echo", echo(9, 0)).unwrap();
+        assert_eq!(get_i64(&answer, "i"), Some(9));
+        assert_eq!(server.connection_count(), 2);
+    });
+}
+
+fn raw(hex: &str) -> Value {
+    map(vec![("hex", Value::from(hex))])
+}
+
+#[test]
+fn a_misbehaving_server_gets_clear_errors_and_the_client_recovers() {
+    watchdog(Duration::from_secs(30), || {
+        let server = server();
+        let client = client(&server, ClientConfig::default());
+        let cases: Vec<(&str, Box<dyn Fn(&Error) -> bool>)> = vec![
+            // Garbage.
+            (
+                "00112233445566778899aabbccddeeff",
+                Box::new(|e| matches!(e, Error::Protocol(ProtocolError::BadMagic(_)))),
+            ),
+            // A wrong magic on an otherwise valid answer.
+            (
+                "46504e5801800200010000000100000080",
+                Box::new(|e| matches!(e, Error::Protocol(ProtocolError::BadMagic(_)))),
+            ),
+            // A header announcing a 4 GiB payload.
+            (
+                "46504e4e01800200ffffffff01000000",
+                Box::new(|e| {
+                    matches!(e, Error::Protocol(ProtocolError::FrameTooLarge { size: 0xFFFF_FFFF, .. }))
+                }),
+            ),
+            // An unknown message type.
+            (
+                "46504e4e01800700010000000100000080",
+                Box::new(|e| matches!(e, Error::Protocol(ProtocolError::UnknownMessageType(7)))),
+            ),
+            // A payload that is not a map.
+            (
+                "46504e4e01800200010000000100000090",
+                Box::new(|e| matches!(e, Error::Protocol(ProtocolError::NotAMap))),
+            ),
+        ];
+        for (hex, check) in cases {
+            // A call in flight when the garbage arrives fails with the
+            // protocol error; so does the call that triggered it.
+            let (tx, rx) = unbounded();
+            client.call_with_callback("hold", empty(), None, move |r| tx.send(r).unwrap());
+            assert!(wait_until(Duration::from_secs(5), || client.pending_calls() == 1));
+            let err = client.call("raw", raw(hex)).unwrap_err();
+            assert!(check(&err), "{hex}: {err:?}");
+            assert!(err.is_connection_error());
+            let held = rx.recv_timeout(Duration::from_secs(5)).unwrap().unwrap_err();
+            assert!(check(&held), "{hex}: {held:?}");
+            // Usable afterwards.
+            let answer = client.call("echo", echo(5, 0)).unwrap();
+            assert_eq!(get_i64(&answer, "i"), Some(5));
+        }
+    });
+}
+
+#[test]
+fn a_frame_over_the_configured_limit_is_refused() {
+    watchdog(Duration::from_secs(30), || {
+        let server = server();
+        let client = client(&server, ClientConfig::default().max_recv_payload(64));
+        // An answer of 100 bytes of payload.
+        let big = "x".repeat(90);
+        let err = client.call("echo", map(vec![("i", Value::from(1)), ("pad", Value::from(big))]));
+        // The echo answer itself is small; make the server send a big one.
+        assert!(err.is_ok());
+        let mut frame = hex::decode("46504e4e0180020064000000").unwrap();
+        frame.extend_from_slice(&[1, 0, 0, 0]);
+        let err = client.call("raw", raw(&hex::encode(&frame))).unwrap_err();
+        assert!(
+            matches!(err, Error::Protocol(ProtocolError::FrameTooLarge { size: 100, max: 64 })),
+            "{err:?}"
+        );
+        // Bad input from the caller is refused before anything is sent.
+        let err = client.call(&"m".repeat(300), empty()).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)));
+        let err = client.call("echo", Value::from(3)).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)));
+        let client = FpnnClient::new(server.endpoint(), ClientConfig::default().max_send_payload(16)).unwrap();
+        let err = client.call("echo", map(vec![("pad", Value::from("y".repeat(32)))])).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+        assert_eq!(client.call("echo", echo(1, 0)).map(|v| get_i64(&v, "i")).unwrap(), Some(1));
+    });
+}
+
+#[test]
+fn server_pushed_quests_are_answered() {
+    watchdog(Duration::from_secs(30), || {
+        let server = server();
+        let client = client(&server, ClientConfig::default());
+        client.connect().unwrap();
+        let conn = server.connections().pop().unwrap();
+        // Without a handler: `ping` gets {}, anything else error 20004.
+        assert_eq!(conn.push("ping", empty()).unwrap(), empty());
+        match conn.push("whatever", empty()) {
+            Err(Error::Server { code, .. }) => assert_eq!(code, 20004),
+            other => panic!("{other:?}"),
+        }
+        // With a handler.
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen2 = seen.clone();
+        client.set_quest_handler(move |method: &str, payload: &Value, two_way: bool| {
+            seen2.lock().unwrap().push((method.to_string(), two_way));
+            match method {
+                "double" => {
+                    let n = map_get(payload, "n").and_then(Value::as_i64).unwrap_or(0);
+                    QuestReply::Answer(map(vec![("n", Value::from(n * 2))]))
+                }
+                "refuse" => QuestReply::Error {
+                    code: 77,
+                    message: "refused".into(),
+                },
+                "boom" => panic!("handler panics"),
+                _ => QuestReply::Unhandled,
+            }
+        });
+        let answer = conn.push("double", map(vec![("n", Value::from(21))])).unwrap();
+        assert_eq!(get_i64(&answer, "n"), Some(42));
+        assert!(matches!(conn.push("refuse", empty()), Err(Error::Server { code: 77, .. })));
+        assert!(matches!(conn.push("boom", empty()), Err(Error::Server { code: 20001, .. })));
+        assert_eq!(conn.push("ping", empty()).unwrap(), empty());
+        conn.push_one_way("oneway", empty());
+        assert!(wait_until(Duration::from_secs(5), || seen
+            .lock()
+            .unwrap()
+            .contains(&("oneway".to_string(), false))));
+        // The client is still fine, and answered nothing to the one-way push
+        // (an answer would have been an unexpected frame for the server).
+        assert_eq!(get_i64(&client.call("echo", echo(3, 0)).unwrap(), "i"), Some(3));
+    });
+}
+
+#[test]
+fn a_callback_may_call_back_into_the_client() {
+    watchdog(Duration::from_secs(20), || {
+        let server = server();
+        // One callback thread: the nested blocking call must still complete.
+        let client = client(&server, ClientConfig::default().callback_threads(1));
+        let (tx, rx) = unbounded();
+        for i in 0..20 {
+            let inner = client.clone();
+            let tx = tx.clone();
+            client.call_with_callback("echo", echo(i, 1), None, move |r| {
+                let first = get_i64(&r.unwrap(), "i").unwrap();
+                let second = inner.call("echo", echo(first + 100, 1)).unwrap();
+                tx.send(get_i64(&second, "i").unwrap()).unwrap();
+            });
+        }
+        let mut got: Vec<i64> = (0..20).map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+        got.sort();
+        assert_eq!(got, (100..120).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn connect_failures_and_closed_clients_are_typed() {
+    watchdog(Duration::from_secs(20), || {
+        // A port nobody listens on.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let client = FpnnClient::new(format!("127.0.0.1:{port}"), ClientConfig::default()).unwrap();
+        let err = client.connect().unwrap_err();
+        assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+        assert!(err.is_connection_error());
+        let (tx, rx) = unbounded();
+        client.call_with_callback("echo", empty(), None, move |r| tx.send(r).unwrap());
+        assert!(matches!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Err(Error::Connect { .. })));
+        let bad = FpnnClient::new("not an endpoint", ClientConfig::default()).unwrap();
+        assert!(matches!(bad.connect(), Err(Error::Connect { .. })));
+
+        let server = server();
+        let client = client_for(&server);
+        client.close();
+        assert!(client.is_closed());
+        assert!(matches!(client.call("echo", empty()), Err(Error::ClientClosed)));
+        let (tx, rx) = unbounded();
+        client.call_with_callback("echo", empty(), None, move |r| tx.send(r).unwrap());
+        assert!(matches!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Err(Error::ClientClosed)));
+        client.close();
+    });
+}
+
+fn client_for(server: &FpnnServer) -> FpnnClient {
+    client(server, ClientConfig::default())
+}
+
+#[test]
+fn one_way_quests_are_sent() {
+    watchdog(Duration::from_secs(20), || {
+        let server = server();
+        let client = client_for(&server);
+        client.send_one_way("note", map(vec![("k", Value::from(1))])).unwrap();
+        assert!(wait_until(Duration::from_secs(5), || server
+            .received()
+            .iter()
+            .any(|(m, p)| m == "note" && get_i64(p, "k") == Some(1))));
+    });
+}
