@@ -1,1 +1,119 @@
-fn main(){}
+//! The main job: every voice-room method, in its blocking and its callback
+//! form.
+//!
+//! With `RTM_ENDPOINT`, `RTM_PID` and `RTM_SECRET` set, it talks to that
+//! server; otherwise it starts the built-in emulator on 127.0.0.1 and talks
+//! to it, so it runs anywhere:
+//!
+//! ```text
+//! cargo run --example voice_rooms
+//! RTM_ENDPOINT=host:port RTM_PID=11000001 RTM_SECRET=... cargo run --example voice_rooms
+//! ```
+//!
+//! `RTM_ROOM` (default 900001) picks the room id used, and `RTM_UIDS`
+//! (default `101,102,103`) the users, so that a run against a real project
+//! touches only rooms you choose.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rtm_server_sdk::emulator::RtmEmulator;
+use rtm_server_sdk::{ClientConfig, Result, RtmServerClient};
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Runs a callback-form call and waits for its result, so that the two forms
+/// can be shown side by side.
+fn wait<T: Send + 'static>(start: impl FnOnce(Box<dyn FnOnce(Result<T>) + Send>)) -> Result<T> {
+    let (tx, rx) = mpsc::channel();
+    start(Box::new(move |result| {
+        let _ = tx.send(result);
+    }));
+    rx.recv().expect("every callback runs exactly once")
+}
+
+fn main() -> Result<()> {
+    env_logger::init();
+    let _emulator; // keeps the emulator running until the end of main
+    let (endpoint, pid, secret) = match (env("RTM_ENDPOINT"), env("RTM_PID"), env("RTM_SECRET")) {
+        (Some(endpoint), Some(pid), Some(secret)) => {
+            let pid = pid.parse().expect("RTM_PID is a number");
+            println!("talking to the RTM server at {endpoint} (project {pid})");
+            (endpoint, pid, secret)
+        }
+        _ => {
+            let (pid, secret) = (11000001, "emulator-secret".to_string());
+            let emulator = RtmEmulator::start(pid, &secret).expect("the emulator starts");
+            let endpoint = emulator.endpoint();
+            println!("RTM_ENDPOINT/RTM_PID/RTM_SECRET not set: started the built-in emulator at {endpoint}");
+            _emulator = emulator;
+            (endpoint, pid, secret)
+        }
+    };
+    let rid: i64 = env("RTM_ROOM").map_or(900001, |r| r.parse().expect("RTM_ROOM is a number"));
+    let uids: Vec<i64> = env("RTM_UIDS").map_or(vec![101, 102, 103], |u| {
+        u.split(',').map(|x| x.trim().parse().expect("RTM_UIDS is a list of numbers")).collect()
+    });
+    let (first, rest) = uids.split_first().expect("at least one uid");
+
+    let config = ClientConfig::default()
+        .connect_timeout(Duration::from_secs(5))
+        .quest_timeout(Duration::from_secs(10));
+    let client = RtmServerClient::with_config(pid, secret, endpoint, config)?;
+    client.connect()?;
+    println!("connected\n");
+
+    println!("-- blocking form --");
+    client.pull_into_voice_room(rid, &[*first])?;
+    println!("pull_into_voice_room({rid}, [{first}]): ok (creates the room)");
+    client.invite_user_into_voice_room(rid, rest, *first)?;
+    println!("invite_user_into_voice_room({rid}, {rest:?}, from {first}): ok");
+    client.pull_into_voice_room(rid, rest)?;
+    println!("pull_into_voice_room({rid}, {rest:?}): ok");
+    println!("get_voice_room_list(): {:?}", client.get_voice_room_list()?);
+    let members = client.get_voice_room_members(rid)?;
+    println!("get_voice_room_members({rid}): uids {:?}, managers {:?}", members.uids, members.managers);
+    println!("get_voice_room_member_count({rid}): {}", client.get_voice_room_member_count(rid)?);
+    client.set_voice_room_mic_status(rid, true)?;
+    println!("set_voice_room_mic_status({rid}, true): ok");
+    if let Some(last) = rest.last() {
+        client.kick_out_from_voice_room(rid, *last, *first)?;
+        println!("kick_out_from_voice_room({rid}, {last}, from {first}): ok");
+    }
+    println!("get_voice_room_member_count({rid}): {}", client.get_voice_room_member_count(rid)?);
+    client.close_voice_room(rid)?;
+    println!("close_voice_room({rid}): ok");
+
+    println!("\n-- callback form (each with a 5 s per-call timeout) --");
+    let c = client.with_timeout(Duration::from_secs(5));
+    wait(|f| c.pull_into_voice_room_with_callback(rid, &[*first], f))?;
+    println!("pull_into_voice_room_with_callback: ok");
+    wait(|f| c.invite_user_into_voice_room_with_callback(rid, rest, *first, f))?;
+    println!("invite_user_into_voice_room_with_callback: ok");
+    wait(|f| c.pull_into_voice_room_with_callback(rid, rest, f))?;
+    println!("pull_into_voice_room_with_callback: ok");
+    println!("get_voice_room_list_with_callback: {:?}", wait(|f| c.get_voice_room_list_with_callback(f))?);
+    let members = wait(|f| c.get_voice_room_members_with_callback(rid, f))?;
+    println!("get_voice_room_members_with_callback: uids {:?}, managers {:?}", members.uids, members.managers);
+    let count = wait(|f| c.get_voice_room_member_count_with_callback(rid, f))?;
+    println!("get_voice_room_member_count_with_callback: {count}");
+    wait(|f| c.set_voice_room_mic_status_with_callback(rid, false, f))?;
+    println!("set_voice_room_mic_status_with_callback(false): ok");
+    if let Some(last) = rest.last() {
+        wait(|f| c.kick_out_from_voice_room_with_callback(rid, *last, *first, f))?;
+        println!("kick_out_from_voice_room_with_callback({last}): ok");
+    }
+    wait(|f| c.close_voice_room_with_callback(rid, f))?;
+    println!("close_voice_room_with_callback: ok");
+
+    println!("\n-- errors are typed --");
+    match client.close_voice_room(rid) {
+        Err(e) => println!("close_voice_room({rid}) again: {e} (code {:?})", e.code()),
+        Ok(()) => println!("close_voice_room({rid}) again: ok"),
+    }
+    client.close();
+    println!("\ndone");
+    Ok(())
+}
