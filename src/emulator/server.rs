@@ -635,7 +635,14 @@ struct Timer {
 }
 
 impl Timer {
-    fn schedule(&self, at: Instant, conn: ServerConn, seq: Option<u32>, reply: Reply, delayed: bool) {
+    fn schedule(
+        &self,
+        at: Instant,
+        conn: ServerConn,
+        seq: Option<u32>,
+        reply: Reply,
+        delayed: bool,
+    ) {
         let mut st = lock(&self.state);
         if st.stop {
             return;
@@ -1097,10 +1104,9 @@ fn handle_quest(shared: &Arc<Shared>, conn: &ServerConn, quest: Quest) {
             codes::FPNN_EC_CORE_UNKNOWN_METHOD,
             "encryption is not enabled on this server",
         ),
-        "*ping" if !shared.service.handles_ping() => Reply::Answer(Value::Map(vec![(
-            Value::from("ts"),
-            Value::from(now_ms()),
-        )])),
+        "*ping" if !shared.service.handles_ping() => {
+            Reply::Answer(Value::Map(vec![(Value::from("ts"), Value::from(now_ms()))]))
+        }
         _ => shared.service.on_quest(conn, &quest),
     };
     conn.deliver(quest.seq, reply, false);
@@ -1116,7 +1122,10 @@ mod tests {
         |_c: &ServerConn, q: &Quest| match q.method.as_str() {
             "echo" => Reply::Answer(q.payload.clone()),
             "fail" => Reply::error(123, "failed"),
-            "slow" => Reply::after(Duration::from_millis(300), Reply::Answer(map(vec![("slow", true.into())]))),
+            "slow" => Reply::after(
+                Duration::from_millis(300),
+                Reply::Answer(map(vec![("slow", true.into())])),
+            ),
             "hold" => Reply::None,
             "close" => Reply::Close,
             "garbage" => Reply::Raw(b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec()),
@@ -1214,7 +1223,10 @@ mod tests {
         };
         let q = c.read_quest();
         c.answer_error(q.seq.unwrap(), 20004, "nope");
-        assert_eq!(pusher.join().unwrap().unwrap_err().server_code(), Some(20004));
+        assert_eq!(
+            pusher.join().unwrap().unwrap_err().server_code(),
+            Some(20004)
+        );
         // No answer: timeout.
         let e = conn
             .push_with_timeout("ping", map(vec![]), Duration::from_millis(100))
@@ -1263,6 +1275,10 @@ mod tests {
         c.send("*ping", &map(vec![]));
         c.send("echo", &map(vec![]));
         c.expect_silence(Duration::from_millis(200));
+        let t = Instant::now();
+        while server.received().len() < 2 && t.elapsed() < Duration::from_secs(3) {
+            thread::sleep(Duration::from_millis(5));
+        }
         server.faults().set_freeze(false);
         let seq = c.send("*ping", &map(vec![]));
         assert_eq!(c.read_answer().seq, seq);

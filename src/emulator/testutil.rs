@@ -163,7 +163,11 @@ impl RawClient {
         let result = self.fill();
         self.stream.set_read_timeout(Some(TIMEOUT)).unwrap();
         match result {
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Ok(0) => panic!("connection closed, expected silence"),
             Ok(n) => panic!("{n} bytes arrived, expected silence"),
             Err(e) => panic!("read error {e}, expected silence"),
@@ -221,7 +225,13 @@ impl RawClient {
         if combined {
             echo_seq = self.next_seq();
             let mut frame = Vec::new();
-            encode_quest(&mut frame, Some(echo_seq), "echo", &map(vec![("v", 7.into())])).unwrap();
+            encode_quest(
+                &mut frame,
+                Some(echo_seq),
+                "echo",
+                &map(vec![("v", 7.into())]),
+            )
+            .unwrap();
             let enc = self.frame_bytes(&frame);
             bytes.extend_from_slice(&enc);
         }

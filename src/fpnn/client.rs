@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use rmpv::Value;
 
 use super::codec::{self, Quest};
@@ -59,6 +59,12 @@ pub trait QuestHandler: Send + Sync + 'static {
     fn on_quest(&self, method: &str, payload: &Value, two_way: bool) -> QuestReply;
 }
 
+impl<T: QuestHandler> QuestHandler for Arc<T> {
+    fn on_quest(&self, method: &str, payload: &Value, two_way: bool) -> QuestReply {
+        (**self).on_quest(method, payload, two_way)
+    }
+}
+
 impl<F> QuestHandler for F
 where
     F: Fn(&str, &Value, bool) -> QuestReply + Send + Sync + 'static,
@@ -66,6 +72,71 @@ where
     fn on_quest(&self, method: &str, payload: &Value, two_way: bool) -> QuestReply {
         self(method, payload, two_way)
     }
+}
+
+/// A change of the connection, reported to the handler installed with
+/// [`FpnnClient::set_event_handler`].
+///
+/// Events are delivered in the order they happened, one at a time, on the
+/// client's supervisor thread (never on the reader thread).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ConnectionEvent {
+    /// A connection was established (and its key exchange and connect
+    /// hooks are done).
+    Connected {
+        /// The id of the new connection.
+        connection_id: u64,
+        /// The endpoint.
+        endpoint: String,
+    },
+    /// A connect attempt failed.
+    ConnectFailed {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        error: Error,
+        /// Whether a background reconnect will follow.
+        will_reconnect: bool,
+    },
+    /// A connection closed.
+    Closed {
+        /// The id of the connection.
+        connection_id: u64,
+        /// The endpoint.
+        endpoint: String,
+        /// What closed it; `None` when the user closed the client.
+        error: Option<Error>,
+        /// Whether a background reconnect will follow.
+        will_reconnect: bool,
+    },
+}
+
+impl ConnectionEvent {
+    /// True when the connection closed because of an error (not by the
+    /// user).
+    pub fn caused_by_error(&self) -> bool {
+        match self {
+            ConnectionEvent::Closed { error, .. } => error.is_some(),
+            ConnectionEvent::ConnectFailed { .. } => true,
+            ConnectionEvent::Connected { .. } => false,
+        }
+    }
+}
+
+type EventHandler = Arc<dyn Fn(&ConnectionEvent) + Send + Sync>;
+
+enum SupMsg {
+    Event(ConnectionEvent),
+    Stop,
+}
+
+/// The regressive reconnect bookkeeping.
+struct Regress {
+    /// Failed attempts since the last successful connect.
+    failed: u32,
+    /// When the current (or last) connection was made.
+    connected_at: Option<Instant>,
 }
 
 /// Runs after each new connection is established (and its key exchange
@@ -80,10 +151,15 @@ pub(crate) struct FpnnSession<'a> {
 }
 
 impl FpnnSession<'_> {
+    /// The client core (to build frames).
+    pub(crate) fn core(&self) -> &Core {
+        self.core
+    }
+
     /// Makes a blocking call on the connection being set up.
     pub(crate) fn call_frame(&self, method: &str, frame: Vec<u8>) -> Result<Value> {
         self.core
-            .call_on(self.conn, method, frame, self.core.config.quest_timeout)
+            .call_on(self.conn, method, frame, self.core.config.connect_timeout)
     }
 }
 
@@ -144,6 +220,10 @@ pub(crate) struct Core {
     connect_hook: Mutex<Option<ConnectHook>>,
     timer: Mutex<Option<JoinHandle<()>>>,
     timer_stop: AtomicBool,
+    events: Mutex<Option<EventHandler>>,
+    sup_tx: Sender<SupMsg>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+    regress: Mutex<Regress>,
 }
 
 impl FpnnClient {
@@ -155,6 +235,7 @@ impl FpnnClient {
         let endpoint = endpoint.into();
         let pool = Arc::new(Pool::new(config.callback_threads, "fpnn")?);
         let (wake_tx, wake_rx) = bounded::<()>(1);
+        let (sup_tx, sup_rx) = unbounded::<SupMsg>();
         let core = Arc::new_cyclic(|weak: &Weak<Core>| {
             let on_quest_core = weak.clone();
             let on_closed_core = weak.clone();
@@ -190,6 +271,13 @@ impl FpnnClient {
                 connect_hook: Mutex::new(None),
                 timer: Mutex::new(None),
                 timer_stop: AtomicBool::new(false),
+                events: Mutex::new(None),
+                sup_tx,
+                supervisor: Mutex::new(None),
+                regress: Mutex::new(Regress {
+                    failed: 0,
+                    connected_at: None,
+                }),
             }
         });
         let timer_core = core.clone();
@@ -198,6 +286,17 @@ impl FpnnClient {
             .spawn(move || timer_loop(timer_core, wake_rx));
         match timer {
             Ok(h) => *lock(&core.timer) = Some(h),
+            Err(e) => {
+                core.close();
+                return Err(e.into());
+            }
+        }
+        let sup_core = core.clone();
+        let supervisor = std::thread::Builder::new()
+            .name("fpnn-supervisor".into())
+            .spawn(move || supervisor_loop(sup_core, sup_rx));
+        match supervisor {
+            Ok(h) => *lock(&core.supervisor) = Some(h),
             Err(e) => {
                 core.close();
                 return Err(e.into());
@@ -246,6 +345,14 @@ impl FpnnClient {
     /// with `{}` and every other two-way quest with error 20004.
     pub fn set_quest_handler(&self, handler: impl QuestHandler) {
         *lock(&self.handle.core.handler) = Some(Arc::new(handler));
+    }
+
+    /// Installs the handler of [`ConnectionEvent`]s (connected, connect
+    /// failed, closed), replacing any previous one. It runs on the client's
+    /// supervisor thread, one event at a time, in order; keep it short (a
+    /// slow handler delays the next events and background reconnects).
+    pub fn set_event_handler(&self, handler: impl Fn(&ConnectionEvent) + Send + Sync + 'static) {
+        *lock(&self.handle.core.events) = Some(Arc::new(handler));
     }
 
     /// Sends a two-way quest and waits for its answer, with the client's
@@ -382,7 +489,13 @@ impl Core {
         if let Some(old) = old {
             old.join_reader();
         }
-        let conn = self.establish()?;
+        let conn = match self.establish() {
+            Ok(conn) => conn,
+            Err(e) => {
+                self.connect_failed(&e);
+                return Err(e);
+            }
+        };
         let mut st = lock(&self.state);
         if st.closed {
             drop(st);
@@ -390,8 +503,40 @@ impl Core {
             conn.join_reader();
             return Err(Error::ClientClosed);
         }
+        conn.publish();
         st.current = Some(conn.clone());
+        drop(st);
+        {
+            let mut r = lock(&self.regress);
+            r.failed = 0;
+            r.connected_at = Some(Instant::now());
+        }
+        self.emit(ConnectionEvent::Connected {
+            connection_id: conn.id,
+            endpoint: self.endpoint.clone(),
+        });
         Ok(conn)
+    }
+
+    fn emit(&self, event: ConnectionEvent) {
+        let _ = self.sup_tx.send(SupMsg::Event(event));
+    }
+
+    fn will_reconnect(&self) -> bool {
+        self.config.reconnect.is_some() && !self.closed()
+    }
+
+    fn connect_failed(&self, err: &Error) {
+        if matches!(err, Error::ClientClosed) {
+            return;
+        }
+        lock(&self.regress).failed += 1;
+        log::debug!("connecting to {} failed: {err}", self.endpoint);
+        self.emit(ConnectionEvent::ConnectFailed {
+            endpoint: self.endpoint.clone(),
+            error: err.clone(),
+            will_reconnect: self.will_reconnect(),
+        });
     }
 
     /// Dials, runs the key exchange and the connect hook.
@@ -600,7 +745,81 @@ impl Core {
     }
 
     fn connection_closed(&self, conn: &Arc<Connection>, err: &Error) {
-        log::debug!("connection {} closed: {err}", conn.id);
+        if !conn.is_published() {
+            // A connection that failed while being set up: reported as a
+            // failed connect by `connection()`.
+            return;
+        }
+        let by_user = self.closed();
+        if !by_user {
+            let mut r = lock(&self.regress);
+            let flash = self
+                .config
+                .reconnect
+                .zip(r.connected_at)
+                .is_some_and(|(s, at)| at.elapsed() < s.flash_window);
+            if flash {
+                r.failed += 1;
+            }
+        }
+        log::debug!("connection {} to {} closed: {err}", conn.id, self.endpoint);
+        self.emit(ConnectionEvent::Closed {
+            connection_id: conn.id,
+            endpoint: self.endpoint.clone(),
+            error: if by_user { None } else { Some(err.clone()) },
+            will_reconnect: !by_user && self.will_reconnect(),
+        });
+    }
+
+    /// Sends a `*ping` on `conn` when keepalive says so, or closes a
+    /// connection that has been silent too long.
+    fn keepalive(&self, conn: &Arc<Connection>) {
+        let Some(ka) = self.config.keepalive else { return };
+        if conn.is_closed() {
+            return;
+        }
+        let idle = conn.idle_for();
+        if idle >= ka.lost_after() {
+            log::warn!("no data from {} for {idle:?}: closing the connection", self.endpoint);
+            conn.shutdown(Error::closed(format!(
+                "keepalive: nothing received for {idle:?}"
+            )));
+            return;
+        }
+        if idle >= ka.interval && conn.since_last_ping() >= ka.timeout {
+            conn.mark_ping();
+            let frame = match self.build_frame("*ping", true, |out| out.push(codec::EMPTY_MAP)) {
+                Ok(f) => f,
+                Err(_) => return,
+            };
+            let cb: AnswerCallback = Box::new(|r| {
+                if let Err(e) = r {
+                    log::debug!("keepalive ping failed: {e}");
+                }
+            });
+            let waiter = Waiter::Callback {
+                cb,
+                deadline: Instant::now() + ka.timeout,
+                method: "*ping".into(),
+                timeout: ka.timeout,
+            };
+            let mut frame = frame;
+            if let Err((e, Some(Waiter::Callback { cb, .. }))) = conn.send_two_way(&mut frame, waiter) {
+                self.pool.fail(cb, e);
+            }
+        }
+    }
+
+    /// The timer's tick: fine enough for the keepalive settings.
+    fn tick(&self) -> Duration {
+        let base = Duration::from_secs(1);
+        match self.config.keepalive {
+            Some(ka) => base
+                .min(ka.interval / 4)
+                .min(ka.timeout / 4)
+                .max(Duration::from_millis(5)),
+            None => base,
+        }
     }
 
     /// Closes the client (idempotent).
@@ -625,6 +844,13 @@ impl Core {
         let _ = self.ctx.timer_wake.try_send(());
         let timer = lock(&self.timer).take();
         if let Some(t) = timer {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+        let _ = self.sup_tx.send(SupMsg::Stop);
+        let supervisor = lock(&self.supervisor).take();
+        if let Some(t) = supervisor {
             if t.thread().id() != std::thread::current().id() {
                 let _ = t.join();
             }
@@ -695,13 +921,14 @@ fn wait_answer(
 }
 
 fn timer_loop(core: Arc<Core>, wake: Receiver<()>) {
-    const TICK: Duration = Duration::from_millis(1000);
+    let tick = core.tick();
     while !core.timer_stop.load(Ordering::Acquire) {
         let conn = lock(&core.state).current.clone();
         let now = Instant::now();
-        let mut wake_at = now + TICK;
+        let mut wake_at = now + tick;
         if let Some(c) = &conn {
             c.expire(now);
+            core.keepalive(c);
             if let Some(d) = c.earliest_deadline() {
                 wake_at = wake_at.min(d);
             }
@@ -710,6 +937,56 @@ fn timer_loop(core: Arc<Core>, wake: Receiver<()>) {
         match wake.recv_timeout(wake_at.saturating_duration_since(Instant::now())) {
             Ok(()) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+}
+
+/// Delivers connection events in order and runs background reconnects.
+fn supervisor_loop(core: Arc<Core>, rx: Receiver<SupMsg>) {
+    let mut reconnect_at: Option<Instant> = None;
+    loop {
+        let msg = match reconnect_at {
+            Some(at) => rx.recv_deadline(at),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match msg {
+            Ok(SupMsg::Event(event)) => {
+                let schedule = match &event {
+                    ConnectionEvent::Closed { will_reconnect, .. }
+                    | ConnectionEvent::ConnectFailed { will_reconnect, .. } => *will_reconnect,
+                    ConnectionEvent::Connected { .. } => {
+                        reconnect_at = None;
+                        false
+                    }
+                };
+                let handler = lock(&core.events).clone();
+                if let Some(h) = handler {
+                    if catch_unwind(AssertUnwindSafe(|| h(&event))).is_err() {
+                        log::error!("the connection event handler panicked");
+                    }
+                }
+                if schedule {
+                    if let Some(strategy) = core.config.reconnect {
+                        let failed = lock(&core.regress).failed;
+                        let delay = strategy.delay(failed);
+                        log::debug!("reconnecting to {} in {delay:?} (failed attempts: {failed})", core.endpoint);
+                        reconnect_at = Some(Instant::now() + delay);
+                    }
+                }
+            }
+            Ok(SupMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                reconnect_at = None;
+                let needed = {
+                    let st = lock(&core.state);
+                    !st.closed && st.current.as_ref().is_none_or(|c| c.is_closed())
+                };
+                if needed {
+                    // Success and failure are reported (and a failure
+                    // rescheduled) through the events it emits.
+                    let _ = core.connection();
+                }
+            }
         }
     }
 }

@@ -109,6 +109,10 @@ pub(crate) struct Connection {
     closed: AtomicBool,
     /// Milliseconds since `ctx.epoch` when the last frame arrived.
     last_recv_ms: AtomicU64,
+    /// Milliseconds since `ctx.epoch` when the last keepalive ping went out.
+    last_ping_ms: AtomicU64,
+    /// Set once the client made this its current connection.
+    published: AtomicBool,
     reader: Mutex<Option<JoinHandle<()>>>,
     pub(crate) ctx: Arc<ConnContext>,
 }
@@ -155,10 +159,13 @@ impl Connection {
             next_seq: AtomicU32::new(1),
             closed: AtomicBool::new(false),
             last_recv_ms: AtomicU64::new(0),
+            last_ping_ms: AtomicU64::new(0),
+            published: AtomicBool::new(false),
             reader: Mutex::new(None),
             ctx,
         });
         conn.touch();
+        conn.mark_ping();
         let reader_conn = conn.clone();
         let handle = std::thread::Builder::new()
             .name(format!("fpnn-reader-{id}"))
@@ -176,6 +183,32 @@ impl Connection {
     /// True once the connection has been shut down.
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Marks the connection as the client's current one.
+    pub(crate) fn publish(&self) {
+        self.published.store(true, Ordering::Release);
+    }
+
+    /// True once the client made this its current connection.
+    pub(crate) fn is_published(&self) -> bool {
+        self.published.load(Ordering::Acquire)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.ctx.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Records that a keepalive ping was sent now.
+    pub(crate) fn mark_ping(&self) {
+        self.last_ping_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// The time since the last keepalive ping (or since the connection was
+    /// made).
+    pub(crate) fn since_last_ping(&self) -> Duration {
+        let last = self.last_ping_ms.load(Ordering::Relaxed);
+        Duration::from_millis(self.now_ms().saturating_sub(last))
     }
 
     fn touch(&self) {

@@ -19,6 +19,8 @@ mod config;
 pub(crate) mod conn;
 pub(crate) mod pool;
 
-pub use client::{FpnnClient, QuestHandler, QuestReply};
+pub use client::{ConnectionEvent, FpnnClient, QuestHandler, QuestReply};
 pub(crate) use client::{ConnectHook, Core, FpnnSession};
-pub use config::{ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_QUEST_TIMEOUT};
+pub use config::{
+    ClientConfig, KeepaliveConfig, ReconnectStrategy, DEFAULT_CONNECT_TIMEOUT, DEFAULT_QUEST_TIMEOUT,
+};

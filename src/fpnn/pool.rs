@@ -3,7 +3,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
-use std::thread::{self, JoinHandle, ThreadId};
+use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use rmpv::Value;
@@ -37,7 +37,6 @@ impl Job {
 pub(crate) struct Pool {
     tx: Mutex<Option<Sender<Job>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
-    worker_ids: Vec<ThreadId>,
 }
 
 impl Pool {
@@ -55,11 +54,9 @@ impl Pool {
                 })?;
             workers.push(handle);
         }
-        let worker_ids = workers.iter().map(|h| h.thread().id()).collect();
         Ok(Pool {
             tx: Mutex::new(Some(tx)),
             workers: Mutex::new(workers),
-            worker_ids,
         })
     }
 
@@ -85,12 +82,6 @@ impl Pool {
     /// Completes `cb` with an error on a pool thread.
     pub(crate) fn fail(&self, cb: AnswerCallback, err: Error) {
         self.complete(cb, Err(err));
-    }
-
-    /// True when the current thread is one of the pool's workers.
-    pub(crate) fn is_worker(&self) -> bool {
-        let me = thread::current().id();
-        self.worker_ids.contains(&me)
     }
 
     /// Lets the workers finish every queued job, then joins them (except the

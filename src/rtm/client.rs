@@ -7,11 +7,16 @@ use std::time::Duration;
 
 use rmpv::Value;
 
+use std::sync::Mutex;
+
 use super::auth;
+use super::listen::{self, ListenState};
 use super::params::{AnswerReader, Params};
+use super::push::{PushDispatch, PushHandler};
 use crate::codes;
 use crate::error::{Error, Result};
-use crate::fpnn::{ClientConfig, FpnnClient};
+use crate::fpnn::conn::lock;
+use crate::fpnn::{ClientConfig, ConnectionEvent, Core, FpnnClient};
 
 /// Reads the answer of one method into its typed result.
 pub(crate) type ReadAnswer<T> = for<'a> fn(&AnswerReader<'a>) -> Result<T>;
@@ -44,15 +49,43 @@ pub struct RtmServerClient {
 }
 
 pub(crate) struct RtmInner {
+    signer: Arc<Signer>,
+    pub(crate) listen: Arc<Mutex<ListenState>>,
+    push: Arc<PushDispatch>,
+    fpnn: FpnnClient,
+}
+
+/// The project's credentials; signs quests.
+pub(crate) struct Signer {
     pid: i64,
     secret: String,
-    fpnn: FpnnClient,
+}
+
+impl Signer {
+    /// Builds a signed quest frame with a fresh salt and the current time.
+    pub(crate) fn frame(&self, core: &Core, method: &str, params: &Params) -> Result<Vec<u8>> {
+        let salt = auth::next_salt();
+        let ts = auth::unix_seconds();
+        let sign = auth::sign(self.pid, &self.secret, salt, method, ts);
+        core.build_frame(method, true, |out| {
+            let _ = rmp::encode::write_map_len(out, params.count + 4);
+            let _ = rmp::encode::write_str(out, "pid");
+            let _ = rmp::encode::write_sint(out, self.pid);
+            let _ = rmp::encode::write_str(out, "sign");
+            let _ = rmp::encode::write_str(out, &sign);
+            let _ = rmp::encode::write_str(out, "salt");
+            let _ = rmp::encode::write_sint(out, salt);
+            let _ = rmp::encode::write_str(out, "ts");
+            let _ = rmp::encode::write_sint(out, ts);
+            out.extend_from_slice(&params.buf);
+        })
+    }
 }
 
 impl std::fmt::Debug for RtmServerClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RtmServerClient")
-            .field("pid", &self.inner.pid)
+            .field("pid", &self.inner.signer.pid)
             .field("secret", &"<redacted>")
             .field("endpoint", &self.inner.fpnn.endpoint())
             .field("timeout", &self.timeout)
@@ -97,14 +130,38 @@ impl RtmServerClient {
         config: ClientConfig,
     ) -> Result<Self> {
         let fpnn = FpnnClient::new(endpoint, config)?;
+        let signer = Arc::new(Signer {
+            pid,
+            secret: secret.into(),
+        });
+        let listen = Arc::new(Mutex::new(ListenState::default()));
+        let push = Arc::new(PushDispatch::new(fpnn.core().pool().clone()));
+        fpnn.set_quest_handler(push.clone());
+        fpnn.core()
+            .set_connect_hook(listen::restore_hook(signer.clone(), listen.clone()));
         Ok(RtmServerClient {
             inner: Arc::new(RtmInner {
-                pid,
-                secret: secret.into(),
+                signer,
+                listen,
+                push,
                 fpnn,
             }),
             timeout: None,
         })
+    }
+
+    /// Installs the handler of server pushes (messages, events, `ping`),
+    /// replacing any previous one. Without one, pushes are still answered.
+    /// Which pushes arrive is chosen with the listen methods
+    /// ([`add_listen`](RtmServerClient::add_listen), ...).
+    pub fn set_push_handler(&self, handler: impl PushHandler) {
+        *lock(&self.inner.push.handler) = Some(Arc::new(handler));
+    }
+
+    /// Installs the handler of connection events; see
+    /// [`FpnnClient::set_event_handler`].
+    pub fn set_event_handler(&self, handler: impl Fn(&ConnectionEvent) + Send + Sync + 'static) {
+        self.inner.fpnn.set_event_handler(handler)
     }
 
     /// A handle to the same client whose calls wait at most `timeout` for
@@ -130,7 +187,7 @@ impl RtmServerClient {
 
     /// The project id.
     pub fn pid(&self) -> i64 {
-        self.inner.pid
+        self.inner.signer.pid
     }
 
     /// The underlying FPNN client, for unsigned raw quests.
@@ -146,6 +203,19 @@ impl RtmServerClient {
     /// Closes the client; see [`FpnnClient::close`].
     pub fn close(&self) {
         self.inner.fpnn.close()
+    }
+
+    pub(crate) fn inner_listen(&self) -> Arc<Mutex<ListenState>> {
+        self.inner.listen.clone()
+    }
+
+    /// Runs `f` on a callback thread.
+    pub(crate) fn on_pool(&self, f: impl FnOnce() + Send + 'static) {
+        self.inner
+            .fpnn
+            .core()
+            .pool()
+            .submit(crate::fpnn::pool::Job::Task(Box::new(f)));
     }
 
     pub(crate) fn downgrade(&self) -> Weak<RtmInner> {
@@ -177,33 +247,14 @@ impl RtmServerClient {
                 |a| Ok(a.answer.clone()),
                 Box::new(callback),
             ),
-            Err(e) => self
-                .inner
-                .fpnn
-                .core()
-                .pool()
-                .submit(crate::fpnn::pool::Job::Task(Box::new(move || callback(Err(e))))),
+            Err(e) => self.on_pool(move || callback(Err(e))),
         }
     }
 
-    /// Builds a signed quest frame with a fresh salt and the current time.
     fn signed_frame(&self, method: &str, params: &Params) -> Result<Vec<u8>> {
-        let inner = &self.inner;
-        let salt = auth::next_salt();
-        let ts = auth::unix_seconds();
-        let sign = auth::sign(inner.pid, &inner.secret, salt, method, ts);
-        inner.fpnn.core().build_frame(method, true, |out| {
-            let _ = rmp::encode::write_map_len(out, params.count + 4);
-            let _ = rmp::encode::write_str(out, "pid");
-            let _ = rmp::encode::write_sint(out, inner.pid);
-            let _ = rmp::encode::write_str(out, "sign");
-            let _ = rmp::encode::write_str(out, &sign);
-            let _ = rmp::encode::write_str(out, "salt");
-            let _ = rmp::encode::write_sint(out, salt);
-            let _ = rmp::encode::write_str(out, "ts");
-            let _ = rmp::encode::write_sint(out, ts);
-            out.extend_from_slice(&params.buf);
-        })
+        self.inner
+            .signer
+            .frame(self.inner.fpnn.core(), method, params)
     }
 
     fn send_signed(&self, method: &str, params: &Params) -> Result<Value> {

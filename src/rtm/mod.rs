@@ -9,13 +9,16 @@
 
 mod auth;
 mod client;
+mod listen;
 mod params;
+mod push;
 mod rtc;
 mod voice;
 
 pub use auth::{next_salt, sign, unix_seconds};
 pub use client::RtmServerClient;
 pub use params::{Params, ToParam};
-pub(crate) use params::AnswerReader;
 pub use rtc::{AdminCommand, RtcRoomMembers, RtcRoomType};
+pub use listen::ListenState;
+pub use push::{MessageBody, PushEvent, PushHandler, PushMessage};
 pub use voice::VoiceRoomMembers;

@@ -1,0 +1,346 @@
+//! The listen API (PROTOCOL.md 7.2 and 7.3): which groups, rooms, users and
+//! events the server pushes to this connection.
+//!
+//! The server keeps listen state per connection, so the client keeps a copy
+//! (updated only when the server accepted a change) and restores it on
+//! every new connection, before any user call can use that connection: one
+//! `setlisten` with the non-empty id and event sets (as arrays), then one
+//! with the all-flags when any is set. A server error while restoring is
+//! logged and the connection is kept; a connection error fails the connect.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use super::client::{RtmServerClient, Signer};
+use super::params::Params;
+use crate::error::Result;
+use crate::fpnn::conn::lock;
+use crate::fpnn::{ConnectHook, FpnnSession};
+
+/// What this connection listens to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListenState {
+    /// Group ids.
+    pub gids: BTreeSet<i64>,
+    /// Room ids.
+    pub rids: BTreeSet<i64>,
+    /// User ids (P2P messages).
+    pub uids: BTreeSet<i64>,
+    /// Event names (`login`, `logout`, ...).
+    pub events: BTreeSet<String>,
+    /// Every group (`group`).
+    pub all_groups: bool,
+    /// Every room (`room`).
+    pub all_rooms: bool,
+    /// Every P2P message (`p2p`).
+    pub all_p2p: bool,
+    /// Every event (`ev`).
+    pub all_events: bool,
+}
+
+impl ListenState {
+    fn has_sets(&self) -> bool {
+        !(self.gids.is_empty()
+            && self.rids.is_empty()
+            && self.uids.is_empty()
+            && self.events.is_empty())
+    }
+
+    fn has_flags(&self) -> bool {
+        self.all_groups || self.all_rooms || self.all_p2p || self.all_events
+    }
+}
+
+/// One change of the listen state: the quest that asks for it and the local
+/// update made once the server accepted it.
+#[derive(Debug, Clone)]
+enum Change {
+    Add(Sets),
+    Remove(Sets),
+    Set(OptSets),
+    Status([bool; 4]),
+}
+
+#[derive(Debug, Clone, Default)]
+struct Sets {
+    gids: Vec<i64>,
+    rids: Vec<i64>,
+    uids: Vec<i64>,
+    events: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct OptSets {
+    gids: Option<Vec<i64>>,
+    rids: Option<Vec<i64>>,
+    uids: Option<Vec<i64>>,
+    events: Option<Vec<String>>,
+}
+
+fn non_empty<T>(v: &[T]) -> Option<&[T]> {
+    (!v.is_empty()).then_some(v)
+}
+
+impl Change {
+    fn method(&self) -> &'static str {
+        match self {
+            Change::Add(_) => "addlisten",
+            Change::Remove(_) => "removelisten",
+            Change::Set(_) | Change::Status(_) => "setlisten",
+        }
+    }
+
+    fn params(&self) -> Params {
+        let mut p = Params::new();
+        match self {
+            Change::Add(s) | Change::Remove(s) => {
+                p.put("gids", non_empty(&s.gids))
+                    .put("rids", non_empty(&s.rids))
+                    .put("uids", non_empty(&s.uids))
+                    .put("events", non_empty(&s.events));
+            }
+            Change::Set(s) => {
+                p.put("gids", s.gids.as_deref())
+                    .put("rids", s.rids.as_deref())
+                    .put("uids", s.uids.as_deref())
+                    .put("events", s.events.as_deref());
+            }
+            Change::Status([group, room, p2p, ev]) => {
+                p.put("group", *group)
+                    .put("room", *room)
+                    .put("p2p", *p2p)
+                    .put("ev", *ev);
+            }
+        }
+        p
+    }
+
+    fn apply(&self, state: &mut ListenState) {
+        match self {
+            Change::Add(s) => {
+                state.gids.extend(&s.gids);
+                state.rids.extend(&s.rids);
+                state.uids.extend(&s.uids);
+                state.events.extend(s.events.iter().cloned());
+            }
+            Change::Remove(s) => {
+                state.gids.retain(|v| !s.gids.contains(v));
+                state.rids.retain(|v| !s.rids.contains(v));
+                state.uids.retain(|v| !s.uids.contains(v));
+                state.events.retain(|v| !s.events.contains(v));
+            }
+            Change::Set(s) => {
+                if let Some(v) = &s.gids {
+                    state.gids = v.iter().copied().collect();
+                }
+                if let Some(v) = &s.rids {
+                    state.rids = v.iter().copied().collect();
+                }
+                if let Some(v) = &s.uids {
+                    state.uids = v.iter().copied().collect();
+                }
+                if let Some(v) = &s.events {
+                    state.events = v.iter().cloned().collect();
+                }
+            }
+            Change::Status([group, room, p2p, ev]) => {
+                state.all_groups = *group;
+                state.all_rooms = *room;
+                state.all_p2p = *p2p;
+                state.all_events = *ev;
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Change::Add(s) | Change::Remove(s) => {
+                s.gids.is_empty() && s.rids.is_empty() && s.uids.is_empty() && s.events.is_empty()
+            }
+            _ => false,
+        }
+    }
+}
+
+fn strings(events: &[&str]) -> Vec<String> {
+    events.iter().map(|e| e.to_string()).collect()
+}
+
+fn sets(gids: &[i64], rids: &[i64], uids: &[i64], events: &[&str]) -> Sets {
+    Sets {
+        gids: gids.to_vec(),
+        rids: rids.to_vec(),
+        uids: uids.to_vec(),
+        events: strings(events),
+    }
+}
+
+impl RtmServerClient {
+    /// A copy of what the client listens to (as the server accepted it).
+    pub fn listen_state(&self) -> ListenState {
+        lock(&self.inner_listen()).clone()
+    }
+
+    /// Adds groups, rooms, users and events to what this connection
+    /// listens to (quest `addlisten`; empty lists are left out, and a call
+    /// with every list empty sends nothing).
+    pub fn add_listen(&self, gids: &[i64], rids: &[i64], uids: &[i64], events: &[&str]) -> Result<()> {
+        self.change_listen(Change::Add(sets(gids, rids, uids, events)))
+    }
+
+    /// The callback form of [`add_listen`](Self::add_listen).
+    pub fn add_listen_with_callback<F>(&self, gids: &[i64], rids: &[i64], uids: &[i64], events: &[&str], callback: F)
+    where
+        F: FnOnce(Result<()>) + Send + 'static,
+    {
+        self.change_listen_with_callback(Change::Add(sets(gids, rids, uids, events)), callback)
+    }
+
+    /// Removes groups, rooms, users and events from what this connection
+    /// listens to (quest `removelisten`; empty lists are left out, and a
+    /// call with every list empty sends nothing).
+    pub fn remove_listen(&self, gids: &[i64], rids: &[i64], uids: &[i64], events: &[&str]) -> Result<()> {
+        self.change_listen(Change::Remove(sets(gids, rids, uids, events)))
+    }
+
+    /// The callback form of [`remove_listen`](Self::remove_listen).
+    pub fn remove_listen_with_callback<F>(
+        &self,
+        gids: &[i64],
+        rids: &[i64],
+        uids: &[i64],
+        events: &[&str],
+        callback: F,
+    ) where
+        F: FnOnce(Result<()>) + Send + 'static,
+    {
+        self.change_listen_with_callback(Change::Remove(sets(gids, rids, uids, events)), callback)
+    }
+
+    /// Replaces the listened sets that are given (quest `setlisten`): `None`
+    /// leaves a set as it is, `Some(&[])` sends an empty list (which the
+    /// server presumably takes as "clear") and clears the local copy.
+    pub fn set_listen(
+        &self,
+        gids: Option<&[i64]>,
+        rids: Option<&[i64]>,
+        uids: Option<&[i64]>,
+        events: Option<&[&str]>,
+    ) -> Result<()> {
+        self.change_listen(Change::Set(opt_sets(gids, rids, uids, events)))
+    }
+
+    /// The callback form of [`set_listen`](Self::set_listen).
+    pub fn set_listen_with_callback<F>(
+        &self,
+        gids: Option<&[i64]>,
+        rids: Option<&[i64]>,
+        uids: Option<&[i64]>,
+        events: Option<&[&str]>,
+        callback: F,
+    ) where
+        F: FnOnce(Result<()>) + Send + 'static,
+    {
+        self.change_listen_with_callback(Change::Set(opt_sets(gids, rids, uids, events)), callback)
+    }
+
+    /// Listens to everything of a kind (quest `setlisten` with `group`,
+    /// `room`, `p2p` and `ev`; all four are always sent).
+    pub fn set_listen_status(&self, all_groups: bool, all_rooms: bool, all_p2p: bool, all_events: bool) -> Result<()> {
+        self.change_listen(Change::Status([all_groups, all_rooms, all_p2p, all_events]))
+    }
+
+    /// The callback form of [`set_listen_status`](Self::set_listen_status).
+    pub fn set_listen_status_with_callback<F>(
+        &self,
+        all_groups: bool,
+        all_rooms: bool,
+        all_p2p: bool,
+        all_events: bool,
+        callback: F,
+    ) where
+        F: FnOnce(Result<()>) + Send + 'static,
+    {
+        self.change_listen_with_callback(
+            Change::Status([all_groups, all_rooms, all_p2p, all_events]),
+            callback,
+        )
+    }
+
+    fn change_listen(&self, change: Change) -> Result<()> {
+        if change.is_empty() {
+            return Ok(());
+        }
+        self.invoke(change.method(), &change.params(), |_| Ok(()))?;
+        change.apply(&mut lock(&self.inner_listen()));
+        Ok(())
+    }
+
+    fn change_listen_with_callback<F>(&self, change: Change, callback: F)
+    where
+        F: FnOnce(Result<()>) + Send + 'static,
+    {
+        if change.is_empty() {
+            return self.on_pool(move || callback(Ok(())));
+        }
+        let state = self.inner_listen();
+        let params = change.params();
+        self.invoke_with_callback(
+            std::borrow::Cow::Borrowed(change.method()),
+            params,
+            |_| Ok(()),
+            Box::new(move |result: Result<()>| {
+                if result.is_ok() {
+                    change.apply(&mut lock(&state));
+                }
+                callback(result)
+            }),
+        )
+    }
+}
+
+fn opt_sets(gids: Option<&[i64]>, rids: Option<&[i64]>, uids: Option<&[i64]>, events: Option<&[&str]>) -> OptSets {
+    OptSets {
+        gids: gids.map(<[i64]>::to_vec),
+        rids: rids.map(<[i64]>::to_vec),
+        uids: uids.map(<[i64]>::to_vec),
+        events: events.map(strings),
+    }
+}
+
+/// The connect hook that restores the listen state on a new connection.
+pub(crate) fn restore_hook(signer: Arc<Signer>, state: Arc<Mutex<ListenState>>) -> ConnectHook {
+    Arc::new(move |session: &FpnnSession<'_>| {
+        let snapshot = lock(&state).clone();
+        let mut changes = Vec::new();
+        if snapshot.has_sets() {
+            let v = |s: &BTreeSet<i64>| s.iter().copied().collect::<Vec<_>>();
+            changes.push(Change::Set(OptSets {
+                gids: Some(v(&snapshot.gids)).filter(|l| !l.is_empty()),
+                rids: Some(v(&snapshot.rids)).filter(|l| !l.is_empty()),
+                uids: Some(v(&snapshot.uids)).filter(|l| !l.is_empty()),
+                events: Some(snapshot.events.iter().cloned().collect::<Vec<_>>()).filter(|l| !l.is_empty()),
+            }));
+        }
+        if snapshot.has_flags() {
+            changes.push(Change::Status([
+                snapshot.all_groups,
+                snapshot.all_rooms,
+                snapshot.all_p2p,
+                snapshot.all_events,
+            ]));
+        }
+        for change in changes {
+            let frame = signer.frame(session.core(), change.method(), &change.params())?;
+            match session.call_frame(change.method(), frame) {
+                Ok(_) => {}
+                Err(e) if e.is_server_error() => {
+                    log::warn!("restoring the listen state: the server refused `{}`: {e}", change.method())
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    })
+}
