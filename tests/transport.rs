@@ -304,6 +304,7 @@ fn server_pushed_quests_are_answered() {
         let server = server();
         let client = client(&server, ClientConfig::default());
         client.connect().unwrap();
+        assert!(wait_until(Duration::from_secs(5), || !server.connections().is_empty()));
         let conn = server.connections().pop().unwrap();
         // Without a handler: `ping` gets {}, anything else error 20004.
         assert_eq!(conn.push("ping", empty()).unwrap(), empty());
