@@ -54,7 +54,9 @@ fn main() -> Result<()> {
     };
     let rid: i64 = env("RTM_ROOM").map_or(900001, |r| r.parse().expect("RTM_ROOM is a number"));
     let uids: Vec<i64> = env("RTM_UIDS").map_or(vec![101, 102, 103], |u| {
-        u.split(',').map(|x| x.trim().parse().expect("RTM_UIDS is a list of numbers")).collect()
+        u.split(',')
+            .map(|x| x.trim().parse().expect("RTM_UIDS is a list of numbers"))
+            .collect()
     });
     let (first, rest) = uids.split_first().expect("at least one uid");
 
@@ -74,15 +76,24 @@ fn main() -> Result<()> {
     println!("pull_into_voice_room({rid}, {rest:?}): ok");
     println!("get_voice_room_list(): {:?}", client.get_voice_room_list()?);
     let members = client.get_voice_room_members(rid)?;
-    println!("get_voice_room_members({rid}): uids {:?}, managers {:?}", members.uids, members.managers);
-    println!("get_voice_room_member_count({rid}): {}", client.get_voice_room_member_count(rid)?);
+    println!(
+        "get_voice_room_members({rid}): uids {:?}, managers {:?}",
+        members.uids, members.managers
+    );
+    println!(
+        "get_voice_room_member_count({rid}): {}",
+        client.get_voice_room_member_count(rid)?
+    );
     client.set_voice_room_mic_status(rid, true)?;
     println!("set_voice_room_mic_status({rid}, true): ok");
     if let Some(last) = rest.last() {
         client.kick_out_from_voice_room(rid, *last, *first)?;
         println!("kick_out_from_voice_room({rid}, {last}, from {first}): ok");
     }
-    println!("get_voice_room_member_count({rid}): {}", client.get_voice_room_member_count(rid)?);
+    println!(
+        "get_voice_room_member_count({rid}): {}",
+        client.get_voice_room_member_count(rid)?
+    );
     client.close_voice_room(rid)?;
     println!("close_voice_room({rid}): ok");
 
@@ -94,9 +105,15 @@ fn main() -> Result<()> {
     println!("invite_user_into_voice_room_with_callback: ok");
     wait(|f| c.pull_into_voice_room_with_callback(rid, rest, f))?;
     println!("pull_into_voice_room_with_callback: ok");
-    println!("get_voice_room_list_with_callback: {:?}", wait(|f| c.get_voice_room_list_with_callback(f))?);
+    println!(
+        "get_voice_room_list_with_callback: {:?}",
+        wait(|f| c.get_voice_room_list_with_callback(f))?
+    );
     let members = wait(|f| c.get_voice_room_members_with_callback(rid, f))?;
-    println!("get_voice_room_members_with_callback: uids {:?}, managers {:?}", members.uids, members.managers);
+    println!(
+        "get_voice_room_members_with_callback: uids {:?}, managers {:?}",
+        members.uids, members.managers
+    );
     let count = wait(|f| c.get_voice_room_member_count_with_callback(rid, f))?;
     println!("get_voice_room_member_count_with_callback: {count}");
     wait(|f| c.set_voice_room_mic_status_with_callback(rid, false, f))?;

@@ -89,10 +89,10 @@ pub enum Error {
     ClientClosed,
 
     /// The server answered with an exception (an FPNN or RTM error code and a
-    /// message). See [`codes`](crate::codes) for the named codes.
+    /// message). See [`crate::codes`] for the named codes.
     #[error("server error {code}: {message}")]
     Server {
-        /// The error code (see [`codes`](crate::codes)).
+        /// The error code (see [`crate::codes`]).
         code: i64,
         /// The server's human-readable message (`ex`).
         message: String,

@@ -16,7 +16,8 @@ use rtm_server_sdk::Error;
 #[test]
 fn drop_completes_10000_pending_callbacks_and_joins_threads() {
     watchdog(Duration::from_secs(60), || {
-        let server = FpnnServer::start(|_: &_, _: &_| Reply::None, ServerOptions::default()).unwrap();
+        let server =
+            FpnnServer::start(|_: &_, _: &_| Reply::None, ServerOptions::default()).unwrap();
         let before = thread_count();
         let client = FpnnClient::new(server.endpoint(), ClientConfig::default()).unwrap();
         client.connect().unwrap();
@@ -35,7 +36,9 @@ fn drop_completes_10000_pending_callbacks_and_joins_threads() {
                 }
             });
         }
-        assert!(wait_until(Duration::from_secs(10), || client.pending_calls() == 10_000));
+        assert!(wait_until(Duration::from_secs(10), || client
+            .pending_calls()
+            == 10_000));
         let t0 = Instant::now();
         drop(client);
         let took = t0.elapsed();

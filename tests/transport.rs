@@ -29,7 +29,9 @@ fn service(_conn: &ServerConn, q: &Quest) -> Reply {
             let i = get_i64(p, "i").unwrap_or(-1);
             let answer = Reply::Answer(map(vec![("i", Value::from(i))]));
             match get_i64(p, "delay_ms") {
-                Some(ms) if ms > 0 => Reply::After(Duration::from_millis(ms as u64), Box::new(answer)),
+                Some(ms) if ms > 0 => {
+                    Reply::After(Duration::from_millis(ms as u64), Box::new(answer))
+                }
                 _ => answer,
             }
         }
@@ -59,7 +61,10 @@ fn client(server: &FpnnServer, config: ClientConfig) -> FpnnClient {
 }
 
 fn echo(i: i64, delay_ms: i64) -> Value {
-    map(vec![("i", Value::from(i)), ("delay_ms", Value::from(delay_ms))])
+    map(vec![
+        ("i", Value::from(i)),
+        ("delay_ms", Value::from(delay_ms)),
+    ])
 }
 
 fn empty() -> Value {
@@ -110,7 +115,10 @@ fn callbacks_complete_exactly_once_with_their_own_answer() {
             assert_eq!(get_i64(&r.unwrap(), "i"), Some(i));
             assert!(seen.insert(i), "callback {i} ran twice");
         }
-        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err(), "no extra completions");
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "no extra completions"
+        );
         // Server exceptions reach callbacks as typed errors.
         let (tx, rx) = unbounded();
         client.call_with_callback("fail", empty(), None, move |r| tx.send(r).unwrap());
@@ -138,25 +146,38 @@ fn per_call_and_default_timeouts_are_prompt() {
         let took = t0.elapsed();
         assert!(err.is_timeout(), "{err:?}");
         assert!(matches!(err, Error::Timeout { .. }));
-        assert!(took >= Duration::from_millis(400) && took < Duration::from_millis(550), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(400) && took < Duration::from_millis(550),
+            "{took:?}"
+        );
         // Per-call timeout overrides it.
         let t0 = Instant::now();
-        let err = client.call_timeout("hold", empty(), Duration::from_millis(150)).unwrap_err();
+        let err = client
+            .call_timeout("hold", empty(), Duration::from_millis(150))
+            .unwrap_err();
         let took = t0.elapsed();
         assert!(err.is_timeout());
-        assert!(took >= Duration::from_millis(150) && took < Duration::from_millis(300), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(150) && took < Duration::from_millis(300),
+            "{took:?}"
+        );
         // Callback timeouts, per call and default.
         for (timeout, expect) in [(Some(Duration::from_millis(200)), 200u64), (None, 400)] {
             let (tx, rx) = unbounded();
             let t0 = Instant::now();
-            client.call_with_callback("hold", empty(), timeout, move |r| tx.send((r, t0.elapsed())).unwrap());
+            client.call_with_callback("hold", empty(), timeout, move |r| {
+                tx.send((r, t0.elapsed())).unwrap()
+            });
             let (r, took) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
             assert!(r.unwrap_err().is_timeout());
             assert!(
                 took >= Duration::from_millis(expect) && took < Duration::from_millis(expect + 150),
                 "{took:?} for {expect} ms"
             );
-            assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "completed once");
+            assert!(
+                rx.recv_timeout(Duration::from_millis(300)).is_err(),
+                "completed once"
+            );
         }
         // A late answer is discarded and does not disturb later calls.
         let err = client
@@ -192,7 +213,9 @@ fn server_closing_mid_call_completes_everything_once_then_reconnects() {
                 thread::spawn(move || client.call("hold", empty()))
             })
             .collect();
-        assert!(wait_until(Duration::from_secs(5), || client.pending_calls() == 58));
+        assert!(wait_until(Duration::from_secs(5), || client
+            .pending_calls()
+            == 58));
         let err = client.call("close", empty()).unwrap_err();
         assert!(matches!(err, Error::ConnectionClosed { .. }), "{err:?}");
         for b in blocked {
@@ -205,7 +228,11 @@ fn server_closing_mid_call_completes_everything_once_then_reconnects() {
             assert!(matches!(r, Err(Error::ConnectionClosed { .. })), "{r:?}");
         }
         thread::sleep(Duration::from_millis(100));
-        assert_eq!(completions.load(Ordering::SeqCst), 50, "each callback exactly once");
+        assert_eq!(
+            completions.load(Ordering::SeqCst),
+            50,
+            "each callback exactly once"
+        );
         // The next call connects again.
         let answer = client.call("echo", echo(9, 0)).unwrap();
         assert_eq!(get_i64(&answer, "i"), Some(9));
@@ -222,7 +249,8 @@ fn a_misbehaving_server_gets_clear_errors_and_the_client_recovers() {
     watchdog(Duration::from_secs(30), || {
         let server = server();
         let client = client(&server, ClientConfig::default());
-        let cases: Vec<(&str, Box<dyn Fn(&Error) -> bool>)> = vec![
+        type Check = Box<dyn Fn(&Error) -> bool>;
+        let cases: Vec<(&str, Check)> = vec![
             // Garbage.
             (
                 "00112233445566778899aabbccddeeff",
@@ -237,7 +265,13 @@ fn a_misbehaving_server_gets_clear_errors_and_the_client_recovers() {
             (
                 "46504e4e01800200ffffffff01000000",
                 Box::new(|e| {
-                    matches!(e, Error::Protocol(ProtocolError::FrameTooLarge { size: 0xFFFF_FFFF, .. }))
+                    matches!(
+                        e,
+                        Error::Protocol(ProtocolError::FrameTooLarge {
+                            size: 0xFFFF_FFFF,
+                            ..
+                        })
+                    )
                 }),
             ),
             // An unknown message type.
@@ -256,11 +290,16 @@ fn a_misbehaving_server_gets_clear_errors_and_the_client_recovers() {
             // protocol error; so does the call that triggered it.
             let (tx, rx) = unbounded();
             client.call_with_callback("hold", empty(), None, move |r| tx.send(r).unwrap());
-            assert!(wait_until(Duration::from_secs(5), || client.pending_calls() == 1));
+            assert!(wait_until(Duration::from_secs(5), || client
+                .pending_calls()
+                == 1));
             let err = client.call("raw", raw(hex)).unwrap_err();
             assert!(check(&err), "{hex}: {err:?}");
             assert!(err.is_connection_error());
-            let held = rx.recv_timeout(Duration::from_secs(5)).unwrap().unwrap_err();
+            let held = rx
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap()
+                .unwrap_err();
             assert!(check(&held), "{hex}: {held:?}");
             // Usable afterwards.
             let answer = client.call("echo", echo(5, 0)).unwrap();
@@ -276,14 +315,20 @@ fn a_frame_over_the_configured_limit_is_refused() {
         let client = client(&server, ClientConfig::default().max_recv_payload(64));
         // An answer of 100 bytes of payload.
         let big = "x".repeat(90);
-        let err = client.call("echo", map(vec![("i", Value::from(1)), ("pad", Value::from(big))]));
+        let err = client.call(
+            "echo",
+            map(vec![("i", Value::from(1)), ("pad", Value::from(big))]),
+        );
         // The echo answer itself is small; make the server send a big one.
         assert!(err.is_ok());
         let mut frame = hex::decode("46504e4e0180020064000000").unwrap();
         frame.extend_from_slice(&[1, 0, 0, 0]);
         let err = client.call("raw", raw(&hex::encode(&frame))).unwrap_err();
         assert!(
-            matches!(err, Error::Protocol(ProtocolError::FrameTooLarge { size: 100, max: 64 })),
+            matches!(
+                err,
+                Error::Protocol(ProtocolError::FrameTooLarge { size: 100, max: 64 })
+            ),
             "{err:?}"
         );
         // Bad input from the caller is refused before anything is sent.
@@ -291,10 +336,22 @@ fn a_frame_over_the_configured_limit_is_refused() {
         assert!(matches!(err, Error::InvalidArgument(_)));
         let err = client.call("echo", Value::from(3)).unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)));
-        let client = FpnnClient::new(server.endpoint(), ClientConfig::default().max_send_payload(16)).unwrap();
-        let err = client.call("echo", map(vec![("pad", Value::from("y".repeat(32)))])).unwrap_err();
+        let client = FpnnClient::new(
+            server.endpoint(),
+            ClientConfig::default().max_send_payload(16),
+        )
+        .unwrap();
+        let err = client
+            .call("echo", map(vec![("pad", Value::from("y".repeat(32)))]))
+            .unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
-        assert_eq!(client.call("echo", echo(1, 0)).map(|v| get_i64(&v, "i")).unwrap(), Some(1));
+        assert_eq!(
+            client
+                .call("echo", echo(1, 0))
+                .map(|v| get_i64(&v, "i"))
+                .unwrap(),
+            Some(1)
+        );
     });
 }
 
@@ -304,7 +361,9 @@ fn server_pushed_quests_are_answered() {
         let server = server();
         let client = client(&server, ClientConfig::default());
         client.connect().unwrap();
-        assert!(wait_until(Duration::from_secs(5), || !server.connections().is_empty()));
+        assert!(wait_until(Duration::from_secs(5), || !server
+            .connections()
+            .is_empty()));
         let conn = server.connections().pop().unwrap();
         // Without a handler: `ping` gets {}, anything else error 20004.
         assert_eq!(conn.push("ping", empty()).unwrap(), empty());
@@ -330,10 +389,18 @@ fn server_pushed_quests_are_answered() {
                 _ => QuestReply::Unhandled,
             }
         });
-        let answer = conn.push("double", map(vec![("n", Value::from(21))])).unwrap();
+        let answer = conn
+            .push("double", map(vec![("n", Value::from(21))]))
+            .unwrap();
         assert_eq!(get_i64(&answer, "n"), Some(42));
-        assert!(matches!(conn.push("refuse", empty()), Err(Error::Server { code: 77, .. })));
-        assert!(matches!(conn.push("boom", empty()), Err(Error::Server { code: 20001, .. })));
+        assert!(matches!(
+            conn.push("refuse", empty()),
+            Err(Error::Server { code: 77, .. })
+        ));
+        assert!(matches!(
+            conn.push("boom", empty()),
+            Err(Error::Server { code: 20001, .. })
+        ));
         assert_eq!(conn.push("ping", empty()).unwrap(), empty());
         conn.push_one_way("oneway", empty());
         assert!(wait_until(Duration::from_secs(5), || seen
@@ -342,7 +409,10 @@ fn server_pushed_quests_are_answered() {
             .contains(&("oneway".to_string(), false))));
         // The client is still fine, and answered nothing to the one-way push
         // (an answer would have been an unexpected frame for the server).
-        assert_eq!(get_i64(&client.call("echo", echo(3, 0)).unwrap(), "i"), Some(3));
+        assert_eq!(
+            get_i64(&client.call("echo", echo(3, 0)).unwrap(), "i"),
+            Some(3)
+        );
     });
 }
 
@@ -362,7 +432,9 @@ fn a_callback_may_call_back_into_the_client() {
                 tx.send(get_i64(&second, "i").unwrap()).unwrap();
             });
         }
-        let mut got: Vec<i64> = (0..20).map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap()).collect();
+        let mut got: Vec<i64> = (0..20)
+            .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect();
         got.sort();
         assert_eq!(got, (100..120).collect::<Vec<_>>());
     });
@@ -382,7 +454,10 @@ fn connect_failures_and_closed_clients_are_typed() {
         assert!(err.is_connection_error());
         let (tx, rx) = unbounded();
         client.call_with_callback("echo", empty(), None, move |r| tx.send(r).unwrap());
-        assert!(matches!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Err(Error::Connect { .. })));
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            Err(Error::Connect { .. })
+        ));
         let bad = FpnnClient::new("not an endpoint", ClientConfig::default()).unwrap();
         assert!(matches!(bad.connect(), Err(Error::Connect { .. })));
 
@@ -390,10 +465,16 @@ fn connect_failures_and_closed_clients_are_typed() {
         let client = client_for(&server);
         client.close();
         assert!(client.is_closed());
-        assert!(matches!(client.call("echo", empty()), Err(Error::ClientClosed)));
+        assert!(matches!(
+            client.call("echo", empty()),
+            Err(Error::ClientClosed)
+        ));
         let (tx, rx) = unbounded();
         client.call_with_callback("echo", empty(), None, move |r| tx.send(r).unwrap());
-        assert!(matches!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Err(Error::ClientClosed)));
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            Err(Error::ClientClosed)
+        ));
         client.close();
     });
 }
@@ -407,7 +488,9 @@ fn one_way_quests_are_sent() {
     watchdog(Duration::from_secs(20), || {
         let server = server();
         let client = client_for(&server);
-        client.send_one_way("note", map(vec![("k", Value::from(1))])).unwrap();
+        client
+            .send_one_way("note", map(vec![("k", Value::from(1))]))
+            .unwrap();
         assert!(wait_until(Duration::from_secs(5), || server
             .received()
             .iter()

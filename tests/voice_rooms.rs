@@ -25,11 +25,18 @@ fn setup() -> (RtmEmulator, RtmServerClient) {
 }
 
 /// Runs a callback-form call and waits for its one result.
-fn via_callback<T: Send + 'static>(start: impl FnOnce(Box<dyn FnOnce(Result<T>) + Send>)) -> Result<T> {
+fn via_callback<T: Send + 'static>(
+    start: impl FnOnce(Box<dyn FnOnce(Result<T>) + Send>),
+) -> Result<T> {
     let (tx, rx) = bounded(2);
     start(Box::new(move |r| tx.send(r).unwrap()));
-    let r = rx.recv_timeout(Duration::from_secs(10)).expect("the callback ran");
-    assert!(rx.recv_timeout(Duration::from_millis(20)).is_err(), "the callback ran once");
+    let r = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the callback ran");
+    assert!(
+        rx.recv_timeout(Duration::from_millis(20)).is_err(),
+        "the callback ran once"
+    );
     r
 }
 
@@ -53,7 +60,10 @@ fn every_voice_room_method_in_blocking_form() {
         c.set_voice_room_mic_status(10, true).unwrap();
         c.set_voice_room_mic_status(10, false).unwrap();
         c.kick_out_from_voice_room(10, 2, 1).unwrap();
-        assert_eq!(sorted(c.get_voice_room_members(10).unwrap().uids), vec![1, 3]);
+        assert_eq!(
+            sorted(c.get_voice_room_members(10).unwrap().uids),
+            vec![1, 3]
+        );
         assert_eq!(c.get_voice_room_member_count(10).unwrap(), 2);
         c.close_voice_room(10).unwrap();
         assert_eq!(c.get_voice_room_list().unwrap(), vec![11]);
@@ -65,16 +75,27 @@ fn every_voice_room_method_in_callback_form() {
     watchdog(Duration::from_secs(30), || {
         let (_emu, c) = setup();
         via_callback(|f| c.pull_into_voice_room_with_callback(20, &[1, 2, 3], f)).unwrap();
-        assert_eq!(via_callback(|f| c.get_voice_room_list_with_callback(f)).unwrap(), vec![20]);
+        assert_eq!(
+            via_callback(|f| c.get_voice_room_list_with_callback(f)).unwrap(),
+            vec![20]
+        );
         let m = via_callback(|f| c.get_voice_room_members_with_callback(20, f)).unwrap();
         assert_eq!(sorted(m.uids), vec![1, 2, 3]);
-        assert_eq!(via_callback(|f| c.get_voice_room_member_count_with_callback(20, f)).unwrap(), 3);
+        assert_eq!(
+            via_callback(|f| c.get_voice_room_member_count_with_callback(20, f)).unwrap(),
+            3
+        );
         via_callback(|f| c.invite_user_into_voice_room_with_callback(20, &[9], 1, f)).unwrap();
         via_callback(|f| c.set_voice_room_mic_status_with_callback(20, true, f)).unwrap();
         via_callback(|f| c.kick_out_from_voice_room_with_callback(20, 3, 1, f)).unwrap();
-        assert_eq!(via_callback(|f| c.get_voice_room_member_count_with_callback(20, f)).unwrap(), 2);
+        assert_eq!(
+            via_callback(|f| c.get_voice_room_member_count_with_callback(20, f)).unwrap(),
+            2
+        );
         via_callback(|f| c.close_voice_room_with_callback(20, f)).unwrap();
-        assert!(via_callback(|f| c.get_voice_room_list_with_callback(f)).unwrap().is_empty());
+        assert!(via_callback(|f| c.get_voice_room_list_with_callback(f))
+            .unwrap()
+            .is_empty());
         // Errors reach the callback typed.
         let err = via_callback(|f| c.close_voice_room_with_callback(20, f)).unwrap_err();
         assert_eq!(err.code(), Some(codes::RTM_EC_NOT_IN_ROOM), "{err:?}");
@@ -129,15 +150,24 @@ fn timeouts_per_call_and_default() {
         c.connect().unwrap();
         emu.server().faults().set_freeze(true);
         let t0 = Instant::now();
-        let err = c.with_timeout(Duration::from_millis(150)).get_voice_room_list().unwrap_err();
+        let err = c
+            .with_timeout(Duration::from_millis(150))
+            .get_voice_room_list()
+            .unwrap_err();
         assert!(err.is_timeout(), "{err:?}");
         let took = t0.elapsed();
-        assert!(took >= Duration::from_millis(150) && took < Duration::from_millis(350), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(150) && took < Duration::from_millis(350),
+            "{took:?}"
+        );
         let t0 = Instant::now();
         let err = via_callback(|f| c.get_voice_room_list_with_callback(f)).unwrap_err();
         assert!(err.is_timeout());
         let took = t0.elapsed();
-        assert!(took >= Duration::from_millis(500) && took < Duration::from_millis(700), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(500) && took < Duration::from_millis(700),
+            "{took:?}"
+        );
         emu.server().faults().set_freeze(false);
         assert!(c.get_voice_room_list().unwrap().is_empty());
     });
@@ -200,8 +230,10 @@ fn the_quests_on_the_wire_match_the_protocol() {
         c.get_voice_room_list().unwrap();
         c.kick_out_from_voice_room(rid, 2, uid).unwrap();
         c.close_voice_room(rid).unwrap();
-        c.pull_into_rtc_room(rid, &[uid], RtcRoomType::Video, Some(30), None).unwrap();
-        c.admin_command(rid, &[uid], AdminCommand::ForbidSendingAudio).unwrap();
+        c.pull_into_rtc_room(rid, &[uid], RtcRoomType::Video, Some(30), None)
+            .unwrap();
+        c.admin_command(rid, &[uid], AdminCommand::ForbidSendingAudio)
+            .unwrap();
 
         let received = emu.received();
         let methods: Vec<&str> = received.iter().map(|(m, _)| m.as_str()).collect();
@@ -226,11 +258,16 @@ fn the_quests_on_the_wire_match_the_protocol() {
             assert_eq!(param(p, "pid").as_i64(), Some(PID));
             let sign = param(p, "sign").as_str().unwrap();
             assert_eq!(sign.len(), 32);
-            assert!(sign.chars().all(|ch| ch.is_ascii_digit() || ch.is_ascii_uppercase()));
+            assert!(sign
+                .chars()
+                .all(|ch| ch.is_ascii_digit() || ch.is_ascii_uppercase()));
             let salt = param(p, "salt").as_i64().unwrap();
             let ts = param(p, "ts").as_i64().unwrap();
             assert!(salts.insert(salt), "salt reused");
-            assert_eq!(sign, rtm_server_sdk::rtm::sign(PID, SECRET, salt, method, ts));
+            assert_eq!(
+                sign,
+                rtm_server_sdk::rtm::sign(PID, SECRET, salt, method, ts)
+            );
             let expected: &[&str] = match method.as_str() {
                 "pullIntoVoiceRoom" => &["rid", "toUids"],
                 "inviteUserIntoVoiceRoom" => &["rid", "toUids", "fromUid"],
@@ -259,12 +296,18 @@ fn the_quests_on_the_wire_match_the_protocol() {
             }
         }
         let pull = &received[0].1;
-        assert_eq!(param(pull, "toUids"), &Value::Array(vec![Value::from(uid), Value::from(2)]));
+        assert_eq!(
+            param(pull, "toUids"),
+            &Value::Array(vec![Value::from(uid), Value::from(2)])
+        );
         assert_eq!(param(&received[1].1, "fromUid").as_i64(), Some(uid));
         let rtc = &received[8].1;
         assert_eq!(param(rtc, "type").as_i64(), Some(2));
         assert_eq!(param(rtc, "voiceRange").as_i64(), Some(30));
-        assert!(map_get(rtc, "maxReceiveStreams").is_none(), "unset options are not sent");
+        assert!(
+            map_get(rtc, "maxReceiveStreams").is_none(),
+            "unset options are not sent"
+        );
         assert_eq!(param(&received[9].1, "command").as_i64(), Some(2));
     });
 }
@@ -273,19 +316,33 @@ fn the_quests_on_the_wire_match_the_protocol() {
 fn every_rtc_room_method_in_both_forms() {
     watchdog(Duration::from_secs(30), || {
         let (_emu, c) = setup();
-        c.pull_into_rtc_room(5, &[1, 2], RtcRoomType::Voice, None, None).unwrap();
-        via_callback(|f| c.pull_into_rtc_room_with_callback(6, &[3], RtcRoomType::Video, Some(10), Some(4), f))
+        c.pull_into_rtc_room(5, &[1, 2], RtcRoomType::Voice, None, None)
             .unwrap();
+        via_callback(|f| {
+            c.pull_into_rtc_room_with_callback(6, &[3], RtcRoomType::Video, Some(10), Some(4), f)
+        })
+        .unwrap();
         assert_eq!(sorted(c.get_rtc_room_list().unwrap()), vec![5, 6]);
-        assert_eq!(sorted(via_callback(|f| c.get_rtc_room_list_with_callback(f)).unwrap()), vec![5, 6]);
-        c.admin_command(5, &[2], AdminCommand::AppointAdministrator).unwrap();
+        assert_eq!(
+            sorted(via_callback(|f| c.get_rtc_room_list_with_callback(f)).unwrap()),
+            vec![5, 6]
+        );
+        c.admin_command(5, &[2], AdminCommand::AppointAdministrator)
+            .unwrap();
         let m = c.get_rtc_room_members(5).unwrap();
         assert!(m.administrators.contains(&2), "{m:?}");
         assert_eq!(sorted(m.uids), vec![1, 2]);
         let m2 = via_callback(|f| c.get_rtc_room_members_with_callback(5, f)).unwrap();
         assert!(m2.administrators.contains(&2));
-        via_callback(|f| c.admin_command_with_callback(5, &[2], AdminCommand::DismissAdministrator, f)).unwrap();
-        assert!(!c.get_rtc_room_members(5).unwrap().administrators.contains(&2));
+        via_callback(|f| {
+            c.admin_command_with_callback(5, &[2], AdminCommand::DismissAdministrator, f)
+        })
+        .unwrap();
+        assert!(!c
+            .get_rtc_room_members(5)
+            .unwrap()
+            .administrators
+            .contains(&2));
         for cmd in AdminCommand::ALL {
             c.admin_command(5, &[1], cmd).unwrap();
         }
@@ -299,7 +356,10 @@ fn every_rtc_room_method_in_both_forms() {
         via_callback(|f| c.set_rtc_room_mic_status_with_callback(5, true, f)).unwrap();
         assert_eq!(c.get_rtc_room_member_count(5).unwrap(), 2);
         c.kick_out_from_rtc_room(5, 1, 2).unwrap();
-        assert_eq!(via_callback(|f| c.get_rtc_room_member_count_with_callback(5, f)).unwrap(), 1);
+        assert_eq!(
+            via_callback(|f| c.get_rtc_room_member_count_with_callback(5, f)).unwrap(),
+            1
+        );
         via_callback(|f| c.kick_out_from_rtc_room_with_callback(5, 2, 2, f)).unwrap();
         c.close_rtc_room(5).unwrap();
         via_callback(|f| c.close_rtc_room_with_callback(6, f)).unwrap();
@@ -324,7 +384,10 @@ fn a_quest_lost_with_its_connection_is_resent_once_re_signed() {
         emu.server().faults().set_drop_every(0);
         let received = emu.received();
         assert_eq!(received.len(), 3, "{received:?}");
-        let salts: HashSet<i64> = received.iter().map(|(_, p)| param(p, "salt").as_i64().unwrap()).collect();
+        let salts: HashSet<i64> = received
+            .iter()
+            .map(|(_, p)| param(p, "salt").as_i64().unwrap())
+            .collect();
         assert_eq!(salts.len(), 3, "the resend was re-signed");
         assert_eq!(emu.server().connection_count(), 2);
         // Callback form too.

@@ -822,10 +822,17 @@ impl FpnnServer {
             return;
         };
         self.shared.stopping.store(true, Ordering::SeqCst);
-        // Wake the blocking accept() with a connection of our own.
+        // Wake the blocking accept() with a connection of our own (retried
+        // until the accept thread has seen it).
         let wake = SocketAddr::new(wake_ip(self.addr.ip()), self.addr.port());
-        if let Err(e) = TcpStream::connect_timeout(&wake, Duration::from_secs(2)) {
-            log::warn!("cannot wake the accept thread of {}: {e}", self.addr);
+        while !accept.is_finished() {
+            if let Err(e) = TcpStream::connect_timeout(&wake, Duration::from_secs(1)) {
+                log::warn!("cannot wake the accept thread of {}: {e}", self.addr);
+            }
+            let t = Instant::now();
+            while !accept.is_finished() && t.elapsed() < Duration::from_millis(500) {
+                thread::sleep(Duration::from_millis(1));
+            }
         }
         let _ = accept.join();
         for conn in self.connections() {

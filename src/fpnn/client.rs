@@ -13,8 +13,8 @@ use rmpv::Value;
 
 use super::codec::{self, Quest};
 use super::config::ClientConfig;
-use super::crypto::{ClientHandshake, Encryptor};
 use super::conn::{lock, ConnContext, Connection, Waiter};
+use super::crypto::{ClientHandshake, Encryptor};
 use super::pool::{AnswerCallback, Pool};
 use crate::codes;
 use crate::error::{Error, Result};
@@ -557,13 +557,24 @@ impl Core {
                     encryptor,
                     decryptor,
                 } = hs;
-                (Some(decryptor), Some((public_key, stream_mode, bits, encryptor)))
+                (
+                    Some(decryptor),
+                    Some((public_key, stream_mode, bits, encryptor)),
+                )
             }
             None => (None, None),
         };
-        let conn = Connection::start(id, self.endpoint.clone(), stream, decryptor, self.ctx.clone())?;
+        let conn = Connection::start(
+            id,
+            self.endpoint.clone(),
+            stream,
+            decryptor,
+            self.ctx.clone(),
+        )?;
         if let Some((public_key, stream_mode, bits, encryptor)) = handshake {
-            if let Err(e) = self.key_exchange(&conn, deadline, public_key, stream_mode, bits, encryptor) {
+            if let Err(e) =
+                self.key_exchange(&conn, deadline, public_key, stream_mode, bits, encryptor)
+            {
                 conn.shutdown(e.clone());
                 conn.join_reader();
                 return Err(e);
@@ -774,13 +785,18 @@ impl Core {
     /// Sends a `*ping` on `conn` when keepalive says so, or closes a
     /// connection that has been silent too long.
     fn keepalive(&self, conn: &Arc<Connection>) {
-        let Some(ka) = self.config.keepalive else { return };
+        let Some(ka) = self.config.keepalive else {
+            return;
+        };
         if conn.is_closed() {
             return;
         }
         let idle = conn.idle_for();
         if idle >= ka.lost_after() {
-            log::warn!("no data from {} for {idle:?}: closing the connection", self.endpoint);
+            log::warn!(
+                "no data from {} for {idle:?}: closing the connection",
+                self.endpoint
+            );
             conn.shutdown(Error::closed(format!(
                 "keepalive: nothing received for {idle:?}"
             )));
@@ -804,7 +820,9 @@ impl Core {
                 timeout: ka.timeout,
             };
             let mut frame = frame;
-            if let Err((e, Some(Waiter::Callback { cb, .. }))) = conn.send_two_way(&mut frame, waiter) {
+            if let Err((e, Some(Waiter::Callback { cb, .. }))) =
+                conn.send_two_way(&mut frame, waiter)
+            {
                 self.pool.fail(cb, e);
             }
         }
@@ -969,7 +987,10 @@ fn supervisor_loop(core: Arc<Core>, rx: Receiver<SupMsg>) {
                     if let Some(strategy) = core.config.reconnect {
                         let failed = lock(&core.regress).failed;
                         let delay = strategy.delay(failed);
-                        log::debug!("reconnecting to {} in {delay:?} (failed attempts: {failed})", core.endpoint);
+                        log::debug!(
+                            "reconnecting to {} in {delay:?} (failed attempts: {failed})",
+                            core.endpoint
+                        );
                         reconnect_at = Some(Instant::now() + delay);
                     }
                 }

@@ -227,7 +227,12 @@ fn body_prefix_len(mtype: u8, ss: u8) -> usize {
 
 /// Encodes a whole quest frame (`seq` `None` for one-way) into `out`, with
 /// the default send limit.
-pub fn encode_quest(out: &mut Vec<u8>, seq: Option<u32>, method: &str, payload: &Value) -> Result<()> {
+pub fn encode_quest(
+    out: &mut Vec<u8>,
+    seq: Option<u32>,
+    method: &str,
+    payload: &Value,
+) -> Result<()> {
     check_payload(payload)?;
     let start = begin_quest(out, seq.is_some(), method)?;
     write_value(out, payload);
@@ -257,7 +262,12 @@ pub fn encode_error_answer(out: &mut Vec<u8>, seq: u32, code: i64, ex: &str) {
         .expect("an error answer is always small and non-empty");
 }
 
-fn encode_answer_raw(out: &mut Vec<u8>, seq: u32, status: u8, body: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
+fn encode_answer_raw(
+    out: &mut Vec<u8>,
+    seq: u32,
+    status: u8,
+    body: impl FnOnce(&mut Vec<u8>),
+) -> Result<()> {
     let start = out.len();
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
@@ -363,7 +373,9 @@ pub fn decode_frame(bytes: &[u8], max_payload: usize) -> std::result::Result<Fra
     decoder.feed(bytes);
     match decoder.next_frame()? {
         Some(frame) if decoder.buffered() == 0 => Ok(frame),
-        Some(_) => Err(ProtocolError::Other("trailing bytes after the frame".into())),
+        Some(_) => Err(ProtocolError::Other(
+            "trailing bytes after the frame".into(),
+        )),
         None => Err(ProtocolError::Other("incomplete frame".into())),
     }
 }
@@ -406,7 +418,8 @@ impl Decoder {
     }
 
     fn compact(&mut self) {
-        if self.start > 0 && (self.start == self.buf.len() || self.start > self.buf.capacity() / 2) {
+        if self.start > 0 && (self.start == self.buf.len() || self.start > self.buf.capacity() / 2)
+        {
             self.buf.drain(..self.start);
             self.start = 0;
         }
@@ -613,27 +626,50 @@ mod tests {
 
     #[test]
     fn json_frames_and_bad_headers_are_typed_errors() {
-        let json = unhex("46504e4e 01 40 02 00 14000000 01000000 7b2272696473223a5b313030312c313030325d7d");
-        assert_eq!(decode_frame(&json, 1 << 20), Err(ProtocolError::JsonNotSupported));
+        let json = unhex(
+            "46504e4e 01 40 02 00 14000000 01000000 7b2272696473223a5b313030312c313030325d7d",
+        );
+        assert_eq!(
+            decode_frame(&json, 1 << 20),
+            Err(ProtocolError::JsonNotSupported)
+        );
         let mut bad = unhex("46504e4e 01 80 02 00 01000000 01000000 80");
         bad[0] = b'G';
-        assert!(matches!(decode_frame(&bad, 1 << 20), Err(ProtocolError::BadMagic(_))));
+        assert!(matches!(
+            decode_frame(&bad, 1 << 20),
+            Err(ProtocolError::BadMagic(_))
+        ));
         let mut bad = unhex("46504e4e 01 80 02 00 01000000 01000000 80");
         bad[6] = 3;
-        assert_eq!(decode_frame(&bad, 1 << 20), Err(ProtocolError::UnknownMessageType(3)));
+        assert_eq!(
+            decode_frame(&bad, 1 << 20),
+            Err(ProtocolError::UnknownMessageType(3))
+        );
         let mut bad = unhex("46504e4e 01 80 02 00 01000000 01000000 80");
         bad[5] = 0xC0;
-        assert_eq!(decode_frame(&bad, 1 << 20), Err(ProtocolError::BadFlag(0xC0)));
+        assert_eq!(
+            decode_frame(&bad, 1 << 20),
+            Err(ProtocolError::BadFlag(0xC0))
+        );
         bad[5] = 0x00;
         assert_eq!(decode_frame(&bad, 1 << 20), Err(ProtocolError::BadFlag(0)));
         let empty = unhex("46504e4e 01 80 02 00 00000000 01000000");
-        assert_eq!(decode_frame(&empty, 1 << 20), Err(ProtocolError::EmptyPayload));
+        assert_eq!(
+            decode_frame(&empty, 1 << 20),
+            Err(ProtocolError::EmptyPayload)
+        );
         let not_map = unhex("46504e4e 01 80 02 00 01000000 01000000 90");
         assert_eq!(decode_frame(&not_map, 1 << 20), Err(ProtocolError::NotAMap));
         let int_key = unhex("46504e4e 01 80 02 00 03000000 01000000 81 01 02");
-        assert_eq!(decode_frame(&int_key, 1 << 20), Err(ProtocolError::NonStringKey));
+        assert_eq!(
+            decode_frame(&int_key, 1 << 20),
+            Err(ProtocolError::NonStringKey)
+        );
         let truncated = unhex("46504e4e 01 80 02 00 02000000 01000000 81 a1");
-        assert!(matches!(decode_frame(&truncated, 1 << 20), Err(ProtocolError::Msgpack(_))));
+        assert!(matches!(
+            decode_frame(&truncated, 1 << 20),
+            Err(ProtocolError::Msgpack(_))
+        ));
         // Any version byte is accepted.
         let v0 = unhex("46504e4e 00 80 02 00 01000000 01000000 80");
         assert!(decode_frame(&v0, 1 << 20).is_ok());
@@ -655,7 +691,10 @@ mod tests {
         );
         let mut d = Decoder::new(16);
         d.feed(&unhex("46504e4e 01 80 02 00 11000000"));
-        assert!(matches!(d.next_frame(), Err(ProtocolError::FrameTooLarge { size: 17, max: 16 })));
+        assert!(matches!(
+            d.next_frame(),
+            Err(ProtocolError::FrameTooLarge { size: 17, max: 16 })
+        ));
     }
 
     #[test]
@@ -675,10 +714,18 @@ mod tests {
             Err(Error::InvalidArgument(_))
         ));
         assert!(matches!(
-            encode_quest(&mut out, Some(1), "m", &Value::Map(vec![(Value::from(1), Value::from(2))])),
+            encode_quest(
+                &mut out,
+                Some(1),
+                "m",
+                &Value::Map(vec![(Value::from(1), Value::from(2))])
+            ),
             Err(Error::InvalidArgument(_))
         ));
-        let big = map(vec![("b", Value::Binary(vec![0; DEFAULT_MAX_SEND_PAYLOAD]))]);
+        let big = map(vec![(
+            "b",
+            Value::Binary(vec![0; DEFAULT_MAX_SEND_PAYLOAD]),
+        )]);
         assert!(matches!(
             encode_quest(&mut out, Some(1), "m", &big),
             Err(Error::InvalidArgument(_))
@@ -709,7 +756,11 @@ mod tests {
             3 => Value::Binary((0..rng.below(40)).map(|_| rng.next() as u8).collect()),
             4 => Value::Boolean(rng.below(2) == 1),
             5 => Value::Nil,
-            6 => Value::Array((0..rng.below(5)).map(|_| random_value(rng, depth + 1)).collect()),
+            6 => Value::Array(
+                (0..rng.below(5))
+                    .map(|_| random_value(rng, depth + 1))
+                    .collect(),
+            ),
             _ => random_map(rng, depth + 1),
         }
     }
@@ -735,16 +786,28 @@ mod tests {
                         let seq = rng.next() as u32;
                         let method = format!("m{}", rng.below(1000));
                         encode_quest(&mut bytes, Some(seq), &method, &payload).unwrap();
-                        Frame::Quest(Quest { seq: Some(seq), method, payload })
+                        Frame::Quest(Quest {
+                            seq: Some(seq),
+                            method,
+                            payload,
+                        })
                     }
                     1 => {
                         encode_quest(&mut bytes, None, "oneway", &payload).unwrap();
-                        Frame::Quest(Quest { seq: None, method: "oneway".into(), payload })
+                        Frame::Quest(Quest {
+                            seq: None,
+                            method: "oneway".into(),
+                            payload,
+                        })
                     }
                     _ => {
                         let seq = rng.next() as u32;
                         encode_answer(&mut bytes, seq, &payload).unwrap();
-                        Frame::Answer(Answer { seq, status: 0, payload })
+                        Frame::Answer(Answer {
+                            seq,
+                            status: 0,
+                            payload,
+                        })
                     }
                 };
                 frames.push(frame);

@@ -272,6 +272,9 @@ mod tests {
 
     #[test]
     fn keepalive_lost_threshold() {
-        assert_eq!(KeepaliveConfig::default().lost_after(), Duration::from_secs(20));
+        assert_eq!(
+            KeepaliveConfig::default().lost_after(),
+            Duration::from_secs(20)
+        );
     }
 }

@@ -83,6 +83,11 @@ struct WriteState {
     encryptor: Option<Encryptor>,
 }
 
+/// Handles a quest pushed by the server.
+pub(crate) type OnQuest = Arc<dyn Fn(&Arc<Connection>, Quest) + Send + Sync>;
+/// Told once when a connection ends.
+pub(crate) type OnClosed = Arc<dyn Fn(&Arc<Connection>, &Error) + Send + Sync>;
+
 /// What the connection needs from its client.
 pub(crate) struct ConnContext {
     pub pool: Arc<Pool>,
@@ -90,9 +95,9 @@ pub(crate) struct ConnContext {
     /// other one is added.
     pub timer_wake: Sender<()>,
     /// Handles server quests (runs on the pool).
-    pub on_quest: Arc<dyn Fn(&Arc<Connection>, Quest) + Send + Sync>,
+    pub on_quest: OnQuest,
     /// Told once when the connection ends (runs on the thread that noticed).
-    pub on_closed: Arc<dyn Fn(&Arc<Connection>, &Error) + Send + Sync>,
+    pub on_closed: OnClosed,
     pub max_recv_payload: usize,
     /// A monotonic origin for `last_recv`.
     pub epoch: Instant,

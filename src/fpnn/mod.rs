@@ -19,8 +19,9 @@ mod config;
 pub(crate) mod conn;
 pub(crate) mod pool;
 
-pub use client::{ConnectionEvent, FpnnClient, QuestHandler, QuestReply};
 pub(crate) use client::{ConnectHook, Core, FpnnSession};
+pub use client::{ConnectionEvent, FpnnClient, QuestHandler, QuestReply};
 pub use config::{
-    ClientConfig, KeepaliveConfig, ReconnectStrategy, DEFAULT_CONNECT_TIMEOUT, DEFAULT_QUEST_TIMEOUT,
+    ClientConfig, KeepaliveConfig, ReconnectStrategy, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_QUEST_TIMEOUT,
 };

@@ -176,7 +176,11 @@ impl RtmServerClient {
     pub fn with_timeout(&self, timeout: Duration) -> RtmServerClient {
         RtmServerClient {
             inner: self.inner.clone(),
-            timeout: if timeout.is_zero() { None } else { Some(timeout) },
+            timeout: if timeout.is_zero() {
+                None
+            } else {
+                Some(timeout)
+            },
         }
     }
 
@@ -267,7 +271,12 @@ impl RtmServerClient {
 
     /// The blocking path of every method: sign, send, resend once when the
     /// rule says so, read the answer.
-    pub(crate) fn invoke<T>(&self, method: &str, params: &Params, read: ReadAnswer<T>) -> Result<T> {
+    pub(crate) fn invoke<T>(
+        &self,
+        method: &str,
+        params: &Params,
+        read: ReadAnswer<T>,
+    ) -> Result<T> {
         let answer = match self.send_signed(method, params) {
             Err(e) if should_resend(&e) && !self.inner.fpnn.is_closed() => {
                 log::debug!("`{method}` failed ({e}); re-signing and resending once");
@@ -393,12 +402,30 @@ mod tests {
     #[test]
     fn resend_rule() {
         assert!(should_resend(&Error::closed("x")));
-        assert!(should_resend(&Error::Server { code: 20002, message: String::new() }));
-        assert!(should_resend(&Error::Server { code: 20012, message: String::new() }));
-        assert!(should_resend(&Error::Server { code: 200006, message: String::new() }));
-        assert!(!should_resend(&Error::Server { code: 200040, message: String::new() }));
-        assert!(!should_resend(&Error::Timeout { method: "m".into(), timeout: Duration::ZERO }));
+        assert!(should_resend(&Error::Server {
+            code: 20002,
+            message: String::new()
+        }));
+        assert!(should_resend(&Error::Server {
+            code: 20012,
+            message: String::new()
+        }));
+        assert!(should_resend(&Error::Server {
+            code: 200006,
+            message: String::new()
+        }));
+        assert!(!should_resend(&Error::Server {
+            code: 200040,
+            message: String::new()
+        }));
+        assert!(!should_resend(&Error::Timeout {
+            method: "m".into(),
+            timeout: Duration::ZERO
+        }));
         assert!(!should_resend(&Error::ClientClosed));
-        assert!(!should_resend(&Error::ConnectTimeout { endpoint: "e".into(), timeout: Duration::ZERO }));
+        assert!(!should_resend(&Error::ConnectTimeout {
+            endpoint: "e".into(),
+            timeout: Duration::ZERO
+        }));
     }
 }

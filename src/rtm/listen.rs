@@ -185,13 +185,25 @@ impl RtmServerClient {
     /// Adds groups, rooms, users and events to what this connection
     /// listens to (quest `addlisten`; empty lists are left out, and a call
     /// with every list empty sends nothing).
-    pub fn add_listen(&self, gids: &[i64], rids: &[i64], uids: &[i64], events: &[&str]) -> Result<()> {
+    pub fn add_listen(
+        &self,
+        gids: &[i64],
+        rids: &[i64],
+        uids: &[i64],
+        events: &[&str],
+    ) -> Result<()> {
         self.change_listen(Change::Add(sets(gids, rids, uids, events)))
     }
 
     /// The callback form of [`add_listen`](Self::add_listen).
-    pub fn add_listen_with_callback<F>(&self, gids: &[i64], rids: &[i64], uids: &[i64], events: &[&str], callback: F)
-    where
+    pub fn add_listen_with_callback<F>(
+        &self,
+        gids: &[i64],
+        rids: &[i64],
+        uids: &[i64],
+        events: &[&str],
+        callback: F,
+    ) where
         F: FnOnce(Result<()>) + Send + 'static,
     {
         self.change_listen_with_callback(Change::Add(sets(gids, rids, uids, events)), callback)
@@ -200,7 +212,13 @@ impl RtmServerClient {
     /// Removes groups, rooms, users and events from what this connection
     /// listens to (quest `removelisten`; empty lists are left out, and a
     /// call with every list empty sends nothing).
-    pub fn remove_listen(&self, gids: &[i64], rids: &[i64], uids: &[i64], events: &[&str]) -> Result<()> {
+    pub fn remove_listen(
+        &self,
+        gids: &[i64],
+        rids: &[i64],
+        uids: &[i64],
+        events: &[&str],
+    ) -> Result<()> {
         self.change_listen(Change::Remove(sets(gids, rids, uids, events)))
     }
 
@@ -247,7 +265,13 @@ impl RtmServerClient {
 
     /// Listens to everything of a kind (quest `setlisten` with `group`,
     /// `room`, `p2p` and `ev`; all four are always sent).
-    pub fn set_listen_status(&self, all_groups: bool, all_rooms: bool, all_p2p: bool, all_events: bool) -> Result<()> {
+    pub fn set_listen_status(
+        &self,
+        all_groups: bool,
+        all_rooms: bool,
+        all_p2p: bool,
+        all_events: bool,
+    ) -> Result<()> {
         self.change_listen(Change::Status([all_groups, all_rooms, all_p2p, all_events]))
     }
 
@@ -300,7 +324,12 @@ impl RtmServerClient {
     }
 }
 
-fn opt_sets(gids: Option<&[i64]>, rids: Option<&[i64]>, uids: Option<&[i64]>, events: Option<&[&str]>) -> OptSets {
+fn opt_sets(
+    gids: Option<&[i64]>,
+    rids: Option<&[i64]>,
+    uids: Option<&[i64]>,
+    events: Option<&[&str]>,
+) -> OptSets {
     OptSets {
         gids: gids.map(<[i64]>::to_vec),
         rids: rids.map(<[i64]>::to_vec),
@@ -320,7 +349,8 @@ pub(crate) fn restore_hook(signer: Arc<Signer>, state: Arc<Mutex<ListenState>>) 
                 gids: Some(v(&snapshot.gids)).filter(|l| !l.is_empty()),
                 rids: Some(v(&snapshot.rids)).filter(|l| !l.is_empty()),
                 uids: Some(v(&snapshot.uids)).filter(|l| !l.is_empty()),
-                events: Some(snapshot.events.iter().cloned().collect::<Vec<_>>()).filter(|l| !l.is_empty()),
+                events: Some(snapshot.events.iter().cloned().collect::<Vec<_>>())
+                    .filter(|l| !l.is_empty()),
             }));
         }
         if snapshot.has_flags() {
@@ -336,7 +366,10 @@ pub(crate) fn restore_hook(signer: Arc<Signer>, state: Arc<Mutex<ListenState>>) 
             match session.call_frame(change.method(), frame) {
                 Ok(_) => {}
                 Err(e) if e.is_server_error() => {
-                    log::warn!("restoring the listen state: the server refused `{}`: {e}", change.method())
+                    log::warn!(
+                        "restoring the listen state: the server refused `{}`: {e}",
+                        change.method()
+                    )
                 }
                 Err(e) => return Err(e),
             }

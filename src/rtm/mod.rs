@@ -17,8 +17,8 @@ mod voice;
 
 pub use auth::{next_salt, sign, unix_seconds};
 pub use client::RtmServerClient;
-pub use params::{Params, ToParam};
-pub use rtc::{AdminCommand, RtcRoomMembers, RtcRoomType};
 pub use listen::ListenState;
+pub use params::{Params, ToParam};
 pub use push::{MessageBody, PushEvent, PushHandler, PushMessage};
+pub use rtc::{AdminCommand, RtcRoomMembers, RtcRoomType};
 pub use voice::VoiceRoomMembers;

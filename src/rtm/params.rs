@@ -133,9 +133,8 @@ impl AnswerReader<'_> {
     }
 
     fn int_of(&self, key: &str, v: &Value) -> Result<i64> {
-        v.as_i64().ok_or_else(|| {
-            self.bad(format!("`{key}` holds {v}, expected a 64-bit integer"))
-        })
+        v.as_i64()
+            .ok_or_else(|| self.bad(format!("`{key}` holds {v}, expected a 64-bit integer")))
     }
 
     /// A required integer.
@@ -195,7 +194,11 @@ mod tests {
         assert_eq!(map_get(&v, "rid"), Some(&Value::from(7)));
         assert_eq!(
             map_get(&v, "toUids"),
-            Some(&Value::Array(vec![Value::from(1), Value::from(-2), Value::from(300)]))
+            Some(&Value::Array(vec![
+                Value::from(1),
+                Value::from(-2),
+                Value::from(300)
+            ]))
         );
         assert_eq!(map_get(&v, "status"), Some(&Value::Boolean(true)));
         assert_eq!(map_get(&v, "set"), Some(&Value::from(5)));
@@ -206,10 +209,16 @@ mod tests {
     fn reader_reports_wrong_shapes() {
         let answer = Value::Map(vec![
             (Value::from("count"), Value::from("three")),
-            (Value::from("uids"), Value::Array(vec![Value::from(1), Value::from("x")])),
+            (
+                Value::from("uids"),
+                Value::Array(vec![Value::from(1), Value::from("x")]),
+            ),
             (Value::from("big"), Value::from(u64::MAX)),
         ]);
-        let r = AnswerReader { method: "m", answer: &answer };
+        let r = AnswerReader {
+            method: "m",
+            answer: &answer,
+        };
         assert!(matches!(r.int("count"), Err(Error::BadAnswer { .. })));
         assert!(matches!(r.int("missing"), Err(Error::BadAnswer { .. })));
         assert!(matches!(r.ints("uids"), Err(Error::BadAnswer { .. })));
@@ -220,7 +229,13 @@ mod tests {
     #[test]
     fn raw_params_refuse_signing_keys() {
         let map = Value::Map(vec![(Value::from("sign"), Value::from("x"))]);
-        assert!(matches!(Params::from_map(&map), Err(Error::InvalidArgument(_))));
-        assert!(matches!(Params::from_map(&Value::from(1)), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            Params::from_map(&map),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            Params::from_map(&Value::from(1)),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 }

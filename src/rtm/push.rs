@@ -163,11 +163,11 @@ fn int(p: &Value, key: &str) -> Result<i64, String> {
 fn text(p: &Value, key: &str) -> Result<Option<String>, String> {
     match map_get(p, key) {
         None | Some(Value::Nil) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(
-            s.as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        )),
+        Some(Value::String(s)) => {
+            Ok(Some(s.as_str().map(str::to_string).unwrap_or_else(|| {
+                String::from_utf8_lossy(s.as_bytes()).into_owned()
+            })))
+        }
         Some(Value::Binary(b)) => Ok(Some(String::from_utf8_lossy(b).into_owned())),
         Some(_) => Err(format!("`{key}` is not a string")),
     }
@@ -244,7 +244,11 @@ impl QuestHandler for PushDispatch {
                 return QuestReply::empty();
             }
         }
-        let handler = self.handler.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let handler = self
+            .handler
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         if let Some(h) = handler {
             // Answer first, then run the user's handler.
             self.pool.submit(Job::Task(Box::new(move || match parsed {
@@ -276,7 +280,10 @@ mod tests {
         // 301 s later, inserting purges the old entries of that kind only.
         assert!(d.first_time(Kind::P2p, 9, 9, 1, 401));
         assert!(d.first_time(Kind::P2p, 1, 2, 3, 401), "old entry purged");
-        assert!(!d.first_time(Kind::Room, 1, 2, 3, 401), "other kinds untouched");
+        assert!(
+            !d.first_time(Kind::Room, 1, 2, 3, 401),
+            "other kinds untouched"
+        );
     }
 
     #[test]

@@ -9,7 +9,10 @@ use rmpv::Value;
 
 /// Runs `body` on its own thread and fails the test if it has not finished
 /// within `limit`: no test can hang CI.
-pub fn watchdog<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + Send + 'static) -> T {
+pub fn watchdog<T: Send + 'static>(
+    limit: Duration,
+    body: impl FnOnce() -> T + Send + 'static,
+) -> T {
     let (tx, rx) = mpsc::channel();
     let handle = thread::Builder::new()
         .name("test-body".into())
@@ -25,13 +28,20 @@ pub fn watchdog<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + S
             Ok(_) => unreachable!("the body finished without reporting"),
             Err(panic) => std::panic::resume_unwind(panic),
         },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("watchdog: the test did not finish within {limit:?}"),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("watchdog: the test did not finish within {limit:?}")
+        }
     }
 }
 
 /// A msgpack map from string keys.
 pub fn map(entries: Vec<(&str, Value)>) -> Value {
-    Value::Map(entries.into_iter().map(|(k, v)| (Value::from(k), v)).collect())
+    Value::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (Value::from(k), v))
+            .collect(),
+    )
 }
 
 /// Reads an integer from a map.
@@ -41,7 +51,9 @@ pub fn get_i64(v: &Value, key: &str) -> Option<i64> {
 
 /// The number of threads of this process.
 pub fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Polls `cond` every 10 ms until it holds or `limit` passes.
