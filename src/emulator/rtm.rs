@@ -39,8 +39,9 @@ use crate::error::Error;
 use crate::fpnn::codec::{map_get, Quest};
 
 /// How many `(salt, sign)` pairs the emulator remembers for the same-sign
-/// check.
-pub const SEEN_SIGNS_CAPACITY: usize = 100_000;
+/// check (the most recent ones). Kept modest so that a long test run
+/// reaches a steady memory footprint early.
+pub const SEEN_SIGNS_CAPACITY: usize = 10_000;
 
 /// The methods the emulator implements (besides `*ping` and `*key`).
 pub const METHODS: &[&str] = &[
