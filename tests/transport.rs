@@ -1,4 +1,6 @@
-//! The FPNN transport against an in-process server on 127.0.0.1:0.
+//! The FPNN transport against an in-process server on 127.0.0.1:0, once per
+//! connection variant: plain, and encrypted with every curve, mode and key
+//! size.
 
 mod common;
 
@@ -8,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{get_i64, map, wait_until, watchdog};
+use common::{get_i64, map, wait_until, watchdog, Keys, Variant};
 use crossbeam_channel::unbounded;
 use rmpv::Value;
-use rtm_server_sdk::emulator::{FpnnServer, Reply, ServerConn, ServerOptions};
+use rtm_server_sdk::emulator::{FpnnServer, Reply, ServerConn};
 use rtm_server_sdk::fpnn::codec::{map_get, Quest};
 use rtm_server_sdk::fpnn::{ClientConfig, FpnnClient, QuestReply};
 use rtm_server_sdk::{Error, ProtocolError};
@@ -52,12 +54,17 @@ fn service(_conn: &ServerConn, q: &Quest) -> Reply {
     }
 }
 
-fn server() -> FpnnServer {
-    FpnnServer::start(service, ServerOptions::default()).unwrap()
+fn server(v: Variant) -> (FpnnServer, Keys) {
+    let (options, keys) = v.setup();
+    (FpnnServer::start(service, options).unwrap(), keys)
 }
 
-fn client(server: &FpnnServer, config: ClientConfig) -> FpnnClient {
-    FpnnClient::new(server.endpoint(), config).unwrap()
+fn new_client(server: &FpnnServer, keys: &Keys, config: ClientConfig) -> FpnnClient {
+    FpnnClient::new(server.endpoint(), keys.config(config)).unwrap()
+}
+
+fn raw(hex: &str) -> Value {
+    map(vec![("hex", Value::from(hex))])
 }
 
 fn echo(i: i64, delay_ms: i64) -> Value {
@@ -71,11 +78,11 @@ fn empty() -> Value {
     Value::Map(vec![])
 }
 
-#[test]
-fn out_of_order_answers_reach_their_callers() {
-    watchdog(Duration::from_secs(30), || {
-        let server = server();
-        let client = client(&server, ClientConfig::default());
+for_each_variant! {
+fn out_of_order_answers_reach_their_callers(v: Variant) {
+    watchdog(Duration::from_secs(30), move || {
+        let (server, keys) = server(v);
+        let client = new_client(&server, &keys, ClientConfig::default());
         let threads: Vec<_> = (0..16)
             .map(|t| {
                 let client = client.clone();
@@ -97,11 +104,10 @@ fn out_of_order_answers_reach_their_callers() {
     });
 }
 
-#[test]
-fn callbacks_complete_exactly_once_with_their_own_answer() {
-    watchdog(Duration::from_secs(30), || {
-        let server = server();
-        let client = client(&server, ClientConfig::default());
+fn callbacks_complete_exactly_once_with_their_own_answer(v: Variant) {
+    watchdog(Duration::from_secs(30), move || {
+        let (server, keys) = server(v);
+        let client = new_client(&server, &keys, ClientConfig::default());
         let (tx, rx) = unbounded();
         for i in 0..2000i64 {
             let tx = tx.clone();
@@ -132,12 +138,12 @@ fn callbacks_complete_exactly_once_with_their_own_answer() {
     });
 }
 
-#[test]
-fn per_call_and_default_timeouts_are_prompt() {
-    watchdog(Duration::from_secs(30), || {
-        let server = server();
-        let client = client(
+fn per_call_and_default_timeouts_are_prompt(v: Variant) {
+    watchdog(Duration::from_secs(30), move || {
+        let (server, keys) = server(v);
+        let client = new_client(
             &server,
+            &keys,
             ClientConfig::default().quest_timeout(Duration::from_millis(400)),
         );
         // Default timeout.
@@ -191,11 +197,10 @@ fn per_call_and_default_timeouts_are_prompt() {
     });
 }
 
-#[test]
-fn server_closing_mid_call_completes_everything_once_then_reconnects() {
-    watchdog(Duration::from_secs(30), || {
-        let server = server();
-        let client = client(&server, ClientConfig::default());
+fn server_closing_mid_call_completes_everything_once_then_reconnects(v: Variant) {
+    watchdog(Duration::from_secs(30), move || {
+        let (server, keys) = server(v);
+        let client = new_client(&server, &keys, ClientConfig::default());
         client.connect().unwrap();
         let completions = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = unbounded();
@@ -240,15 +245,10 @@ fn server_closing_mid_call_completes_everything_once_then_reconnects() {
     });
 }
 
-fn raw(hex: &str) -> Value {
-    map(vec![("hex", Value::from(hex))])
-}
-
-#[test]
-fn a_misbehaving_server_gets_clear_errors_and_the_client_recovers() {
-    watchdog(Duration::from_secs(30), || {
-        let server = server();
-        let client = client(&server, ClientConfig::default());
+fn a_misbehaving_server_gets_clear_errors_and_the_client_recovers(v: Variant) {
+    watchdog(Duration::from_secs(30), move || {
+        let (server, keys) = server(v);
+        let client = new_client(&server, &keys, ClientConfig::default());
         type Check = Box<dyn Fn(&Error) -> bool>;
         let cases: Vec<(&str, Check)> = vec![
             // Garbage.
@@ -308,19 +308,13 @@ fn a_misbehaving_server_gets_clear_errors_and_the_client_recovers() {
     });
 }
 
-#[test]
-fn a_frame_over_the_configured_limit_is_refused() {
-    watchdog(Duration::from_secs(30), || {
-        let server = server();
-        let client = client(&server, ClientConfig::default().max_recv_payload(64));
-        // An answer of 100 bytes of payload.
-        let big = "x".repeat(90);
-        let err = client.call(
-            "echo",
-            map(vec![("i", Value::from(1)), ("pad", Value::from(big))]),
-        );
-        // The echo answer itself is small; make the server send a big one.
-        assert!(err.is_ok());
+fn a_frame_over_the_configured_limit_is_refused(v: Variant) {
+    watchdog(Duration::from_secs(30), move || {
+        let (server, keys) = server(v);
+        let client = new_client(&server, &keys, ClientConfig::default().max_recv_payload(64));
+        // A small answer passes; an answer of 100 bytes of payload (a
+        // header announcing it is enough) is refused.
+        assert_eq!(get_i64(&client.call("echo", echo(1, 0)).unwrap(), "i"), Some(1));
         let mut frame = hex::decode("46504e4e0180020064000000").unwrap();
         frame.extend_from_slice(&[1, 0, 0, 0]);
         let err = client.call("raw", raw(&hex::encode(&frame))).unwrap_err();
@@ -336,17 +330,17 @@ fn a_frame_over_the_configured_limit_is_refused() {
         assert!(matches!(err, Error::InvalidArgument(_)));
         let err = client.call("echo", Value::from(3)).unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)));
-        let client = FpnnClient::new(
-            server.endpoint(),
+        let small = new_client(
+            &server,
+            &keys,
             ClientConfig::default().max_send_payload(16),
-        )
-        .unwrap();
-        let err = client
+        );
+        let err = small
             .call("echo", map(vec![("pad", Value::from("y".repeat(32)))]))
             .unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
         assert_eq!(
-            client
+            small
                 .call("echo", echo(1, 0))
                 .map(|v| get_i64(&v, "i"))
                 .unwrap(),
@@ -355,11 +349,10 @@ fn a_frame_over_the_configured_limit_is_refused() {
     });
 }
 
-#[test]
-fn server_pushed_quests_are_answered() {
-    watchdog(Duration::from_secs(30), || {
-        let server = server();
-        let client = client(&server, ClientConfig::default());
+fn server_pushed_quests_are_answered(v: Variant) {
+    watchdog(Duration::from_secs(30), move || {
+        let (server, keys) = server(v);
+        let client = new_client(&server, &keys, ClientConfig::default());
         client.connect().unwrap();
         assert!(wait_until(Duration::from_secs(5), || !server
             .connections()
@@ -416,12 +409,11 @@ fn server_pushed_quests_are_answered() {
     });
 }
 
-#[test]
-fn a_callback_may_call_back_into_the_client() {
-    watchdog(Duration::from_secs(20), || {
-        let server = server();
+fn a_callback_may_call_back_into_the_client(v: Variant) {
+    watchdog(Duration::from_secs(20), move || {
+        let (server, keys) = server(v);
         // One callback thread: the nested blocking call must still complete.
-        let client = client(&server, ClientConfig::default().callback_threads(1));
+        let client = new_client(&server, &keys, ClientConfig::default().callback_threads(1));
         let (tx, rx) = unbounded();
         for i in 0..20 {
             let inner = client.clone();
@@ -440,20 +432,19 @@ fn a_callback_may_call_back_into_the_client() {
     });
 }
 
-#[test]
-fn connect_failures_and_closed_clients_are_typed() {
-    watchdog(Duration::from_secs(20), || {
+fn connect_failures_and_closed_clients_are_typed(v: Variant) {
+    watchdog(Duration::from_secs(20), move || {
         // A port nobody listens on.
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let client = FpnnClient::new(format!("127.0.0.1:{port}"), ClientConfig::default()).unwrap();
-        let err = client.connect().unwrap_err();
+        let dead = FpnnClient::new(format!("127.0.0.1:{port}"), ClientConfig::default()).unwrap();
+        let err = dead.connect().unwrap_err();
         assert!(matches!(err, Error::Connect { .. }), "{err:?}");
         assert!(err.is_connection_error());
         let (tx, rx) = unbounded();
-        client.call_with_callback("echo", empty(), None, move |r| tx.send(r).unwrap());
+        dead.call_with_callback("echo", empty(), None, move |r| tx.send(r).unwrap());
         assert!(matches!(
             rx.recv_timeout(Duration::from_secs(5)).unwrap(),
             Err(Error::Connect { .. })
@@ -461,8 +452,8 @@ fn connect_failures_and_closed_clients_are_typed() {
         let bad = FpnnClient::new("not an endpoint", ClientConfig::default()).unwrap();
         assert!(matches!(bad.connect(), Err(Error::Connect { .. })));
 
-        let server = server();
-        let client = client_for(&server);
+        let (server, keys) = server(v);
+        let client = new_client(&server, &keys, ClientConfig::default());
         client.close();
         assert!(client.is_closed());
         assert!(matches!(
@@ -479,15 +470,10 @@ fn connect_failures_and_closed_clients_are_typed() {
     });
 }
 
-fn client_for(server: &FpnnServer) -> FpnnClient {
-    client(server, ClientConfig::default())
-}
-
-#[test]
-fn one_way_quests_are_sent() {
-    watchdog(Duration::from_secs(20), || {
-        let server = server();
-        let client = client_for(&server);
+fn one_way_quests_are_sent(v: Variant) {
+    watchdog(Duration::from_secs(20), move || {
+        let (server, keys) = server(v);
+        let client = new_client(&server, &keys, ClientConfig::default());
         client
             .send_one_way("note", map(vec![("k", Value::from(1))]))
             .unwrap();
@@ -496,4 +482,5 @@ fn one_way_quests_are_sent() {
             .iter()
             .any(|(m, p)| m == "note" && get_i64(p, "k") == Some(1))));
     });
+}
 }

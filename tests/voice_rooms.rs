@@ -1,4 +1,6 @@
-//! The voice-room and RTC-room API against the built-in emulator.
+//! The voice-room and RTC-room API against the built-in emulator, once per
+//! connection variant: plain, and encrypted with every curve, mode and key
+//! size.
 
 mod common;
 
@@ -6,7 +8,7 @@ use std::collections::HashSet;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::watchdog;
+use common::{watchdog, Keys, Variant};
 use crossbeam_channel::bounded;
 use rmpv::Value;
 use rtm_server_sdk::emulator::RtmEmulator;
@@ -18,10 +20,22 @@ use rtm_server_sdk::{
 const PID: i64 = 11000001;
 const SECRET: &str = "ef3617e5-e886-4a4e-9eef-7263c0320628";
 
-fn setup() -> (RtmEmulator, RtmServerClient) {
-    let emu = RtmEmulator::start(PID, SECRET).unwrap();
-    let client = RtmServerClient::new(PID, SECRET, emu.endpoint()).unwrap();
+fn setup(v: Variant) -> (RtmEmulator, RtmServerClient) {
+    setup_with(v, ClientConfig::default())
+}
+
+fn setup_with(v: Variant, config: ClientConfig) -> (RtmEmulator, RtmServerClient) {
+    let (emu, client, _) = setup_keys(v, config);
     (emu, client)
+}
+
+/// The emulator, a client, and the keys to configure more clients.
+fn setup_keys(v: Variant, config: ClientConfig) -> (RtmEmulator, RtmServerClient, Keys) {
+    let (options, keys) = v.setup();
+    let emu = RtmEmulator::start_with(PID, SECRET, options).unwrap();
+    let client =
+        RtmServerClient::with_config(PID, SECRET, emu.endpoint(), keys.config(config)).unwrap();
+    (emu, client, keys)
 }
 
 /// Runs a callback-form call and waits for its one result.
@@ -40,15 +54,33 @@ fn via_callback<T: Send + 'static>(
     r
 }
 
+/// The RTM quests the emulator received (without the FPNN built-ins such
+/// as `*key`).
+fn rtm_quests(emu: &RtmEmulator) -> Vec<(String, Value)> {
+    emu.received()
+        .into_iter()
+        .filter(|(m, _)| !m.starts_with('*'))
+        .collect()
+}
+
 fn sorted(mut v: Vec<i64>) -> Vec<i64> {
     v.sort();
     v
 }
 
-#[test]
-fn every_voice_room_method_in_blocking_form() {
-    watchdog(Duration::from_secs(30), || {
-        let (_emu, c) = setup();
+/// The value of `key` in a received quest.
+fn param<'a>(payload: &'a Value, key: &str) -> &'a Value {
+    map_get(payload, key).unwrap_or_else(|| panic!("no `{key}` in {payload}"))
+}
+
+fn is_int_array(v: &Value) -> bool {
+    matches!(v, Value::Array(items) if items.iter().all(Value::is_i64))
+}
+
+for_each_variant! {
+fn every_voice_room_method_in_blocking_form(v: Variant) {
+    watchdog(Duration::from_secs(30), move || {
+        let (_emu, c) = setup(v);
         assert_eq!(c.get_voice_room_list().unwrap(), Vec::<i64>::new());
         c.pull_into_voice_room(10, &[1, 2, 3]).unwrap();
         c.pull_into_voice_room(11, &[4]).unwrap();
@@ -70,10 +102,9 @@ fn every_voice_room_method_in_blocking_form() {
     });
 }
 
-#[test]
-fn every_voice_room_method_in_callback_form() {
-    watchdog(Duration::from_secs(30), || {
-        let (_emu, c) = setup();
+fn every_voice_room_method_in_callback_form(v: Variant) {
+    watchdog(Duration::from_secs(30), move || {
+        let (_emu, c) = setup(v);
         via_callback(|f| c.pull_into_voice_room_with_callback(20, &[1, 2, 3], f)).unwrap();
         assert_eq!(
             via_callback(|f| c.get_voice_room_list_with_callback(f)).unwrap(),
@@ -102,10 +133,9 @@ fn every_voice_room_method_in_callback_form() {
     });
 }
 
-#[test]
-fn server_errors_surface_with_their_code() {
-    watchdog(Duration::from_secs(30), || {
-        let (emu, c) = setup();
+fn server_errors_surface_with_their_code(v: Variant) {
+    watchdog(Duration::from_secs(30), move || {
+        let (emu, c, keys) = setup_keys(v, ClientConfig::default());
         for err in [
             c.close_voice_room(404).unwrap_err(),
             c.get_voice_room_members(404).unwrap_err(),
@@ -121,10 +151,22 @@ fn server_errors_surface_with_their_code() {
         let err = c.invite_user_into_voice_room(1, &[5], 99).unwrap_err();
         assert_eq!(err.server_code(), Some(codes::RTM_EC_NOT_IN_ROOM));
         // A wrong secret or pid is refused by the signature check.
-        let wrong = RtmServerClient::new(PID, "not-the-secret", emu.endpoint()).unwrap();
+        let wrong = RtmServerClient::with_config(
+            PID,
+            "not-the-secret",
+            emu.endpoint(),
+            keys.config(ClientConfig::default()),
+        )
+        .unwrap();
         let err = wrong.get_voice_room_list().unwrap_err();
         assert_eq!(err.code(), Some(codes::RTM_EC_INVALID_PID_OR_SIGN));
-        let wrong = RtmServerClient::new(PID + 1, SECRET, emu.endpoint()).unwrap();
+        let wrong = RtmServerClient::with_config(
+            PID + 1,
+            SECRET,
+            emu.endpoint(),
+            keys.config(ClientConfig::default()),
+        )
+        .unwrap();
         assert_eq!(
             wrong.get_voice_room_list().unwrap_err().code(),
             Some(codes::RTM_EC_INVALID_PID_OR_SIGN)
@@ -136,17 +178,12 @@ fn server_errors_surface_with_their_code() {
     });
 }
 
-#[test]
-fn timeouts_per_call_and_default() {
-    watchdog(Duration::from_secs(30), || {
-        let emu = RtmEmulator::start(PID, SECRET).unwrap();
-        let c = RtmServerClient::with_config(
-            PID,
-            SECRET,
-            emu.endpoint(),
+fn timeouts_per_call_and_default(v: Variant) {
+    watchdog(Duration::from_secs(30), move || {
+        let (emu, c) = setup_with(
+            v,
             ClientConfig::default().quest_timeout(Duration::from_millis(500)),
-        )
-        .unwrap();
+        );
         c.connect().unwrap();
         emu.server().faults().set_freeze(true);
         let t0 = Instant::now();
@@ -173,10 +210,9 @@ fn timeouts_per_call_and_default() {
     });
 }
 
-#[test]
-fn one_client_from_16_threads() {
-    watchdog(Duration::from_secs(60), || {
-        let (emu, c) = setup();
+fn one_client_from_16_threads(v: Variant) {
+    watchdog(Duration::from_secs(60), move || {
+        let (emu, c) = setup(v);
         let threads: Vec<_> = (0..16i64)
             .map(|t| {
                 let c = c.clone();
@@ -206,19 +242,9 @@ fn one_client_from_16_threads() {
     });
 }
 
-/// The value of `key` in a received quest.
-fn param<'a>(payload: &'a Value, key: &str) -> &'a Value {
-    map_get(payload, key).unwrap_or_else(|| panic!("no `{key}` in {payload}"))
-}
-
-fn is_int_array(v: &Value) -> bool {
-    matches!(v, Value::Array(items) if items.iter().all(Value::is_i64))
-}
-
-#[test]
-fn the_quests_on_the_wire_match_the_protocol() {
-    watchdog(Duration::from_secs(30), || {
-        let (emu, c) = setup();
+fn the_quests_on_the_wire_match_the_protocol(v: Variant) {
+    watchdog(Duration::from_secs(30), move || {
+        let (emu, c) = setup(v);
         // Ids beyond 2^53 must travel as exact 64-bit integers.
         let rid: i64 = (1 << 53) + 1;
         let uid: i64 = i64::MAX - 7;
@@ -235,7 +261,7 @@ fn the_quests_on_the_wire_match_the_protocol() {
         c.admin_command(rid, &[uid], AdminCommand::ForbidSendingAudio)
             .unwrap();
 
-        let received = emu.received();
+        let received = rtm_quests(&emu);
         let methods: Vec<&str> = received.iter().map(|(m, _)| m.as_str()).collect();
         assert_eq!(
             methods,
@@ -312,10 +338,9 @@ fn the_quests_on_the_wire_match_the_protocol() {
     });
 }
 
-#[test]
-fn every_rtc_room_method_in_both_forms() {
-    watchdog(Duration::from_secs(30), || {
-        let (_emu, c) = setup();
+fn every_rtc_room_method_in_both_forms(v: Variant) {
+    watchdog(Duration::from_secs(30), move || {
+        let (_emu, c) = setup(v);
         c.pull_into_rtc_room(5, &[1, 2], RtcRoomType::Voice, None, None)
             .unwrap();
         via_callback(|f| {
@@ -370,10 +395,9 @@ fn every_rtc_room_method_in_both_forms() {
     });
 }
 
-#[test]
-fn a_quest_lost_with_its_connection_is_resent_once_re_signed() {
-    watchdog(Duration::from_secs(30), || {
-        let (emu, c) = setup();
+fn a_quest_lost_with_its_connection_is_resent_once_re_signed(v: Variant) {
+    watchdog(Duration::from_secs(30), move || {
+        let (emu, c) = setup(v);
         c.pull_into_voice_room(1, &[1]).unwrap();
         emu.server().faults().set_drop_every(2);
         emu.server().clear_received();
@@ -382,7 +406,7 @@ fn a_quest_lost_with_its_connection_is_resent_once_re_signed() {
         assert_eq!(c.get_voice_room_member_count(1).unwrap(), 1);
         assert_eq!(c.get_voice_room_member_count(1).unwrap(), 1);
         emu.server().faults().set_drop_every(0);
-        let received = emu.received();
+        let received = rtm_quests(&emu);
         assert_eq!(received.len(), 3, "{received:?}");
         let salts: HashSet<i64> = received
             .iter()
@@ -398,4 +422,5 @@ fn a_quest_lost_with_its_connection_is_resent_once_re_signed() {
         emu.server().faults().set_drop_every(0);
         assert_eq!(c.get_voice_room_member_count(1).unwrap(), 1);
     });
+}
 }

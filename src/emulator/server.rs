@@ -482,6 +482,20 @@ impl ServerConn {
         }
     }
 
+    /// Writes bytes straight to the socket, bypassing the encryptor even on
+    /// an encrypted connection (to test how a client takes bytes that are
+    /// not a valid encrypted stream or package). Errors are logged.
+    pub fn send_unencrypted(&self, bytes: &[u8]) {
+        if self.is_closed() {
+            return;
+        }
+        let result = lock(&self.inner.writer).stream.write_all(bytes);
+        if let Err(e) = result {
+            log::debug!("conn {}: raw bytes not sent: {e}", self.id());
+            self.close();
+        }
+    }
+
     /// Closes the connection (both directions). The reader thread then ends
     /// and [`Service::on_disconnect`] runs.
     pub fn close(&self) {

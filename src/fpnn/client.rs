@@ -545,7 +545,15 @@ impl Core {
         let stream = self.dial(deadline)?;
         let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
         let handshake = match &self.config.encryption {
-            Some(enc) => Some(enc.handshake(self.config.max_recv_payload)?),
+            // An encrypted package holds a whole frame: the payload limit
+            // plus the largest header, seq and method.
+            Some(enc) => Some(
+                enc.handshake(
+                    self.config
+                        .max_recv_payload
+                        .saturating_add(codec::HEADER_LEN + 4 + codec::MAX_METHOD_LEN),
+                )?,
+            ),
             None => None,
         };
         let (decryptor, handshake) = match handshake {
@@ -613,7 +621,9 @@ impl Core {
             (Value::from("streamMode"), Value::Boolean(stream_mode)),
             (Value::from("bits"), Value::from(bits)),
         ]);
-        let mut frame = self.encode_value("*key", true, &payload)?;
+        // A protocol frame: not subject to the user's send limit.
+        let mut frame = Vec::with_capacity(128);
+        codec::encode_quest(&mut frame, Some(0), "*key", &payload)?;
         let (tx, rx) = bounded(1);
         // The connection is not published yet, so this thread writes the
         // frame itself, in clear, before the encryptor is installed.
@@ -628,6 +638,7 @@ impl Core {
                 endpoint: self.endpoint.clone(),
                 timeout,
             }),
+            Err(e @ Error::Encryption(_)) => Err(e),
             Err(e) => Err(Error::Encryption(format!("the key exchange failed: {e}"))),
         }
     }

@@ -448,6 +448,11 @@ fn reader_loop(conn: Arc<Connection>, mut stream: TcpStream, mut decryptor: Opti
     let mut raw = vec![0u8; 64 * 1024];
     let mut plain = Vec::new();
     let mut decoder = Decoder::new(conn.ctx.max_recv_payload);
+    // On an encrypted connection, the first bytes are checked for a clear
+    // FPNN frame: a server that does not encrypt answers the key exchange
+    // in clear (typically with an error), which decrypted would only look
+    // like garbage.
+    let mut probe: Option<Vec<u8>> = decryptor.as_ref().map(|_| Vec::new());
     let err = 'outer: loop {
         let n = match stream.read(&mut raw) {
             Ok(0) => break Error::closed("the server closed the connection"),
@@ -461,15 +466,28 @@ fn reader_loop(conn: Arc<Connection>, mut stream: TcpStream, mut decryptor: Opti
             }
         };
         conn.touch();
+        let mut input = &raw[..n];
+        let probed;
+        if let Some(buf) = probe.as_mut() {
+            buf.extend_from_slice(input);
+            if buf.len() < codec::MAGIC.len() {
+                continue;
+            }
+            probed = probe.take().unwrap_or_default();
+            if probed.starts_with(&codec::MAGIC) {
+                break clear_answer_error(&probed, conn.ctx.max_recv_payload);
+            }
+            input = &probed;
+        }
         match decryptor.as_mut() {
             Some(d) => {
                 plain.clear();
-                if let Err(e) = d.decrypt(&raw[..n], &mut plain) {
+                if let Err(e) = d.decrypt(input, &mut plain) {
                     break e;
                 }
                 decoder.feed(&plain);
             }
-            None => decoder.feed(&raw[..n]),
+            None => decoder.feed(input),
         }
         loop {
             match decoder.next_frame() {
@@ -483,4 +501,21 @@ fn reader_loop(conn: Arc<Connection>, mut stream: TcpStream, mut decryptor: Opti
         }
     };
     conn.shutdown(err);
+}
+
+/// The error for a server that answered the key exchange in clear,
+/// including its own error when the clear bytes hold a complete one.
+fn clear_answer_error(bytes: &[u8], max_payload: usize) -> Error {
+    let mut decoder = Decoder::new(max_payload);
+    decoder.feed(bytes);
+    let detail = match decoder.next_frame() {
+        Ok(Some(Frame::Answer(answer))) => match answer.into_result() {
+            Err(e) => format!(" ({e})"),
+            Ok(_) => String::new(),
+        },
+        _ => String::new(),
+    };
+    Error::Encryption(format!(
+        "the server answered the key exchange unencrypted{detail}: it does not encrypt this connection"
+    ))
 }

@@ -69,3 +69,86 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+use rtm_server_sdk::emulator::ServerOptions;
+use rtm_server_sdk::fpnn::crypto::{
+    CipherMode, Curve, EncryptionConfig, KeyBits, ServerPrivateKey,
+};
+use rtm_server_sdk::ClientConfig;
+
+/// One way of connecting: plain, or encrypted with a curve, a mode and a
+/// key size. Integration tests run once per variant (see
+/// [`for_each_variant!`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Variant {
+    pub encryption: Option<(Curve, CipherMode, KeyBits)>,
+}
+
+impl Variant {
+    pub const PLAIN: Variant = Variant { encryption: None };
+
+    pub const fn encrypted(curve: Curve, mode: CipherMode, bits: KeyBits) -> Variant {
+        Variant {
+            encryption: Some((curve, mode, bits)),
+        }
+    }
+
+    /// The server options (with a fresh server key for encrypted variants)
+    /// and the [`Keys`] that configure clients for that server.
+    pub fn setup(&self) -> (ServerOptions, Keys) {
+        match self.encryption {
+            None => (ServerOptions::default(), Keys(None)),
+            Some((curve, mode, bits)) => {
+                let key = ServerPrivateKey::generate(curve);
+                let public = key.public_key();
+                (
+                    ServerOptions::default().encryption(key),
+                    Keys(Some(EncryptionConfig::new(public).mode(mode).bits(bits))),
+                )
+            }
+        }
+    }
+}
+
+/// How clients reach a server of a [`Variant`].
+#[derive(Debug, Clone)]
+pub struct Keys(Option<EncryptionConfig>);
+
+impl Keys {
+    /// `base` with the variant's encryption.
+    pub fn config(&self, base: ClientConfig) -> ClientConfig {
+        match &self.0 {
+            Some(enc) => base.encryption(enc.clone()),
+            None => base,
+        }
+    }
+}
+
+/// Turns each `fn name(v: Variant) { body }` into a module `name` with one
+/// test per connection variant: plain, and every curve / mode / key size.
+#[macro_export]
+macro_rules! for_each_variant {
+    ($( $(#[$meta:meta])* fn $name:ident($v:ident: Variant) $body:block )*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+                use rtm_server_sdk::fpnn::crypto::{CipherMode::*, Curve::*, KeyBits::*};
+                use crate::common::Variant;
+
+                $(#[$meta])*
+                fn run($v: Variant) $body
+
+                #[test] fn plain() { run(Variant::PLAIN) }
+                #[test] fn k1_stream_128() { run(Variant::encrypted(Secp256k1, Stream, Aes128)) }
+                #[test] fn k1_stream_256() { run(Variant::encrypted(Secp256k1, Stream, Aes256)) }
+                #[test] fn k1_package_128() { run(Variant::encrypted(Secp256k1, Package, Aes128)) }
+                #[test] fn k1_package_256() { run(Variant::encrypted(Secp256k1, Package, Aes256)) }
+                #[test] fn r1_stream_128() { run(Variant::encrypted(Secp256r1, Stream, Aes128)) }
+                #[test] fn r1_stream_256() { run(Variant::encrypted(Secp256r1, Stream, Aes256)) }
+                #[test] fn r1_package_128() { run(Variant::encrypted(Secp256r1, Package, Aes128)) }
+                #[test] fn r1_package_256() { run(Variant::encrypted(Secp256r1, Package, Aes256)) }
+            }
+        )*
+    };
+}
