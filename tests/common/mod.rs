@@ -134,7 +134,7 @@ macro_rules! for_each_variant {
                 #[allow(unused_imports)]
                 use super::*;
                 use rtm_server_sdk::fpnn::crypto::{CipherMode::*, Curve::*, KeyBits::*};
-                use crate::common::Variant;
+                use $crate::common::Variant;
 
                 $(#[$meta])*
                 fn run($v: Variant) $body
