@@ -3,7 +3,7 @@
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use rmpv::Value;
 
 use super::codec::{self, Quest};
 use super::config::ClientConfig;
-use super::conn::{lock, ConnContext, Connection, Waiter};
+use super::conn::{lock, ConnContext, Connection, MethodName, Waiter};
 use super::crypto::{ClientHandshake, Encryptor};
 use super::pool::{AnswerCallback, Pool};
 use crate::codes;
@@ -395,7 +395,12 @@ impl FpnnClient {
         let core = &self.handle.core;
         let timeout = timeout.into();
         match core.encode_value(method, true, &payload) {
-            Ok(frame) => core.call_frame_cb(method, frame, timeout, Box::new(callback)),
+            Ok(frame) => core.call_frame_cb(
+                MethodName::Owned(method.to_string()),
+                frame,
+                timeout,
+                Box::new(callback),
+            ),
             Err(e) => core.pool.fail(Box::new(callback), e),
         }
     }
@@ -487,7 +492,7 @@ impl Core {
             st.current.take()
         };
         if let Some(old) = old {
-            old.join_reader();
+            old.join_threads();
         }
         let conn = match self.establish() {
             Ok(conn) => conn,
@@ -500,7 +505,7 @@ impl Core {
         if st.closed {
             drop(st);
             conn.shutdown(Error::ClientClosed);
-            conn.join_reader();
+            conn.join_threads();
             return Err(Error::ClientClosed);
         }
         conn.publish();
@@ -584,7 +589,7 @@ impl Core {
                 self.key_exchange(&conn, deadline, public_key, stream_mode, bits, encryptor)
             {
                 conn.shutdown(e.clone());
-                conn.join_reader();
+                conn.join_threads();
                 return Err(e);
             }
         }
@@ -597,7 +602,7 @@ impl Core {
             };
             if let Err(e) = hook(&session) {
                 conn.shutdown(e.clone());
-                conn.join_reader();
+                conn.join_threads();
                 return Err(e);
             }
         }
@@ -720,7 +725,7 @@ impl Core {
     /// result on a callback thread.
     pub(crate) fn call_frame_cb(
         &self,
-        method: &str,
+        method: MethodName,
         mut frame: Vec<u8>,
         timeout: Option<Duration>,
         cb: AnswerCallback,
@@ -733,7 +738,7 @@ impl Core {
         let waiter = Waiter::Callback {
             cb,
             deadline: Instant::now() + timeout,
-            method: method.into(),
+            method,
             timeout,
         };
         if let Err((e, Some(Waiter::Callback { cb, .. }))) = conn.send_two_way(&mut frame, waiter) {
@@ -827,7 +832,7 @@ impl Core {
             let waiter = Waiter::Callback {
                 cb,
                 deadline: Instant::now() + ka.timeout,
-                method: "*ping".into(),
+                method: MethodName::Borrowed("*ping"),
                 timeout: ka.timeout,
             };
             let mut frame = frame;
@@ -865,7 +870,7 @@ impl Core {
         let Some(conn) = conn else { return };
         if let Some(conn) = conn {
             conn.shutdown(Error::closed("the client was closed"));
-            conn.join_reader();
+            conn.join_threads();
         }
         // Wait for a connect in progress to notice the close.
         drop(lock(&self.connect_lock));
@@ -918,7 +923,7 @@ fn answer_quest(conn: &Arc<Connection>, quest: Quest, reply: QuestReply) {
         }
         QuestReply::Unhandled => unreachable!("replaced above"),
     }
-    if let Err(e) = conn.send_frame(&out) {
+    if let Err(e) = conn.queue_frame(&out) {
         log::debug!("cannot answer `{}`: {e}", quest.method);
     }
 }
@@ -931,6 +936,23 @@ fn wait_answer(
     method: &str,
     timeout: Duration,
 ) -> Result<Value> {
+    WAITING.fetch_add(1, Ordering::AcqRel);
+    let result = wait_answer_inner(conn, rx, seq, deadline, method, timeout);
+    WAITING.fetch_sub(1, Ordering::AcqRel);
+    result
+}
+
+fn wait_answer_inner(
+    conn: &Arc<Connection>,
+    rx: &Receiver<Result<Value>>,
+    seq: u32,
+    deadline: Instant,
+    method: &str,
+    timeout: Duration,
+) -> Result<Value> {
+    if let Some(result) = spin_for_answer(rx, deadline) {
+        return result;
+    }
     match rx.recv_deadline(deadline) {
         Ok(result) => result,
         Err(RecvTimeoutError::Timeout) => {
@@ -946,6 +968,41 @@ fn wait_answer(
             }
         }
         Err(RecvTimeoutError::Disconnected) => Err(Error::closed("connection is closed")),
+    }
+}
+
+/// How long a blocked caller polls for its answer before it sleeps.
+const SPIN: Duration = Duration::from_micros(150);
+
+/// Callers waiting for an answer right now, in every client of the process.
+static WAITING: AtomicUsize = AtomicUsize::new(0);
+
+/// Polls for a quick answer before the caller goes to sleep.
+///
+/// Waking a sleeping thread from another core costs tens of microseconds
+/// on some machines (virtual ones especially), more than a loopback round
+/// trip. A caller that stays awake for a short while gets a quick answer as
+/// soon as the reader thread hands it over. To keep the cost bounded, only
+/// a caller that waits alone polls, and only for [`SPIN`]: when several
+/// callers wait at once, their calls overlap anyway and polling would only
+/// take a core from the others.
+fn spin_for_answer(rx: &Receiver<Result<Value>>, deadline: Instant) -> Option<Result<Value>> {
+    let alone = WAITING.load(Ordering::Acquire) == 1;
+    if !alone {
+        return None;
+    }
+    let until = (Instant::now() + SPIN).min(deadline);
+    loop {
+        for _ in 0..64 {
+            match rx.try_recv() {
+                Ok(result) => return Some(result),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+                Err(crossbeam_channel::TryRecvError::Empty) => std::hint::spin_loop(),
+            }
+        }
+        if Instant::now() >= until || WAITING.load(Ordering::Relaxed) > 1 {
+            return None;
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! One FPNN connection: the socket, the reader thread, the pending table and
-//! the combining writer.
+//! the writer.
 //!
 //! # Threads and locks
 //!
@@ -11,19 +11,25 @@
 //!   exactly one party (the reader on its answer, the timer or the waiting
 //!   caller on timeout, or [`Connection::shutdown`]), and whoever removes it
 //!   completes it: every call completes exactly once.
-//! * `writer` serializes writes. A sender appends its frame to the shared
-//!   buffer; if no other thread is writing, it becomes the writer and flushes
-//!   the buffer, including the frames other threads append meanwhile, so
-//!   concurrent senders share one syscall.
+//! * `writer` serializes writes; every frame is appended to one buffer (and
+//!   encrypted there, in order). Two ways to flush it:
+//!   * a **blocking** call writes itself when no other thread is writing,
+//!     taking along the frames others appended meanwhile (so concurrent
+//!     senders share one syscall) — the lowest latency for one call;
+//!   * a **callback** call, an answer to a server quest, or a keepalive
+//!     ping only appends, and wakes the connection's **writer thread**
+//!     (`fpnn-writer-N`) if it sleeps. Under load the writer thread is busy
+//!     and thousands of frames go out per syscall.
 //!
 //! Lock order: `pending` and `writer` are never held together; neither is
 //! held while completing a waiter or while writing to the socket.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -49,15 +55,42 @@ pub(crate) enum Waiter {
     Callback {
         cb: AnswerCallback,
         deadline: Instant,
-        method: Box<str>,
+        method: MethodName,
         timeout: Duration,
     },
 }
 
+/// A method name kept for error messages: borrowed for the RTM methods,
+/// owned for raw calls.
+pub(crate) type MethodName = std::borrow::Cow<'static, str>;
+
+/// Hashes sequence numbers (sequential `u32`s) with one multiplication: the
+/// pending table is on every call's path, and its keys are not chosen by the
+/// peer (an answer for an unknown seq is only a failed lookup).
+#[derive(Default)]
+pub(crate) struct SeqHasher(u64);
+
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 struct Pending {
-    map: HashMap<u32, Waiter>,
-    /// Deadlines of the callback entries, earliest first.
-    deadlines: BTreeSet<(Instant, u32)>,
+    map: HashMap<u32, Waiter, BuildHasherDefault<SeqHasher>>,
+    /// The number of callback entries (the ones the timer expires).
+    callbacks: usize,
+    /// No callback deadline is earlier than this (a lower bound: entries
+    /// completed since do not raise it). `None`: no callback pending.
+    earliest: Option<Instant>,
     /// Set once the connection is shut down; no entry is added after it.
     closed: Option<Error>,
 }
@@ -65,8 +98,8 @@ struct Pending {
 impl Pending {
     fn remove(&mut self, seq: u32) -> Option<Waiter> {
         let w = self.map.remove(&seq)?;
-        if let Waiter::Callback { deadline, .. } = &w {
-            self.deadlines.remove(&(*deadline, seq));
+        if matches!(w, Waiter::Callback { .. }) {
+            self.callbacks -= 1;
         }
         Some(w)
     }
@@ -79,6 +112,8 @@ struct WriteState {
     spare: Vec<u8>,
     /// A thread is writing `spare`'s former contents right now.
     writing: bool,
+    /// The writer thread sleeps, waiting for frames.
+    writer_idle: bool,
     closed: bool,
     encryptor: Option<Encryptor>,
 }
@@ -91,8 +126,8 @@ pub(crate) type OnClosed = Arc<dyn Fn(&Arc<Connection>, &Error) + Send + Sync>;
 /// What the connection needs from its client.
 pub(crate) struct ConnContext {
     pub pool: Arc<Pool>,
-    /// Wakes the timer thread when a callback deadline earlier than every
-    /// other one is added.
+    /// Wakes the timer thread when a callback deadline earlier than the
+    /// one it sleeps until is added.
     pub timer_wake: Sender<()>,
     /// Handles server quests (runs on the pool).
     pub on_quest: OnQuest,
@@ -110,6 +145,8 @@ pub(crate) struct Connection {
     stream: TcpStream,
     pending: Mutex<Pending>,
     writer: Mutex<WriteState>,
+    /// Wakes the writer thread.
+    writer_cv: Condvar,
     next_seq: AtomicU32,
     closed: AtomicBool,
     /// Milliseconds since `ctx.epoch` when the last frame arrived.
@@ -118,7 +155,7 @@ pub(crate) struct Connection {
     last_ping_ms: AtomicU64,
     /// Set once the client made this its current connection.
     published: AtomicBool,
-    reader: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) ctx: Arc<ConnContext>,
 }
 
@@ -133,10 +170,10 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Wraps a connected stream and starts its reader thread. `decryptor`
-    /// decrypts everything received from the first byte on; the encryptor
-    /// is installed later with [`Connection::enable_encryption`], after the
-    /// clear-text `*key` frame is written.
+    /// Wraps a connected stream and starts its reader and writer threads.
+    /// `decryptor` decrypts everything received from the first byte on; the
+    /// encryptor is installed later with [`Connection::enable_encryption`],
+    /// after the clear-text `*key` frame is written.
     pub(crate) fn start(
         id: u64,
         endpoint: String,
@@ -150,32 +187,47 @@ impl Connection {
             endpoint,
             stream,
             pending: Mutex::new(Pending {
-                map: HashMap::new(),
-                deadlines: BTreeSet::new(),
+                map: HashMap::default(),
+                callbacks: 0,
+                earliest: None,
                 closed: None,
             }),
             writer: Mutex::new(WriteState {
                 buf: Vec::new(),
                 spare: Vec::new(),
                 writing: false,
+                writer_idle: false,
                 closed: false,
                 encryptor: None,
             }),
+            writer_cv: Condvar::new(),
             next_seq: AtomicU32::new(1),
             closed: AtomicBool::new(false),
             last_recv_ms: AtomicU64::new(0),
             last_ping_ms: AtomicU64::new(0),
             published: AtomicBool::new(false),
-            reader: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
             ctx,
         });
         conn.touch();
         conn.mark_ping();
         let reader_conn = conn.clone();
-        let handle = std::thread::Builder::new()
+        let reader = std::thread::Builder::new()
             .name(format!("fpnn-reader-{id}"))
             .spawn(move || reader_loop(reader_conn, read_stream, decryptor))?;
-        *lock(&conn.reader) = Some(handle);
+        lock(&conn.threads).push(reader);
+        let writer_conn = conn.clone();
+        let writer = std::thread::Builder::new()
+            .name(format!("fpnn-writer-{id}"))
+            .spawn(move || writer_loop(writer_conn));
+        match writer {
+            Ok(w) => lock(&conn.threads).push(w),
+            Err(e) => {
+                conn.shutdown(Error::from(e));
+                conn.join_threads();
+                return Err(Error::closed("cannot start the writer thread"));
+            }
+        }
         Ok(conn)
     }
 
@@ -240,6 +292,8 @@ impl Connection {
 
     /// Sends a two-way quest frame (built by `codec::begin_quest` +
     /// payload + `finish_frame`, without its seq) and registers `waiter`.
+    /// A blocking waiter's frame is written by this thread (see the module
+    /// docs); a callback's frame is queued for the writer thread.
     ///
     /// On success the waiter will be completed exactly once by the reader,
     /// a timeout or a shutdown. On failure before the quest was registered
@@ -250,6 +304,7 @@ impl Connection {
         frame: &mut [u8],
         waiter: Waiter,
     ) -> std::result::Result<u32, (Error, Option<Waiter>)> {
+        let direct = matches!(waiter, Waiter::Blocking(_));
         let seq = {
             let mut p = lock(&self.pending);
             if let Some(err) = &p.closed {
@@ -257,9 +312,9 @@ impl Connection {
             }
             let seq = self.next_seq(&p);
             if let Waiter::Callback { deadline, .. } = &waiter {
-                let earliest = p.deadlines.first().map(|(d, _)| *d);
-                p.deadlines.insert((*deadline, seq));
-                if earliest.is_none_or(|e| *deadline < e) {
+                p.callbacks += 1;
+                if p.earliest.is_none_or(|e| *deadline < e) {
+                    p.earliest = Some(*deadline);
                     let _ = self.ctx.timer_wake.try_send(());
                 }
             }
@@ -267,16 +322,43 @@ impl Connection {
             seq
         };
         codec::set_seq(frame, seq);
-        if let Err(e) = self.write_frame(frame) {
+        let sent = if direct {
+            self.write_frame(frame)
+        } else {
+            self.queue_frame(frame)
+        };
+        if let Err(e) = sent {
             let back = self.take(seq);
             return Err((e, back));
         }
         Ok(seq)
     }
 
-    /// Writes a one-way quest or an answer frame.
+    /// Writes a one-way quest now (from the calling thread).
     pub(crate) fn send_frame(self: &Arc<Self>, frame: &[u8]) -> Result<()> {
         self.write_frame(frame)
+    }
+
+    /// Queues a frame (an answer to a server quest, a one-way quest) for
+    /// the writer thread.
+    pub(crate) fn queue_frame(&self, frame: &[u8]) -> Result<()> {
+        let mut w = lock(&self.writer);
+        if w.closed {
+            drop(w);
+            return Err(self.closed_error());
+        }
+        let WriteState {
+            buf, encryptor, ..
+        } = &mut *w;
+        match encryptor {
+            Some(enc) => enc.encrypt_frame(frame, buf),
+            None => buf.extend_from_slice(frame),
+        }
+        if !w.writing && w.writer_idle {
+            w.writer_idle = false;
+            self.writer_cv.notify_one();
+        }
+        Ok(())
     }
 
     /// Removes a pending entry (for a caller whose wait timed out). `None`
@@ -285,9 +367,10 @@ impl Connection {
         lock(&self.pending).remove(seq)
     }
 
-    /// The earliest callback deadline, if any callback is pending.
+    /// No callback deadline is earlier than this (`None`: no callback
+    /// pending).
     pub(crate) fn earliest_deadline(&self) -> Option<Instant> {
-        lock(&self.pending).deadlines.first().map(|(d, _)| *d)
+        lock(&self.pending).earliest
     }
 
     /// The number of calls in flight.
@@ -296,20 +379,32 @@ impl Connection {
     }
 
     /// Completes every callback whose deadline has passed with a timeout
-    /// error.
+    /// error. Scans the table only when the earliest deadline has come.
     pub(crate) fn expire(&self, now: Instant) {
         let mut expired = Vec::new();
         {
             let mut p = lock(&self.pending);
-            while let Some(&(deadline, seq)) = p.deadlines.first() {
-                if deadline > now {
-                    break;
+            match p.earliest {
+                Some(e) if e <= now => {}
+                _ => return,
+            }
+            let mut next: Option<Instant> = None;
+            let mut due = Vec::new();
+            for (seq, w) in &p.map {
+                if let Waiter::Callback { deadline, .. } = w {
+                    if *deadline <= now {
+                        due.push(*seq);
+                    } else if next.is_none_or(|n| *deadline < n) {
+                        next = Some(*deadline);
+                    }
                 }
-                p.deadlines.pop_first();
-                if let Some(w) = p.map.remove(&seq) {
+            }
+            for seq in due {
+                if let Some(w) = p.remove(seq) {
                     expired.push(w);
                 }
             }
+            p.earliest = next;
         }
         for w in expired {
             if let Waiter::Callback {
@@ -322,7 +417,7 @@ impl Connection {
                 self.ctx.pool.fail(
                     cb,
                     Error::Timeout {
-                        method: method.into(),
+                        method: method.into_owned(),
                         timeout,
                     },
                 );
@@ -389,11 +484,13 @@ impl Connection {
             let mut w = lock(&self.writer);
             w.closed = true;
             w.buf = Vec::new();
+            self.writer_cv.notify_all();
         }
         let drained = {
             let mut p = lock(&self.pending);
             p.closed = Some(err.clone());
-            p.deadlines.clear();
+            p.callbacks = 0;
+            p.earliest = None;
             std::mem::take(&mut p.map)
         };
         for (_, waiter) in drained {
@@ -402,11 +499,13 @@ impl Connection {
         (self.ctx.on_closed)(self, &err);
     }
 
-    /// Waits for the reader thread to end (after [`shutdown`](Self::shutdown)).
-    pub(crate) fn join_reader(&self) {
-        let handle = lock(&self.reader).take();
-        if let Some(h) = handle {
-            if h.thread().id() != std::thread::current().id() {
+    /// Waits for the reader and writer threads to end (after
+    /// [`shutdown`](Self::shutdown)). A thread never joins itself.
+    pub(crate) fn join_threads(&self) {
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        let me = std::thread::current().id();
+        for h in threads {
+            if h.thread().id() != me {
                 let _ = h.join();
             }
         }
@@ -421,12 +520,17 @@ impl Connection {
         }
     }
 
-    fn dispatch(self: &Arc<Self>, frame: Frame) {
+    /// Routes one frame. Callbacks completed by the frames of one read are
+    /// collected in `batch` and handed to the pool together.
+    fn dispatch(self: &Arc<Self>, frame: Frame, batch: &mut Vec<(AnswerCallback, Result<Value>)>) {
         match frame {
             Frame::Answer(answer) => {
                 let seq = answer.seq;
                 match self.take(seq) {
-                    Some(waiter) => self.complete(waiter, answer.into_result()),
+                    Some(Waiter::Blocking(tx)) => {
+                        let _ = tx.send(answer.into_result());
+                    }
+                    Some(Waiter::Callback { cb, .. }) => batch.push((cb, answer.into_result())),
                     None => log::debug!(
                         "connection {}: dropping an answer for unknown seq {seq}",
                         self.id
@@ -444,10 +548,48 @@ impl Connection {
     }
 }
 
+/// The writer thread: flushes what callback calls and answers queued.
+fn writer_loop(conn: Arc<Connection>) {
+    let mut w = lock(&conn.writer);
+    loop {
+        if w.closed {
+            return;
+        }
+        if w.buf.is_empty() || w.writing {
+            w.writer_idle = true;
+            w = conn
+                .writer_cv
+                .wait(w)
+                .unwrap_or_else(|e| e.into_inner());
+            w.writer_idle = false;
+            continue;
+        }
+        w.writing = true;
+        let mut data = std::mem::take(&mut w.spare);
+        std::mem::swap(&mut data, &mut w.buf);
+        drop(w);
+        let result = (&conn.stream).write_all(&data);
+        data.clear();
+        if data.capacity() > 1 << 20 {
+            data.shrink_to(64 * 1024);
+        }
+        w = lock(&conn.writer);
+        w.spare = data;
+        w.writing = false;
+        if let Err(e) = result {
+            w.buf.clear();
+            drop(w);
+            conn.shutdown(Error::from(e));
+            return;
+        }
+    }
+}
+
 fn reader_loop(conn: Arc<Connection>, mut stream: TcpStream, mut decryptor: Option<Decryptor>) {
     let mut raw = vec![0u8; 64 * 1024];
     let mut plain = Vec::new();
     let mut decoder = Decoder::new(conn.ctx.max_recv_payload);
+    let mut batch = Vec::new();
     // On an encrypted connection, the first bytes are checked for a clear
     // FPNN frame: a server that does not encrypt answers the key exchange
     // in clear (typically with an error), which decrypted would only look
@@ -491,13 +633,17 @@ fn reader_loop(conn: Arc<Connection>, mut stream: TcpStream, mut decryptor: Opti
         }
         loop {
             match decoder.next_frame() {
-                Ok(Some(frame)) => conn.dispatch(frame),
+                Ok(Some(frame)) => conn.dispatch(frame, &mut batch),
                 Ok(None) => break,
                 Err(e) => {
                     log::warn!("connection {} to {}: {e}", conn.id, conn.endpoint);
+                    conn.ctx.pool.complete_all(std::mem::take(&mut batch));
                     break 'outer Error::Protocol(e);
                 }
             }
+        }
+        if !batch.is_empty() {
+            conn.ctx.pool.complete_all(std::mem::take(&mut batch));
         }
     };
     conn.shutdown(err);

@@ -17,19 +17,30 @@ pub(crate) type AnswerCallback = Box<dyn FnOnce(Result<Value>) + Send + 'static>
 pub(crate) enum Job {
     /// Complete a callback with its result.
     Answer(AnswerCallback, Result<Value>),
+    /// Complete several callbacks, in order (the answers of one read).
+    Answers(Vec<(AnswerCallback, Result<Value>)>),
     /// Run any task (server quests, events).
     Task(Box<dyn FnOnce() + Send + 'static>),
 }
 
 impl Job {
     fn run(self) {
-        let outcome = match self {
-            Job::Answer(cb, result) => catch_unwind(AssertUnwindSafe(move || cb(result))),
-            Job::Task(task) => catch_unwind(AssertUnwindSafe(task)),
-        };
-        if outcome.is_err() {
-            log::error!("a user callback panicked; the callback thread carries on");
+        match self {
+            Job::Answer(cb, result) => guard(move || cb(result)),
+            Job::Answers(batch) => {
+                for (cb, result) in batch {
+                    guard(move || cb(result));
+                }
+            }
+            Job::Task(task) => guard(task),
         }
+    }
+}
+
+/// Runs user code; a panic is logged and the thread carries on.
+fn guard(f: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(f)).is_err() {
+        log::error!("a user callback panicked; the callback thread carries on");
     }
 }
 
@@ -77,6 +88,13 @@ impl Pool {
     /// Completes `cb` with `result` on a pool thread.
     pub(crate) fn complete(&self, cb: AnswerCallback, result: Result<Value>) {
         self.submit(Job::Answer(cb, result));
+    }
+
+    /// Completes several callbacks on one pool thread, in order.
+    pub(crate) fn complete_all(&self, batch: Vec<(AnswerCallback, Result<Value>)>) {
+        if !batch.is_empty() {
+            self.submit(Job::Answers(batch));
+        }
     }
 
     /// Completes `cb` with an error on a pool thread.

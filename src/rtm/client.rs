@@ -326,7 +326,7 @@ impl RtmServerClient {
                     Ok(frame) => {
                         let m = method.clone();
                         client.inner.fpnn.core().call_frame_cb(
-                            &method,
+                            method.clone(),
                             frame,
                             timeout,
                             Box::new(move |r| finish(&m, r)),
@@ -338,7 +338,7 @@ impl RtmServerClient {
             other => finish(&method, other),
         };
         match frame {
-            Ok(frame) => core.call_frame_cb(&first_method, frame, timeout, Box::new(on_first)),
+            Ok(frame) => core.call_frame_cb(first_method, frame, timeout, Box::new(on_first)),
             Err(e) => core.pool().fail(Box::new(on_first), e),
         }
     }
