@@ -177,6 +177,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let bench = FpnnBench(client.clone());
     assert!(bench.call(), "the bench method must answer");
 
+    if let Ok(depth) = std::env::var("BENCH_ONLY_PIPELINED") {
+        // Profiling aid: only the pipelined row at this depth, e.g.
+        // `BENCH_ONLY_PIPELINED=10000 perf record -g target/release/examples/bench`.
+        let depth: usize = depth.parse()?;
+        let ours = load::pipelined(FpnnBench(client.clone()), depth, &s);
+        rate_header("ours", "raw");
+        rate_row(
+            &format!("pipelined {depth:>5} in flight (callbacks)"),
+            ours,
+            raw_at(depth),
+        );
+        return Ok(());
+    }
+
     println!("== FpnnClient vs raw TcpStream client (same `fpnn` server process) ==");
     rate_header("ours", "raw");
     let mut blocking = BTreeMap::new();
