@@ -458,10 +458,13 @@ impl Core {
         self.build_frame(method, two_way, |out| codec::write_value(out, payload))
     }
 
+    /// The timeout of one call: its own, else the configured default (a
+    /// zero anywhere means "not set", and the built-in 30 s applies).
     fn effective_timeout(&self, timeout: Option<Duration>) -> Duration {
         match timeout {
             Some(t) if !t.is_zero() => t,
-            _ => self.config.quest_timeout,
+            _ if !self.config.quest_timeout.is_zero() => self.config.quest_timeout,
+            _ => super::config::DEFAULT_QUEST_TIMEOUT,
         }
     }
 
@@ -665,7 +668,9 @@ impl Core {
             match TcpStream::connect_timeout(&addr, left) {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    stream.set_write_timeout(Some(self.config.quest_timeout))?;
+                    // A server that stops reading must not block a writer
+                    // forever: the write fails and closes the connection.
+                    stream.set_write_timeout(Some(self.effective_timeout(None)))?;
                     return Ok(stream);
                 }
                 Err(e) => last_err = Some(e),

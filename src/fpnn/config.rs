@@ -32,7 +32,8 @@ pub struct ClientConfig {
     /// handshake. Default 30 s.
     pub connect_timeout: Duration,
     /// The default time a call waits for its answer; each call can override
-    /// it. Default 30 s.
+    /// it. Default 30 s (zero also means 30 s). It also bounds a write to a
+    /// server that stopped reading: such a connection is closed.
     pub quest_timeout: Duration,
     /// The largest payload accepted from the server; a larger frame is a
     /// protocol error and closes the connection. Default 200 MiB.
