@@ -504,25 +504,37 @@ impl Core {
                 return Err(e);
             }
         };
-        let mut st = lock(&self.state);
+        // Publishing, and the Connected event, happen under the state lock,
+        // which `connection_closed` takes too: a Closed event can only follow
+        // the Connected one, and a connection that closed before it was
+        // published is reported here as a failed connect.
+        let st = lock(&self.state);
         if st.closed {
             drop(st);
             conn.shutdown(Error::ClientClosed);
             conn.join_threads();
             return Err(Error::ClientClosed);
         }
-        conn.publish();
-        st.current = Some(conn.clone());
-        drop(st);
+        if conn.is_closed() {
+            drop(st);
+            conn.join_threads();
+            let err = Error::closed("the server closed the connection while it was being set up");
+            self.connect_failed(&err);
+            return Err(err);
+        }
+        let mut st = st;
         {
             let mut r = lock(&self.regress);
             r.failed = 0;
             r.connected_at = Some(Instant::now());
         }
+        conn.publish();
+        st.current = Some(conn.clone());
         self.emit(ConnectionEvent::Connected {
             connection_id: conn.id,
             endpoint: self.endpoint.clone(),
         });
+        drop(st);
         Ok(conn)
     }
 
@@ -777,12 +789,14 @@ impl Core {
     }
 
     fn connection_closed(&self, conn: &Arc<Connection>, err: &Error) {
+        let st = lock(&self.state);
+        let by_user = st.closed;
         if !conn.is_published() {
             // A connection that failed while being set up: reported as a
             // failed connect by `connection()`.
             return;
         }
-        let by_user = self.closed();
+        drop(st);
         if !by_user {
             let mut r = lock(&self.regress);
             let flash = self
