@@ -72,14 +72,26 @@
 //! * `emulator` (cargo feature `emulator`): an in-process RTM server for
 //!   tests and examples.
 //!
+//! # Staying connected
+//!
+//! Calls connect on demand; after a lost connection the client reconnects
+//! in the background with the official SDKs' regressive back-off
+//! ([`fpnn::ReconnectStrategy`]), restores its listen state before any call
+//! uses the new connection, and reports every change through
+//! [`RtmServerClient::set_event_handler`]. An optional keepalive
+//! ([`fpnn::KeepaliveConfig`]) drops half-open connections. Server pushes
+//! (messages, events) reach a [`rtm::PushHandler`].
+//!
 //! # Threads
 //!
-//! A client runs a reader thread per connection, a timer thread (timeouts),
-//! and a small pool of callback threads (callbacks and server quests; two by
-//! default, see [`ClientConfig::callback_threads`]). A callback may itself
-//! make blocking calls on the same client. All of them are joined when the
-//! client is closed or dropped. The library logs through the `log` facade
-//! and never prints.
+//! A client runs, per connection, a reader thread and a writer thread; a
+//! timer thread (callback timeouts, keepalive); a supervisor thread
+//! (connection events, background reconnects); and a small pool of callback
+//! threads (callbacks and server pushes; two by default, see
+//! [`ClientConfig::callback_threads`]). User code never runs on the reader
+//! thread, so a callback may itself make blocking calls on the same client.
+//! All of them are joined when the client is closed or dropped. The library
+//! logs through the `log` facade and never prints.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
