@@ -347,9 +347,7 @@ impl Connection {
             drop(w);
             return Err(self.closed_error());
         }
-        let WriteState {
-            buf, encryptor, ..
-        } = &mut *w;
+        let WriteState { buf, encryptor, .. } = &mut *w;
         match encryptor {
             Some(enc) => enc.encrypt_frame(frame, buf),
             None => buf.extend_from_slice(frame),
@@ -557,10 +555,7 @@ fn writer_loop(conn: Arc<Connection>) {
         }
         if w.buf.is_empty() || w.writing {
             w.writer_idle = true;
-            w = conn
-                .writer_cv
-                .wait(w)
-                .unwrap_or_else(|e| e.into_inner());
+            w = conn.writer_cv.wait(w).unwrap_or_else(|e| e.into_inner());
             w.writer_idle = false;
             continue;
         }
