@@ -956,8 +956,13 @@ fn wait_answer(
     timeout: Duration,
 ) -> Result<Value> {
     WAITING.fetch_add(1, Ordering::AcqRel);
+    let started = Instant::now();
     let result = wait_answer_inner(conn, rx, seq, deadline, method, timeout);
     WAITING.fetch_sub(1, Ordering::AcqRel);
+    // Average over about the last eight calls.
+    let waited = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
+    let avg = RECENT_WAIT_US.load(Ordering::Relaxed);
+    RECENT_WAIT_US.store(avg - avg / 8 + waited / 8, Ordering::Relaxed);
     result
 }
 
@@ -996,18 +1001,24 @@ const SPIN: Duration = Duration::from_micros(150);
 /// Callers waiting for an answer right now, in every client of the process.
 static WAITING: AtomicUsize = AtomicUsize::new(0);
 
+/// A moving average of how long blocking calls waited, in microseconds:
+/// against a distant server polling cannot pay off, so it is skipped.
+static RECENT_WAIT_US: AtomicU64 = AtomicU64::new(0);
+
 /// Polls for a quick answer before the caller goes to sleep.
 ///
 /// Waking a sleeping thread from another core costs tens of microseconds
 /// on some machines (virtual ones especially), more than a loopback round
 /// trip. A caller that stays awake for a short while gets a quick answer as
 /// soon as the reader thread hands it over. To keep the cost bounded, only
-/// a caller that waits alone polls, and only for [`SPIN`]: when several
-/// callers wait at once, their calls overlap anyway and polling would only
-/// take a core from the others.
+/// a caller that waits alone polls, only for [`SPIN`], and only while
+/// recent calls were answered that fast: when several callers wait at once,
+/// their calls overlap anyway and polling would only take a core from the
+/// others; against a distant server it would only burn CPU.
 fn spin_for_answer(rx: &Receiver<Result<Value>>, deadline: Instant) -> Option<Result<Value>> {
     let alone = WAITING.load(Ordering::Acquire) == 1;
-    if !alone {
+    let quick = RECENT_WAIT_US.load(Ordering::Relaxed) < 2 * SPIN.as_micros() as u64;
+    if !alone || !quick {
         return None;
     }
     let until = (Instant::now() + SPIN).min(deadline);

@@ -518,30 +518,42 @@ impl Connection {
         }
     }
 
-    /// Routes one frame. Callbacks completed by the frames of one read are
-    /// collected in `batch` and handed to the pool together.
-    fn dispatch(self: &Arc<Self>, frame: Frame, batch: &mut Vec<(AnswerCallback, Result<Value>)>) {
-        match frame {
-            Frame::Answer(answer) => {
-                let seq = answer.seq;
-                match self.take(seq) {
-                    Some(Waiter::Blocking(tx)) => {
-                        let _ = tx.send(answer.into_result());
-                    }
-                    Some(Waiter::Callback { cb, .. }) => batch.push((cb, answer.into_result())),
-                    None => log::debug!(
-                        "connection {}: dropping an answer for unknown seq {seq}",
-                        self.id
-                    ),
+    /// Routes the frames of one read: takes every answered waiter out of
+    /// the pending table under one lock, wakes blocked callers, and hands
+    /// the completed callbacks to the pool together.
+    fn dispatch(self: &Arc<Self>, frames: &mut Vec<Frame>) {
+        let mut answered = Vec::with_capacity(frames.len());
+        let mut quests = Vec::new();
+        {
+            let mut p = lock(&self.pending);
+            for frame in frames.drain(..) {
+                match frame {
+                    Frame::Answer(answer) => answered.push((p.remove(answer.seq), answer)),
+                    Frame::Quest(quest) => quests.push(quest),
                 }
             }
-            Frame::Quest(quest) => {
-                let conn = self.clone();
-                let on_quest = self.ctx.on_quest.clone();
-                self.ctx
-                    .pool
-                    .submit(Job::Task(Box::new(move || on_quest(&conn, quest))));
+        }
+        let mut batch = Vec::with_capacity(answered.len());
+        for (waiter, answer) in answered {
+            match waiter {
+                Some(Waiter::Blocking(tx)) => {
+                    let _ = tx.send(answer.into_result());
+                }
+                Some(Waiter::Callback { cb, .. }) => batch.push((cb, answer.into_result())),
+                None => log::debug!(
+                    "connection {}: dropping an answer for unknown seq {}",
+                    self.id,
+                    answer.seq
+                ),
             }
+        }
+        self.ctx.pool.complete_all(batch);
+        for quest in quests {
+            let conn = self.clone();
+            let on_quest = self.ctx.on_quest.clone();
+            self.ctx
+                .pool
+                .submit(Job::Task(Box::new(move || on_quest(&conn, quest))));
         }
     }
 }
@@ -584,7 +596,7 @@ fn reader_loop(conn: Arc<Connection>, mut stream: TcpStream, mut decryptor: Opti
     let mut raw = vec![0u8; 64 * 1024];
     let mut plain = Vec::new();
     let mut decoder = Decoder::new(conn.ctx.max_recv_payload);
-    let mut batch = Vec::new();
+    let mut frames = Vec::new();
     // On an encrypted connection, the first bytes are checked for a clear
     // FPNN frame: a server that does not encrypt answers the key exchange
     // in clear (typically with an error), which decrypted would only look
@@ -628,18 +640,17 @@ fn reader_loop(conn: Arc<Connection>, mut stream: TcpStream, mut decryptor: Opti
         }
         loop {
             match decoder.next_frame() {
-                Ok(Some(frame)) => conn.dispatch(frame, &mut batch),
+                Ok(Some(frame)) => frames.push(frame),
                 Ok(None) => break,
                 Err(e) => {
                     log::warn!("connection {} to {}: {e}", conn.id, conn.endpoint);
-                    conn.ctx.pool.complete_all(std::mem::take(&mut batch));
+                    // The frames before the bad one are still delivered.
+                    conn.dispatch(&mut frames);
                     break 'outer Error::Protocol(e);
                 }
             }
         }
-        if !batch.is_empty() {
-            conn.ctx.pool.complete_all(std::mem::take(&mut batch));
-        }
+        conn.dispatch(&mut frames);
     };
     conn.shutdown(err);
 }
