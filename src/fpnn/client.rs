@@ -281,26 +281,16 @@ impl FpnnClient {
             }
         });
         let timer_core = core.clone();
-        let timer = std::thread::Builder::new()
-            .name("fpnn-timer".into())
-            .spawn(move || timer_loop(timer_core, wake_rx));
-        match timer {
-            Ok(h) => *lock(&core.timer) = Some(h),
-            Err(e) => {
-                core.close();
-                return Err(e.into());
-            }
-        }
         let sup_core = core.clone();
-        let supervisor = std::thread::Builder::new()
-            .name("fpnn-supervisor".into())
-            .spawn(move || supervisor_loop(sup_core, sup_rx));
-        match supervisor {
-            Ok(h) => *lock(&core.supervisor) = Some(h),
-            Err(e) => {
-                core.close();
-                return Err(e.into());
-            }
+        let started = spawn_named("fpnn-timer", move || timer_loop(timer_core, wake_rx))
+            .and_then(|timer| {
+                *lock(&core.timer) = Some(timer);
+                spawn_named("fpnn-supervisor", move || supervisor_loop(sup_core, sup_rx))
+            })
+            .map(|supervisor| *lock(&core.supervisor) = Some(supervisor));
+        if let Err(e) = started {
+            core.close();
+            return Err(e.into());
         }
         Ok(FpnnClient {
             handle: Arc::new(Handle { core }),
@@ -910,6 +900,10 @@ impl Core {
         }
         self.pool.shutdown();
     }
+}
+
+fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name.into()).spawn(f)
 }
 
 /// Sends the answer for a server quest (two-way only).

@@ -343,15 +343,7 @@ impl Connection {
     /// the writer thread.
     pub(crate) fn queue_frame(&self, frame: &[u8]) -> Result<()> {
         let mut w = lock(&self.writer);
-        if w.closed {
-            drop(w);
-            return Err(self.closed_error());
-        }
-        let WriteState { buf, encryptor, .. } = &mut *w;
-        match encryptor {
-            Some(enc) => enc.encrypt_frame(frame, buf),
-            None => buf.extend_from_slice(frame),
-        }
+        self.append(&mut w, frame)?;
         if !w.writing && w.writer_idle {
             w.writer_idle = false;
             self.writer_cv.notify_one();
@@ -423,43 +415,66 @@ impl Connection {
         }
     }
 
-    fn write_frame(self: &Arc<Self>, frame: &[u8]) -> Result<()> {
-        let mut w = lock(&self.writer);
+    /// Appends one frame to the write buffer (encrypting it when the
+    /// connection is encrypted). Fails once the connection is closed.
+    fn append(&self, w: &mut WriteState, frame: &[u8]) -> Result<()> {
         if w.closed {
             return Err(self.closed_error());
         }
-        let WriteState { buf, encryptor, .. } = &mut *w;
+        let WriteState { buf, encryptor, .. } = w;
         match encryptor {
             Some(enc) => enc.encrypt_frame(frame, buf),
             None => buf.extend_from_slice(frame),
         }
+        Ok(())
+    }
+
+    /// Writes out everything buffered, without holding the lock during the
+    /// write; the caller has set `writing`. Returns the relocked state. On
+    /// an error the buffer is dropped (the connection is about to close).
+    fn flush<'a>(
+        &'a self,
+        mut w: MutexGuard<'a, WriteState>,
+    ) -> (MutexGuard<'a, WriteState>, std::io::Result<()>) {
+        let mut data = std::mem::take(&mut w.spare);
+        std::mem::swap(&mut data, &mut w.buf);
+        drop(w);
+        let result = (&self.stream).write_all(&data);
+        data.clear();
+        if data.capacity() > 1 << 20 {
+            data.shrink_to(64 * 1024);
+        }
+        let mut w = lock(&self.writer);
+        w.spare = data;
+        if result.is_err() {
+            w.buf.clear();
+        }
+        (w, result)
+    }
+
+    /// Writes a frame from the calling thread, unless another thread is
+    /// writing: then that thread takes it along.
+    fn write_frame(self: &Arc<Self>, frame: &[u8]) -> Result<()> {
+        let mut w = lock(&self.writer);
+        self.append(&mut w, frame)?;
         if w.writing {
             return Ok(());
         }
         w.writing = true;
         loop {
-            let mut data = std::mem::take(&mut w.spare);
-            std::mem::swap(&mut data, &mut w.buf);
-            drop(w);
-            let result = (&self.stream).write_all(&data);
-            data.clear();
-            if data.capacity() > 1 << 20 {
-                data.shrink_to(64 * 1024);
-            }
-            w = lock(&self.writer);
-            w.spare = data;
+            let (mut guard, result) = self.flush(w);
             if let Err(e) = result {
-                w.writing = false;
-                w.buf.clear();
-                drop(w);
+                guard.writing = false;
+                drop(guard);
                 let err = Error::from(e);
                 self.shutdown(err.clone());
                 return Err(err);
             }
-            if w.buf.is_empty() || w.closed {
-                w.writing = false;
+            if guard.buf.is_empty() || guard.closed {
+                guard.writing = false;
                 return Ok(());
             }
+            w = guard;
         }
     }
 
@@ -572,19 +587,10 @@ fn writer_loop(conn: Arc<Connection>) {
             continue;
         }
         w.writing = true;
-        let mut data = std::mem::take(&mut w.spare);
-        std::mem::swap(&mut data, &mut w.buf);
-        drop(w);
-        let result = (&conn.stream).write_all(&data);
-        data.clear();
-        if data.capacity() > 1 << 20 {
-            data.shrink_to(64 * 1024);
-        }
-        w = lock(&conn.writer);
-        w.spare = data;
+        let (guard, result) = conn.flush(w);
+        w = guard;
         w.writing = false;
         if let Err(e) = result {
-            w.buf.clear();
             drop(w);
             conn.shutdown(Error::from(e));
             return;
