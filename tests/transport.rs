@@ -23,8 +23,9 @@ use rtm_server_sdk::{Error, ProtocolError};
 /// * `hold` never answers;
 /// * `fail` answers error 123 "nope";
 /// * `close` closes the connection;
-/// * `raw {hex}` writes those bytes as they are.
-fn service(_conn: &ServerConn, q: &Quest) -> Reply {
+/// * `raw {hex}` writes those bytes as they are;
+/// * `stray` first sends an answer for a seq nobody waits for.
+fn service(conn: &ServerConn, q: &Quest) -> Reply {
     let p = &q.payload;
     match q.method.as_str() {
         "echo" => {
@@ -43,6 +44,14 @@ fn service(_conn: &ServerConn, q: &Quest) -> Reply {
             message: "nope".into(),
         },
         "close" => Reply::Close,
+        // An answer to a seq nobody asked about, then the real answer.
+        "stray" => {
+            let mut stray = Vec::new();
+            rtm_server_sdk::fpnn::codec::encode_answer(&mut stray, 0x7654_3210, &map(vec![]))
+                .unwrap();
+            conn.send_raw(&stray);
+            Reply::Answer(map(vec![("i", Value::from(7))]))
+        }
         "raw" => {
             let hex = map_get(p, "hex").and_then(Value::as_str).unwrap_or("");
             Reply::Raw(hex::decode(hex).unwrap())
@@ -467,6 +476,18 @@ fn connect_failures_and_closed_clients_are_typed(v: Variant) {
             Err(Error::ClientClosed)
         ));
         client.close();
+    });
+}
+
+fn answers_for_unknown_seqs_are_dropped(v: Variant) {
+    watchdog(Duration::from_secs(20), move || {
+        let (server, keys) = server(v);
+        let client = new_client(&server, &keys, ClientConfig::default());
+        for _ in 0..3 {
+            let answer = client.call("stray", empty()).unwrap();
+            assert_eq!(get_i64(&answer, "i"), Some(7));
+        }
+        assert_eq!(server.connection_count(), 1, "the stray answers were not fatal");
     });
 }
 

@@ -282,12 +282,7 @@ impl Connection {
     /// The next sequence number: counts up from 1, stays in 1..=0x7FFFFFFF
     /// (PROTOCOL.md 1.5) and skips numbers still in flight after a wrap.
     fn next_seq(&self, pending: &Pending) -> u32 {
-        loop {
-            let seq = self.next_seq.fetch_add(1, Ordering::Relaxed) & 0x7FFF_FFFF;
-            if seq != 0 && !pending.map.contains_key(&seq) {
-                return seq;
-            }
-        }
+        allocate_seq(&self.next_seq, |seq| pending.map.contains_key(&seq))
     }
 
     /// Sends a two-way quest frame (built by `codec::begin_quest` +
@@ -573,6 +568,17 @@ impl Connection {
     }
 }
 
+/// Draws the next sequence number from `counter`: 1, 2, ... up to
+/// 0x7FFFFFFF, then 1 again (0 is never used), skipping any still in flight.
+fn allocate_seq(counter: &AtomicU32, in_flight: impl Fn(u32) -> bool) -> u32 {
+    loop {
+        let seq = counter.fetch_add(1, Ordering::Relaxed) & 0x7FFF_FFFF;
+        if seq != 0 && !in_flight(seq) {
+            return seq;
+        }
+    }
+}
+
 /// The writer thread: flushes what callback calls and answers queued.
 fn writer_loop(conn: Arc<Connection>) {
     let mut w = lock(&conn.writer);
@@ -676,4 +682,41 @@ fn clear_answer_error(bytes: &[u8], max_payload: usize) -> Error {
     Error::Encryption(format!(
         "the server answered the key exchange unencrypted{detail}: it does not encrypt this connection"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_start_at_1_skip_0_and_stay_below_2_31() {
+        let counter = AtomicU32::new(1);
+        assert_eq!(allocate_seq(&counter, |_| false), 1);
+        assert_eq!(allocate_seq(&counter, |_| false), 2);
+        let counter = AtomicU32::new(0x7FFF_FFFE);
+        assert_eq!(allocate_seq(&counter, |_| false), 0x7FFF_FFFE);
+        assert_eq!(allocate_seq(&counter, |_| false), 0x7FFF_FFFF);
+        // 0x80000000 masks to 0, which is skipped.
+        assert_eq!(allocate_seq(&counter, |_| false), 1);
+        // Numbers still in flight after a wrap are skipped.
+        let counter = AtomicU32::new(0x8000_0000);
+        assert_eq!(allocate_seq(&counter, |s| s == 1 || s == 2), 3);
+    }
+
+    #[test]
+    fn the_seq_hasher_spreads_sequential_keys() {
+        let tags: std::collections::HashSet<u64> = (1u32..=128)
+            .map(|seq| {
+                let mut h = SeqHasher::default();
+                h.write_u32(seq);
+                h.finish() >> 57
+            })
+            .collect();
+        // hashbrown keys its control bytes on the top 7 bits.
+        assert!(
+            tags.len() > 64,
+            "only {} distinct top-7-bit tags",
+            tags.len()
+        );
+    }
 }
