@@ -200,6 +200,9 @@ pub fn finish_frame(out: &mut [u8], start: usize, max_payload: usize) -> Result<
             "empty payload (send an empty map instead)".into(),
         ));
     }
+    // The size field is 32 bits; an encrypted package also carries the
+    // whole frame's length in 32 bits.
+    let max_payload = max_payload.min(u32::MAX as usize - HEADER_LEN - 4 - MAX_METHOD_LEN);
     if psize > max_payload {
         return Err(Error::InvalidArgument(format!(
             "payload of {psize} bytes exceeds the send limit of {max_payload} bytes"
