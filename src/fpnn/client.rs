@@ -1027,6 +1027,9 @@ fn spin_for_answer(rx: &Receiver<Result<Value>>, deadline: Instant) -> Option<Re
         if Instant::now() >= until || WAITING.load(Ordering::Relaxed) > 1 {
             return None;
         }
+        // Let a runnable thread (the reader, on a busy machine) have the
+        // core.
+        std::thread::yield_now();
     }
 }
 
