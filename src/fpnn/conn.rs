@@ -14,8 +14,9 @@
 //! * `writer` serializes writes; every frame is appended to one buffer (and
 //!   encrypted there, in order). Two ways to flush it:
 //!   * a **blocking** call writes itself when no other thread is writing,
-//!     taking along the frames others appended meanwhile (so concurrent
-//!     senders share one syscall) — the lowest latency for one call;
+//!     taking along the frames others appended before it (so concurrent
+//!     senders share one syscall); frames appended during its write are left
+//!     to the writer thread. The lowest latency for one call;
 //!   * a **callback** call, an answer to a server quest, or a keepalive
 //!     ping only appends, and wakes the connection's **writer thread**
 //!     (`fpnn-writer-N`) if it sleeps. Under load the writer thread is busy
@@ -448,7 +449,9 @@ impl Connection {
     }
 
     /// Writes a frame from the calling thread, unless another thread is
-    /// writing: then that thread takes it along.
+    /// writing: then that thread takes it along. Frames appended by others
+    /// during this thread's write are left to the writer thread, so a
+    /// blocking caller writes once and goes on to wait for its answer.
     fn write_frame(self: &Arc<Self>, frame: &[u8]) -> Result<()> {
         let mut w = lock(&self.writer);
         self.append(&mut w, frame)?;
@@ -456,21 +459,19 @@ impl Connection {
             return Ok(());
         }
         w.writing = true;
-        loop {
-            let (mut guard, result) = self.flush(w);
-            if let Err(e) = result {
-                guard.writing = false;
-                drop(guard);
-                let err = Error::from(e);
-                self.shutdown(err.clone());
-                return Err(err);
-            }
-            if guard.buf.is_empty() || guard.closed {
-                guard.writing = false;
-                return Ok(());
-            }
-            w = guard;
+        let (mut w, result) = self.flush(w);
+        w.writing = false;
+        if let Err(e) = result {
+            drop(w);
+            let err = Error::from(e);
+            self.shutdown(err.clone());
+            return Err(err);
         }
+        if !w.buf.is_empty() && w.writer_idle {
+            w.writer_idle = false;
+            self.writer_cv.notify_one();
+        }
+        Ok(())
     }
 
     fn closed_error(&self) -> Error {
