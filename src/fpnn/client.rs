@@ -372,7 +372,9 @@ impl FpnnClient {
     /// the client's default.
     ///
     /// Errors found before sending (bad input, a closed client, a failed
-    /// connect) are delivered to the callback too.
+    /// connect) are delivered to the callback too. Like the blocking form,
+    /// a call made while disconnected connects first, on the calling
+    /// thread, bounded by the connect timeout.
     pub fn call_with_callback<F>(
         &self,
         method: &str,
@@ -910,15 +912,17 @@ fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result
 fn answer_quest(conn: &Arc<Connection>, quest: Quest, reply: QuestReply) {
     let Some(seq) = quest.seq else { return };
     let mut out = Vec::with_capacity(32);
-    let reply = match reply {
-        QuestReply::Unhandled if quest.method == "ping" => QuestReply::empty(),
-        QuestReply::Unhandled => QuestReply::Error {
-            code: codes::FPNN_EC_CORE_UNKNOWN_METHOD,
-            message: format!("unknown method `{}`", quest.method),
-        },
-        other => other,
-    };
     match reply {
+        QuestReply::Unhandled if quest.method == "ping" => {
+            codec::encode_answer(&mut out, seq, &Value::Map(Vec::new()))
+                .expect("an empty map is a valid answer");
+        }
+        QuestReply::Unhandled => codec::encode_error_answer(
+            &mut out,
+            seq,
+            codes::FPNN_EC_CORE_UNKNOWN_METHOD,
+            &format!("unknown method `{}`", quest.method),
+        ),
         QuestReply::Answer(payload) => {
             if let Err(e) = codec::encode_answer(&mut out, seq, &payload) {
                 log::error!("cannot encode the answer to `{}`: {e}", quest.method);
@@ -934,7 +938,6 @@ fn answer_quest(conn: &Arc<Connection>, quest: Quest, reply: QuestReply) {
         QuestReply::Error { code, message } => {
             codec::encode_error_answer(&mut out, seq, code, &message)
         }
-        QuestReply::Unhandled => unreachable!("replaced above"),
     }
     if let Err(e) = conn.queue_frame(&out) {
         log::debug!("cannot answer `{}`: {e}", quest.method);

@@ -255,14 +255,23 @@ pub fn encode_answer(out: &mut Vec<u8>, seq: u32, payload: &Value) -> Result<()>
     encode_answer_raw(out, seq, 0, |out| write_value(out, payload))
 }
 
-/// Encodes an exception answer `{code, ex}` into `out`.
+/// The longest `ex` message sent in an exception answer; longer ones are
+/// cut (at a character boundary).
+pub const MAX_ERROR_MESSAGE: usize = 64 * 1024;
+
+/// Encodes an exception answer `{code, ex}` into `out`. A message over
+/// [`MAX_ERROR_MESSAGE`] bytes is cut to that length.
 pub fn encode_error_answer(out: &mut Vec<u8>, seq: u32, code: i64, ex: &str) {
+    let mut end = ex.len().min(MAX_ERROR_MESSAGE);
+    while !ex.is_char_boundary(end) {
+        end -= 1;
+    }
     let payload = Value::Map(vec![
         (Value::from("code"), Value::from(code)),
-        (Value::from("ex"), Value::from(ex)),
+        (Value::from("ex"), Value::from(&ex[..end])),
     ]);
     encode_answer_raw(out, seq, 1, |out| write_value(out, &payload))
-        .expect("an error answer is always small and non-empty");
+        .expect("an error answer of at most 64 KiB of message is within the send limit");
 }
 
 fn encode_answer_raw(
@@ -734,6 +743,19 @@ mod tests {
             Err(Error::InvalidArgument(_))
         ));
         assert!(out.is_empty(), "nothing is left behind by a refused frame");
+        // A huge error message is cut, not refused.
+        let huge = "é".repeat(DEFAULT_MAX_SEND_PAYLOAD);
+        encode_error_answer(&mut out, 1, 1, &huge);
+        match decode_frame(&out, DEFAULT_MAX_RECV_PAYLOAD).unwrap() {
+            Frame::Answer(a) => match a.into_result() {
+                Err(Error::Server { message, .. }) => {
+                    assert!(message.len() <= MAX_ERROR_MESSAGE && message.len() > 60_000)
+                }
+                r => panic!("{r:?}"),
+            },
+            f => panic!("{f:?}"),
+        }
+        out.clear();
         assert!(encode_quest(&mut out, Some(1), &"m".repeat(255), &Value::Map(vec![])).is_ok());
     }
 

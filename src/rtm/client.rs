@@ -33,7 +33,9 @@ pub(crate) type ReadAnswer<T> = for<'a> fn(&AnswerReader<'a>) -> Result<T>;
 ///
 /// The client connects lazily on the first call (or with
 /// [`connect`](RtmServerClient::connect)) and connects again on the next
-/// call after a connection is lost. It is `Clone + Send + Sync`: clones share
+/// call after a connection is lost (both forms connect on the calling
+/// thread, bounded by the connect timeout), besides reconnecting in the
+/// background (see [`ClientConfig::reconnect`]). It is `Clone + Send + Sync`: clones share
 /// one connection, so one client can serve a whole thread pool. It closes
 /// when [`close`](RtmServerClient::close) is called or the last clone is
 /// dropped; pending calls then complete with a connection-closed error.
