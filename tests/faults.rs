@@ -386,3 +386,39 @@ fn pushes_are_answered_without_a_handler() {
         }
     });
 }
+
+#[test]
+fn close_cuts_a_connect_in_progress_short() {
+    watchdog(Duration::from_secs(30), || {
+        let emu = RtmEmulator::start(PID, SECRET).unwrap();
+        let client = rtm_client(
+            emu.endpoint(),
+            ClientConfig::default()
+                .connect_timeout(Duration::from_secs(20))
+                .reconnect(fast_reconnect()),
+        );
+        client.add_listen(&[1], &[], &[], &[]).unwrap();
+        // The server stops answering and drops the connection: the
+        // background reconnect then hangs in the listen restore (which waits
+        // up to the 20 s connect timeout).
+        emu.server().faults().set_freeze(true);
+        for c in emu.server().connections() {
+            c.close();
+        }
+        assert!(wait_until(Duration::from_secs(5), || emu
+            .server()
+            .received()
+            .iter()
+            .filter(|(m, _)| m == "setlisten")
+            .count()
+            >= 1));
+        let t0 = Instant::now();
+        client.close();
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "close took {:?}",
+            t0.elapsed()
+        );
+        assert!(client.get_voice_room_list().unwrap_err().is_client_closed());
+    });
+}

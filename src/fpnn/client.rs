@@ -204,6 +204,9 @@ impl Drop for Handle {
 
 struct State {
     current: Option<Arc<Connection>>,
+    /// A connection being set up (key exchange, connect hook), so that
+    /// `close()` can cut it short.
+    connecting: Option<Arc<Connection>>,
     closed: bool,
 }
 
@@ -262,6 +265,7 @@ impl FpnnClient {
                 config,
                 state: Mutex::new(State {
                     current: None,
+                    connecting: None,
                     closed: false,
                 }),
                 connect_lock: Mutex::new(()),
@@ -591,29 +595,42 @@ impl Core {
             decryptor,
             self.ctx.clone(),
         )?;
-        if let Some((public_key, stream_mode, bits, encryptor)) = handshake {
-            if let Err(e) =
-                self.key_exchange(&conn, deadline, public_key, stream_mode, bits, encryptor)
-            {
-                conn.shutdown(e.clone());
+        {
+            let mut st = lock(&self.state);
+            if st.closed {
+                drop(st);
+                conn.shutdown(Error::ClientClosed);
                 conn.join_threads();
-                return Err(e);
+                return Err(Error::ClientClosed);
             }
+            st.connecting = Some(conn.clone());
         }
-        log::debug!("connection {id} to {} established", self.endpoint);
-        let hook = lock(&self.connect_hook).clone();
-        if let Some(hook) = hook {
-            let session = FpnnSession {
-                core: self,
-                conn: &conn,
-            };
-            if let Err(e) = hook(&session) {
-                conn.shutdown(e.clone());
-                conn.join_threads();
-                return Err(e);
-            }
+        let result = self.set_up(&conn, deadline, handshake);
+        lock(&self.state).connecting = None;
+        if let Err(e) = result {
+            conn.shutdown(e.clone());
+            conn.join_threads();
+            return Err(e);
         }
         Ok(conn)
+    }
+
+    /// The key exchange and the connect hook of a new connection.
+    fn set_up(
+        &self,
+        conn: &Arc<Connection>,
+        deadline: Instant,
+        handshake: Option<(Vec<u8>, bool, u32, Encryptor)>,
+    ) -> Result<()> {
+        if let Some((public_key, stream_mode, bits, encryptor)) = handshake {
+            self.key_exchange(conn, deadline, public_key, stream_mode, bits, encryptor)?;
+        }
+        log::debug!("connection {} to {} established", conn.id, self.endpoint);
+        let hook = lock(&self.connect_hook).clone();
+        if let Some(hook) = hook {
+            hook(&FpnnSession { core: self, conn })?;
+        }
+        Ok(())
     }
 
     /// The `*key` handshake (PROTOCOL.md 2.3): sent in clear as the first
@@ -875,10 +892,16 @@ impl Core {
                 None
             } else {
                 st.closed = true;
-                Some(st.current.take())
+                Some((st.current.take(), st.connecting.take()))
             }
         };
-        let Some(conn) = conn else { return };
+        let Some((conn, connecting)) = conn else {
+            return;
+        };
+        if let Some(c) = connecting {
+            // Cut a connect in progress short (its thread joins it).
+            c.shutdown(Error::ClientClosed);
+        }
         if let Some(conn) = conn {
             conn.shutdown(Error::closed("the client was closed"));
             conn.join_threads();
