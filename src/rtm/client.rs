@@ -319,7 +319,7 @@ impl RtmServerClient {
             Err(e) if should_resend(&e) => {
                 // Hold the client only while resending: a dropped client
                 // is not kept alive by its pending callbacks.
-                let Some(inner) = weak.upgrade() else {
+                let Some(inner) = weak.upgrade().filter(|i| !i.fpnn.is_closed()) else {
                     return finish(&method, Err(e));
                 };
                 log::debug!("`{method}` failed ({e}); re-signing and resending once");
