@@ -422,3 +422,40 @@ fn close_cuts_a_connect_in_progress_short() {
         assert!(client.get_voice_room_list().unwrap_err().is_client_closed());
     });
 }
+
+#[test]
+fn dropping_the_rtm_client_completes_pending_callbacks_once() {
+    watchdog(Duration::from_secs(30), || {
+        let emu = RtmEmulator::start(PID, SECRET).unwrap();
+        let client = rtm_client(emu.endpoint(), ClientConfig::default());
+        client.connect().unwrap();
+        emu.server()
+            .faults()
+            .set_answer_delay(Duration::from_secs(10));
+        let (tx, rx) = unbounded();
+        for _ in 0..100 {
+            let tx = tx.clone();
+            client.get_voice_room_list_with_callback(move |r| tx.send(r).unwrap());
+        }
+        assert!(wait_until(Duration::from_secs(5), || client
+            .fpnn()
+            .pending_calls()
+            == 100));
+        let t0 = Instant::now();
+        drop(client);
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        for _ in 0..100 {
+            let err = rx
+                .recv_timeout(Duration::from_secs(2))
+                .unwrap()
+                .unwrap_err();
+            // Not resent: the client is gone.
+            assert!(
+                matches!(err, rtm_server_sdk::Error::ConnectionClosed { .. }),
+                "{err:?}"
+            );
+        }
+        drop(tx);
+        assert!(rx.recv().is_err(), "no callback ran twice");
+    });
+}
