@@ -443,12 +443,7 @@ fn ids<'a>(set: impl IntoIterator<Item = &'a i64>) -> Value {
 }
 
 fn obj(entries: Vec<(&str, Value)>) -> Value {
-    Value::Map(
-        entries
-            .into_iter()
-            .map(|(k, v)| (Value::from(k), v))
-            .collect(),
-    )
+    crate::fpnn::codec::map_of(entries)
 }
 
 fn empty() -> Value {

@@ -967,6 +967,8 @@ fn answer_quest(conn: &Arc<Connection>, quest: Quest, reply: QuestReply) {
     }
 }
 
+/// Waits for the answer of `seq` until `deadline`; on timeout takes the
+/// entry back (or, when the reader took it first, waits for its delivery).
 fn wait_answer(
     conn: &Arc<Connection>,
     rx: &Receiver<Result<Value>>,
@@ -975,25 +977,19 @@ fn wait_answer(
     method: &str,
     timeout: Duration,
 ) -> Result<Value> {
+    /// Counts the caller in `WAITING` and feeds `RECENT_WAIT_US` when done.
+    struct Waiting(Instant);
+    impl Drop for Waiting {
+        fn drop(&mut self) {
+            WAITING.fetch_sub(1, Ordering::AcqRel);
+            // Average over about the last eight calls.
+            let waited = self.0.elapsed().as_micros().min(u64::MAX as u128) as u64;
+            let avg = RECENT_WAIT_US.load(Ordering::Relaxed);
+            RECENT_WAIT_US.store(avg - avg / 8 + waited / 8, Ordering::Relaxed);
+        }
+    }
     WAITING.fetch_add(1, Ordering::AcqRel);
-    let started = Instant::now();
-    let result = wait_answer_inner(conn, rx, seq, deadline, method, timeout);
-    WAITING.fetch_sub(1, Ordering::AcqRel);
-    // Average over about the last eight calls.
-    let waited = started.elapsed().as_micros().min(u64::MAX as u128) as u64;
-    let avg = RECENT_WAIT_US.load(Ordering::Relaxed);
-    RECENT_WAIT_US.store(avg - avg / 8 + waited / 8, Ordering::Relaxed);
-    result
-}
-
-fn wait_answer_inner(
-    conn: &Arc<Connection>,
-    rx: &Receiver<Result<Value>>,
-    seq: u32,
-    deadline: Instant,
-    method: &str,
-    timeout: Duration,
-) -> Result<Value> {
+    let _waiting = Waiting(Instant::now());
     if let Some(result) = spin_for_answer(rx, deadline) {
         return result;
     }

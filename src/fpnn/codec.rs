@@ -123,6 +123,17 @@ pub enum Frame {
     Answer(Answer),
 }
 
+/// Builds a msgpack map with string keys, the shape of every payload:
+/// `map_of(vec![("rid", Value::from(1))])`.
+pub fn map_of<'a>(entries: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
+    Value::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (Value::from(k), v))
+            .collect(),
+    )
+}
+
 /// Looks a key up in a msgpack map (`None` when `map` is not a map or has no
 /// such key).
 pub fn map_get<'a>(map: &'a Value, key: &str) -> Option<&'a Value> {
@@ -514,12 +525,7 @@ mod tests {
     }
 
     fn map(entries: Vec<(&str, Value)>) -> Value {
-        Value::Map(
-            entries
-                .into_iter()
-                .map(|(k, v)| (Value::from(k), v))
-                .collect(),
-        )
+        map_of(entries)
     }
 
     #[test]

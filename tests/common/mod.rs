@@ -36,12 +36,7 @@ pub fn watchdog<T: Send + 'static>(
 
 /// A msgpack map from string keys.
 pub fn map(entries: Vec<(&str, Value)>) -> Value {
-    Value::Map(
-        entries
-            .into_iter()
-            .map(|(k, v)| (Value::from(k), v))
-            .collect(),
-    )
+    rtm_server_sdk::fpnn::codec::map_of(entries)
 }
 
 /// Reads an integer from a map.
