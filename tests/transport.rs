@@ -259,20 +259,20 @@ fn a_misbehaving_server_gets_clear_errors_and_the_client_recovers(v: Variant) {
         let (server, keys) = server(v);
         let client = new_client(&server, &keys, ClientConfig::default());
         type Check = Box<dyn Fn(&Error) -> bool>;
-        let cases: Vec<(&str, Check)> = vec![
+        let cases: Vec<(String, Check)> = vec![
             // Garbage.
             (
-                "00112233445566778899aabbccddeeff",
+                "00112233445566778899aabbccddeeff".into(),
                 Box::new(|e| matches!(e, Error::Protocol(ProtocolError::BadMagic(_)))),
             ),
             // A wrong magic on an otherwise valid answer.
             (
-                "46504e5801800200010000000100000080",
+                "46504e5801800200010000000100000080".into(),
                 Box::new(|e| matches!(e, Error::Protocol(ProtocolError::BadMagic(_)))),
             ),
             // A header announcing a 4 GiB payload.
             (
-                "46504e4e01800200ffffffff01000000",
+                "46504e4e01800200ffffffff01000000".into(),
                 Box::new(|e| {
                     matches!(
                         e,
@@ -285,16 +285,26 @@ fn a_misbehaving_server_gets_clear_errors_and_the_client_recovers(v: Variant) {
             ),
             // An unknown message type.
             (
-                "46504e4e01800700010000000100000080",
+                "46504e4e01800700010000000100000080".into(),
                 Box::new(|e| matches!(e, Error::Protocol(ProtocolError::UnknownMessageType(7)))),
             ),
             // A payload that is not a map.
             (
-                "46504e4e01800200010000000100000090",
+                "46504e4e01800200010000000100000090".into(),
                 Box::new(|e| matches!(e, Error::Protocol(ProtocolError::NotAMap))),
+            ),
+            // A payload nested deeper than the limit: {"a": [[[...]]]}.
+            (
+                {
+                    let levels = rtm_server_sdk::fpnn::codec::MAX_NESTING + 1;
+                    let payload = format!("81a161{}90", "91".repeat(levels - 2));
+                    format!("46504e4e01800200{:02x}00000001000000{payload}", payload.len() / 2)
+                },
+                Box::new(|e| matches!(e, Error::Protocol(ProtocolError::Msgpack(_)))),
             ),
         ];
         for (hex, check) in cases {
+            let hex = hex.as_str();
             // A call in flight when the garbage arrives fails with the
             // protocol error; so does the call that triggered it.
             let (tx, rx) = unbounded();

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use rmpv::Value;
 
-use super::codec::{self, Quest};
+use super::codec::{self, Quest, RawAnswer};
 use super::config::ClientConfig;
-use super::conn::{lock, ConnContext, Connection, MethodName, Waiter};
+use super::conn::{lock, ConnContext, Connection, MethodName, Reply, Waiter};
 use super::crypto::{ClientHandshake, Encryptor};
 use super::pool::{AnswerCallback, Pool};
 use crate::codes;
@@ -971,7 +971,7 @@ fn answer_quest(conn: &Arc<Connection>, quest: Quest, reply: QuestReply) {
 /// entry back (or, when the reader took it first, waits for its delivery).
 fn wait_answer(
     conn: &Arc<Connection>,
-    rx: &Receiver<Result<Value>>,
+    rx: &Receiver<Reply>,
     seq: u32,
     deadline: Instant,
     method: &str,
@@ -990,11 +990,11 @@ fn wait_answer(
     }
     WAITING.fetch_add(1, Ordering::AcqRel);
     let _waiting = Waiting(Instant::now());
-    if let Some(result) = spin_for_answer(rx, deadline) {
-        return result;
+    if let Some(reply) = spin_for_answer(rx, deadline) {
+        return reply.and_then(RawAnswer::into_result);
     }
     match rx.recv_deadline(deadline) {
-        Ok(result) => result,
+        Ok(reply) => reply.and_then(RawAnswer::into_result),
         Err(RecvTimeoutError::Timeout) => {
             if conn.take(seq).is_some() {
                 Err(Error::Timeout {
@@ -1005,6 +1005,7 @@ fn wait_answer(
                 // The answer (or a close) is being delivered right now.
                 rx.recv()
                     .unwrap_or_else(|_| Err(Error::closed("connection is closed")))
+                    .and_then(RawAnswer::into_result)
             }
         }
         Err(RecvTimeoutError::Disconnected) => Err(Error::closed("connection is closed")),
@@ -1031,7 +1032,7 @@ static RECENT_WAIT_US: AtomicU64 = AtomicU64::new(0);
 /// recent calls were answered that fast: when several callers wait at once,
 /// their calls overlap anyway and polling would only take a core from the
 /// others; against a distant server it would only burn CPU.
-fn spin_for_answer(rx: &Receiver<Result<Value>>, deadline: Instant) -> Option<Result<Value>> {
+fn spin_for_answer(rx: &Receiver<Reply>, deadline: Instant) -> Option<Reply> {
     let alone = WAITING.load(Ordering::Acquire) == 1;
     let quick = RECENT_WAIT_US.load(Ordering::Relaxed) < 2 * SPIN.as_micros() as u64;
     if !alone || !quick {

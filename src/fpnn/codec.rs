@@ -370,22 +370,22 @@ impl Header {
     }
 }
 
-/// Decodes a msgpack payload, which must be a map with string keys.
+/// Decodes a msgpack payload, which must be a map with string keys, nested
+/// at most [`MAX_NESTING`] levels deep (see [`check_payload_bytes`]).
 /// Bytes after the map are ignored (as the other FPNN implementations do).
 pub fn decode_payload(bytes: &[u8]) -> std::result::Result<Value, ProtocolError> {
+    check_payload_bytes(bytes)?;
+    decode_checked(bytes)
+}
+
+/// Decodes a payload that [`check_payload_bytes`] accepted.
+fn decode_checked(bytes: &[u8]) -> std::result::Result<Value, ProtocolError> {
     let mut rd = bytes;
     let value =
         rmpv::decode::read_value(&mut rd).map_err(|e| ProtocolError::Msgpack(e.to_string()))?;
-    match &value {
-        Value::Map(entries) => {
-            if entries.iter().any(|(k, _)| !k.is_str()) {
-                return Err(ProtocolError::NonStringKey);
-            }
-        }
-        _ => return Err(ProtocolError::NotAMap),
-    }
-    if !rd.is_empty() {
-        log::debug!("ignoring {} bytes after the payload map", rd.len());
+    if value.as_map().is_none() {
+        // Not expected after the check.
+        return Err(ProtocolError::NotAMap);
     }
     Ok(value)
 }
@@ -455,6 +455,59 @@ impl Decoder {
     /// its 12 bytes are in, before waiting for (or allocating room for) the
     /// body.
     pub fn next_frame(&mut self) -> std::result::Result<Option<Frame>, ProtocolError> {
+        let Some((header, body)) = self.peek_frame()? else {
+            return Ok(None);
+        };
+        let decoded = match header.mtype {
+            MTYPE_ANSWER => {
+                let bytes = &self.buf[body];
+                Frame::Answer(Answer {
+                    seq: LittleEndian::read_u32(&bytes[..4]),
+                    status: header.ss,
+                    payload: decode_payload(&bytes[4..])?,
+                })
+            }
+            _ => Frame::Quest(self.decode_quest(header, body)?),
+        };
+        self.consume(header);
+        Ok(Some(decoded))
+    }
+
+    /// Like [`next_frame`](Decoder::next_frame), but an answer's payload is
+    /// only checked (a well-formed msgpack map with string keys, nothing
+    /// allocated), not decoded: the frame's bytes stay in the buffer at the
+    /// returned range (valid until the next [`feed`](Decoder::feed)), for the
+    /// thread that completes the call to decode.
+    pub(crate) fn next_checked(&mut self) -> std::result::Result<Option<Checked>, ProtocolError> {
+        let Some((header, body)) = self.peek_frame()? else {
+            return Ok(None);
+        };
+        let checked = match header.mtype {
+            MTYPE_ANSWER => {
+                let bytes = &self.buf[body.clone()];
+                check_payload_bytes(&bytes[4..])?;
+                Checked::Answer {
+                    seq: LittleEndian::read_u32(&bytes[..4]),
+                    status: header.ss,
+                    payload: body.start + 4..body.end,
+                }
+            }
+            _ => Checked::Quest(self.decode_quest(header, body)?),
+        };
+        self.consume(header);
+        Ok(Some(checked))
+    }
+
+    /// The received bytes (the ranges of [`Checked`] answers index them).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The header and body range of the complete frame at the front of the
+    /// buffer, without taking it out.
+    fn peek_frame(
+        &mut self,
+    ) -> std::result::Result<Option<(Header, std::ops::Range<usize>)>, ProtocolError> {
         let avail = &self.buf[self.start..];
         let header = match self.pending {
             Some(h) => h,
@@ -479,40 +532,214 @@ impl Decoder {
         if avail.len() < frame_len {
             return Ok(None);
         }
-        let frame = &avail[..frame_len];
-        let body = &frame[HEADER_LEN..];
-        let decoded = match header.mtype {
-            MTYPE_ANSWER => {
-                let seq = LittleEndian::read_u32(&body[..4]);
-                let payload = decode_payload(&body[4..])?;
-                Frame::Answer(Answer {
-                    seq,
-                    status: header.ss,
-                    payload,
-                })
-            }
-            mtype => {
-                let (seq, rest) = if mtype == MTYPE_TWOWAY {
-                    (Some(LittleEndian::read_u32(&body[..4])), &body[4..])
-                } else {
-                    (None, body)
-                };
-                let ss = header.ss as usize;
-                let method = std::str::from_utf8(&rest[..ss])
-                    .map_err(|_| ProtocolError::MethodNotUtf8)?
-                    .to_string();
-                let payload = decode_payload(&rest[ss..])?;
-                Frame::Quest(Quest {
-                    seq,
-                    method,
-                    payload,
-                })
-            }
-        };
-        self.start += frame_len;
-        self.pending = None;
-        Ok(Some(decoded))
+        Ok(Some((
+            header,
+            self.start + HEADER_LEN..self.start + frame_len,
+        )))
     }
+
+    /// Takes the frame returned by `peek_frame` out of the buffer.
+    fn consume(&mut self, header: Header) {
+        self.start += header.frame_len() as usize;
+        self.pending = None;
+    }
+
+    fn decode_quest(
+        &self,
+        header: Header,
+        body: std::ops::Range<usize>,
+    ) -> std::result::Result<Quest, ProtocolError> {
+        let body = &self.buf[body];
+        let (seq, rest) = if header.mtype == MTYPE_TWOWAY {
+            (Some(LittleEndian::read_u32(&body[..4])), &body[4..])
+        } else {
+            (None, body)
+        };
+        let ss = header.ss as usize;
+        let method = std::str::from_utf8(&rest[..ss])
+            .map_err(|_| ProtocolError::MethodNotUtf8)?
+            .to_string();
+        let payload = decode_payload(&rest[ss..])?;
+        Ok(Quest {
+            seq,
+            method,
+            payload,
+        })
+    }
+}
+
+/// A frame taken out by [`Decoder::next_checked`].
+#[derive(Debug)]
+pub(crate) enum Checked {
+    /// An answer whose checked, still encoded payload is at `payload` in
+    /// [`Decoder::bytes`].
+    Answer {
+        seq: u32,
+        status: u8,
+        payload: std::ops::Range<usize>,
+    },
+    /// A quest, decoded.
+    Quest(Quest),
+}
+
+/// An answer whose payload has been checked but not decoded yet: the bytes
+/// of one read are shared by the answers in it, and each answer is decoded
+/// by the thread that completes its call (so the reader thread allocates
+/// nothing per answer, and each value is built and dropped on one thread).
+#[derive(Debug, Clone)]
+pub(crate) struct RawAnswer {
+    pub seq: u32,
+    status: u8,
+    bytes: std::sync::Arc<[u8]>,
+    payload: std::ops::Range<usize>,
+}
+
+impl RawAnswer {
+    /// `payload` indexes `bytes` and was checked by
+    /// [`Decoder::next_checked`].
+    pub(crate) fn new(
+        seq: u32,
+        status: u8,
+        bytes: std::sync::Arc<[u8]>,
+        payload: std::ops::Range<usize>,
+    ) -> RawAnswer {
+        RawAnswer {
+            seq,
+            status,
+            bytes,
+            payload,
+        }
+    }
+
+    /// Decodes the answer: the OK payload, or the server's error (see
+    /// [`Answer::into_result`]). The payload was checked when it was
+    /// received, so decoding fails only in a case the check did not foresee;
+    /// it then fails this call alone, with a protocol error.
+    pub(crate) fn into_result(self) -> Result<Value> {
+        let payload = decode_checked(&self.bytes[self.payload.clone()])?;
+        Answer {
+            seq: self.seq,
+            status: self.status,
+            payload,
+        }
+        .into_result()
+    }
+}
+
+/// The deepest nesting of arrays and maps accepted in a received payload
+/// (the root map is level 1). RTM payloads nest a few levels; the limit
+/// keeps a hostile peer from exhausting a thread's stack with a deeply
+/// nested payload (decoding recurses once or twice per level).
+pub const MAX_NESTING: usize = 100;
+
+/// Checks, without decoding or allocating, that `bytes` start with a
+/// well-formed msgpack map whose keys are all (UTF-8) strings, nested at most
+/// [`MAX_NESTING`] levels deep: the checks [`decode_payload`] makes.
+pub fn check_payload_bytes(bytes: &[u8]) -> std::result::Result<(), ProtocolError> {
+    use rmp::Marker;
+    let mut rd = bytes;
+    let pairs = match Marker::from_u8(take(&mut rd, 1)?[0]) {
+        Marker::FixMap(n) => n as u64,
+        Marker::Map16 => take_len(&mut rd, 2)?,
+        Marker::Map32 => take_len(&mut rd, 4)?,
+        _ => return Err(ProtocolError::NotAMap),
+    };
+    for _ in 0..pairs {
+        let len = match Marker::from_u8(take(&mut rd, 1)?[0]) {
+            Marker::FixStr(n) => u64::from(n),
+            Marker::Str8 => take_len(&mut rd, 1)?,
+            Marker::Str16 => take_len(&mut rd, 2)?,
+            Marker::Str32 => take_len(&mut rd, 4)?,
+            _ => return Err(ProtocolError::NonStringKey),
+        };
+        // A key that is not UTF-8 is not a string key either.
+        std::str::from_utf8(take(&mut rd, len)?).map_err(|_| ProtocolError::NonStringKey)?;
+        skip_value(&mut rd, MAX_NESTING - 1)?;
+    }
+    if !rd.is_empty() {
+        log::debug!("ignoring {} bytes after the payload map", rd.len());
+    }
+    Ok(())
+}
+
+fn truncated() -> ProtocolError {
+    ProtocolError::Msgpack("the payload ends inside a value".into())
+}
+
+/// Takes `n` bytes off the front of `rd`.
+fn take<'a>(rd: &mut &'a [u8], n: u64) -> std::result::Result<&'a [u8], ProtocolError> {
+    let n = usize::try_from(n).map_err(|_| truncated())?;
+    if rd.len() < n {
+        return Err(truncated());
+    }
+    let (head, rest) = rd.split_at(n);
+    *rd = rest;
+    Ok(head)
+}
+
+/// Takes a big-endian length of `width` bytes (1, 2 or 4).
+fn take_len(rd: &mut &[u8], width: u64) -> std::result::Result<u64, ProtocolError> {
+    Ok(take(rd, width)?
+        .iter()
+        .fold(0u64, |acc, b| acc << 8 | u64::from(*b)))
+}
+
+/// Skips one msgpack value; `levels` more levels of nesting are allowed.
+fn skip_value(rd: &mut &[u8], levels: usize) -> std::result::Result<(), ProtocolError> {
+    let marker = rmp::Marker::from_u8(take(rd, 1)?[0]);
+    skip_after_marker(rd, marker, levels)
+}
+
+/// Skips the rest of a value whose marker was read.
+fn skip_after_marker(
+    rd: &mut &[u8],
+    marker: rmp::Marker,
+    levels: usize,
+) -> std::result::Result<(), ProtocolError> {
+    use rmp::Marker as M;
+    let items = match marker {
+        // The unused marker 0xc1 decodes as nil.
+        M::Null | M::True | M::False | M::FixPos(_) | M::FixNeg(_) | M::Reserved => return Ok(()),
+        M::U8 | M::I8 => return take(rd, 1).map(drop),
+        M::U16 | M::I16 => return take(rd, 2).map(drop),
+        M::U32 | M::I32 | M::F32 => return take(rd, 4).map(drop),
+        M::U64 | M::I64 | M::F64 => return take(rd, 8).map(drop),
+        M::FixStr(n) => return take(rd, u64::from(n)).map(drop),
+        M::Str8 | M::Bin8 => return take_then(rd, 1, 0),
+        M::Str16 | M::Bin16 => return take_then(rd, 2, 0),
+        M::Str32 | M::Bin32 => return take_then(rd, 4, 0),
+        M::FixExt1 => return take(rd, 2).map(drop),
+        M::FixExt2 => return take(rd, 3).map(drop),
+        M::FixExt4 => return take(rd, 5).map(drop),
+        M::FixExt8 => return take(rd, 9).map(drop),
+        M::FixExt16 => return take(rd, 17).map(drop),
+        M::Ext8 => return take_then(rd, 1, 1),
+        M::Ext16 => return take_then(rd, 2, 1),
+        M::Ext32 => return take_then(rd, 4, 1),
+        M::FixArray(n) => u64::from(n),
+        M::Array16 => take_len(rd, 2)?,
+        M::Array32 => take_len(rd, 4)?,
+        M::FixMap(n) => 2 * u64::from(n),
+        M::Map16 => 2 * take_len(rd, 2)?,
+        M::Map32 => 2 * take_len(rd, 4)?,
+    };
+    let Some(levels) = levels.checked_sub(1) else {
+        return Err(ProtocolError::Msgpack(format!(
+            "the payload nests deeper than {MAX_NESTING} levels"
+        )));
+    };
+    // Every item takes at least one byte: a count larger than what is left
+    // fails on the first missing byte.
+    for _ in 0..items {
+        skip_value(rd, levels)?;
+    }
+    Ok(())
+}
+
+/// Reads a length of `width` bytes, then skips `extra` + that many bytes.
+fn take_then(rd: &mut &[u8], width: u64, extra: u64) -> std::result::Result<(), ProtocolError> {
+    let n = take_len(rd, width)?;
+    take(rd, n + extra).map(drop)
 }
 
 #[cfg(test)]
@@ -780,7 +1007,15 @@ mod tests {
     }
 
     fn random_value(rng: &mut XorShift, depth: u32) -> Value {
-        match rng.below(if depth > 2 { 6 } else { 8 }) {
+        match rng.below(if depth > 2 { 6 } else { 11 }) {
+            8 => Value::F64(rng.next() as f64 / 3.0),
+            9 => Value::Ext(
+                rng.next() as i8,
+                (0..[1, 2, 4, 8, 16, 3, 300][rng.below(7) as usize])
+                    .map(|_| rng.next() as u8)
+                    .collect(),
+            ),
+            10 => Value::from("x".repeat(rng.below(70_000) as usize)),
             0 => Value::from(rng.next() as i64),
             1 => Value::from(rng.below(300) as i64 - 150),
             2 => Value::from(format!("s{}", rng.next())),
@@ -904,5 +1139,129 @@ mod tests {
                 }
             }
         }
+    }
+    /// Decodes with `rmpv` alone, as `decode_payload` did before the check.
+    fn rmpv_decode_map(bytes: &[u8]) -> Option<Value> {
+        let v = rmpv::decode::read_value(&mut &bytes[..]).ok()?;
+        let Value::Map(entries) = &v else { return None };
+        entries.iter().all(|(k, _)| k.is_str()).then_some(v)
+    }
+
+    #[test]
+    fn property_the_payload_check_agrees_with_decoding() {
+        let mut rng = XorShift(0x0123_4567_89AB_CDEF);
+        for _ in 0..300 {
+            let value = random_map(&mut rng, 0);
+            let mut bytes = Vec::new();
+            write_value(&mut bytes, &value);
+            assert_eq!(check_payload_bytes(&bytes), Ok(()));
+            assert_eq!(decode_payload(&bytes).unwrap(), value);
+            // Every cut short payload is refused, by both.
+            for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
+                if cut < bytes.len() {
+                    assert!(check_payload_bytes(&bytes[..cut]).is_err());
+                    assert!(rmpv_decode_map(&bytes[..cut]).is_none());
+                }
+            }
+            // Flipped bytes: whatever the check passes, decoding accepts
+            // (a raw answer is decoded later, on another thread, and must
+            // not fail there); and it passes what decoding accepts.
+            for _ in 0..20 {
+                let mut b = bytes.clone();
+                for _ in 0..rng.below(3) + 1 {
+                    let i = rng.below(b.len() as u64) as usize;
+                    b[i] = rng.next() as u8;
+                }
+                let checked = check_payload_bytes(&b).is_ok();
+                assert_eq!(
+                    checked,
+                    rmpv_decode_map(&b).is_some(),
+                    "{}",
+                    hex::encode(&b)
+                );
+                if checked {
+                    assert!(decode_checked(&b).is_ok());
+                }
+            }
+        }
+    }
+
+    fn nested(levels: usize) -> Vec<u8> {
+        // {"a": [[[ ... ]]]}: the map, then levels - 1 arrays.
+        let mut bytes = vec![0x81, 0xa1, b'a'];
+        bytes.extend(std::iter::repeat_n(0x91, levels - 2));
+        bytes.push(0x90);
+        bytes
+    }
+
+    #[test]
+    fn payloads_nest_at_most_max_nesting_levels() {
+        let ok = nested(MAX_NESTING);
+        assert_eq!(check_payload_bytes(&ok), Ok(()));
+        assert!(decode_payload(&ok).is_ok());
+        let deep = nested(MAX_NESTING + 1);
+        assert!(matches!(
+            check_payload_bytes(&deep),
+            Err(ProtocolError::Msgpack(m)) if m.contains("nests deeper")
+        ));
+        assert!(decode_payload(&deep).is_err());
+        // A huge announced count with no items behind it fails at once.
+        assert!(check_payload_bytes(&[0x81, 0xa1, b'a', 0xdd, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(check_payload_bytes(&[0xdf, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert_eq!(check_payload_bytes(&[0x90]), Err(ProtocolError::NotAMap));
+        assert_eq!(
+            check_payload_bytes(&[0x81, 0x01, 0x02]),
+            Err(ProtocolError::NonStringKey)
+        );
+        assert!(check_payload_bytes(&[0x81, 0xa1, b'a', 0xd4]).is_err());
+        assert_eq!(
+            check_payload_bytes(&[0x81, 0xa1, 0xff, 0xc0]),
+            Err(ProtocolError::NonStringKey)
+        );
+    }
+
+    #[test]
+    fn checked_answers_decode_like_next_frame() {
+        let mut rng = XorShift(77);
+        let mut bytes = Vec::new();
+        let mut expected = Vec::new();
+        for seq in 1..=20u32 {
+            let payload = random_map(&mut rng, 0);
+            if seq % 5 == 0 {
+                encode_error_answer(&mut bytes, seq, 200000 + i64::from(seq), "bad");
+            } else {
+                encode_answer(&mut bytes, seq, &payload).unwrap();
+            }
+            encode_quest(&mut bytes, None, "push", &payload).unwrap();
+            expected.push(seq);
+        }
+        let mut reference = Decoder::new(1 << 20);
+        reference.feed(&bytes);
+        let mut checked = Decoder::new(1 << 20);
+        checked.feed(&bytes);
+        let shared: std::sync::Arc<[u8]> = std::sync::Arc::from(&bytes[..]);
+        while let Some(frame) = reference.next_frame().unwrap() {
+            match (frame, checked.next_checked().unwrap().unwrap()) {
+                (
+                    Frame::Answer(a),
+                    Checked::Answer {
+                        seq,
+                        status,
+                        payload,
+                    },
+                ) => {
+                    assert_eq!((a.seq, a.status), (seq, status));
+                    let raw = RawAnswer::new(seq, status, shared.clone(), payload);
+                    assert_eq!(
+                        format!("{:?}", a.into_result()),
+                        format!("{:?}", raw.into_result())
+                    );
+                }
+                (Frame::Quest(a), Checked::Quest(b)) => assert_eq!(a, b),
+                (a, b) => panic!("{a:?} vs {b:?}"),
+            }
+        }
+        assert!(checked.next_checked().unwrap().is_none());
+        assert_eq!(expected.len(), 20);
     }
 }

@@ -4,9 +4,15 @@
 //! # Threads and locks
 //!
 //! * The **reader thread** (`fpnn-reader-N`) owns the read side: it reads,
-//!   decrypts, decodes, and routes each answer to its waiter. It never runs
-//!   user code: callbacks and server quests are handed to the callback pool,
-//!   blocked callers are woken through their channel.
+//!   decrypts, splits the bytes into frames, checks each answer's payload
+//!   (well-formed msgpack, a map with string keys; a bad one ends the
+//!   connection, as a bad header does) and routes the answer, still
+//!   encoded, to its waiter: the blocked caller or the callback-pool thread
+//!   that completes the call decodes it. So the reader allocates nothing per
+//!   answer, decoding runs in parallel, and each value is built and freed
+//!   on one thread. It never runs user code: callbacks and server quests
+//!   are handed to the callback pool, blocked callers are woken through
+//!   their channel.
 //! * `pending` maps sequence numbers to waiters. An entry is removed by
 //!   exactly one party (the reader on its answer, the timer or the waiting
 //!   caller on timeout, or [`Connection::shutdown`]), and whoever removes it
@@ -35,11 +41,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use rmpv::Value;
 
-use super::codec::{self, Decoder, Frame, Quest};
+use super::codec::{self, Checked, Decoder, Frame, Quest, RawAnswer};
 use super::crypto::{Decryptor, Encryptor};
-use super::pool::{AnswerCallback, Job, Pool};
+use super::pool::{AnswerCallback, AnsweredCall, Job, Pool};
 use crate::error::{Error, Result};
 
 /// Locks a mutex, ignoring poisoning (no code that can panic runs under
@@ -48,10 +53,14 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What a blocked caller receives: the answer, still encoded (the caller
+/// decodes it), or the error that ended the call.
+pub(crate) type Reply = Result<RawAnswer>;
+
 /// Who waits for an answer.
 pub(crate) enum Waiter {
     /// A blocked caller; it handles its own timeout.
-    Blocking(Sender<Result<Value>>),
+    Blocking(Sender<Reply>),
     /// A callback; the timer thread expires it at `deadline`.
     Callback {
         cb: AnswerCallback,
@@ -503,7 +512,7 @@ impl Connection {
             std::mem::take(&mut p.map)
         };
         for (_, waiter) in drained {
-            self.complete(waiter, Err(err.clone()));
+            self.fail(waiter, err.clone());
         }
         (self.ctx.on_closed)(self, &err);
     }
@@ -520,37 +529,37 @@ impl Connection {
         }
     }
 
-    fn complete(&self, waiter: Waiter, result: Result<Value>) {
+    /// Completes a waiter with an error.
+    fn fail(&self, waiter: Waiter, err: Error) {
         match waiter {
             Waiter::Blocking(tx) => {
-                let _ = tx.send(result);
+                let _ = tx.send(Err(err));
             }
-            Waiter::Callback { cb, .. } => self.ctx.pool.complete(cb, result),
+            Waiter::Callback { cb, .. } => self.ctx.pool.fail(cb, err),
         }
     }
 
     /// Routes the frames of one read: takes every answered waiter out of
-    /// the pending table under one lock, wakes blocked callers, and hands
-    /// the completed callbacks to the pool together.
-    fn dispatch(self: &Arc<Self>, frames: &mut Vec<Frame>) {
-        let mut answered = Vec::with_capacity(frames.len());
-        let mut quests = Vec::new();
+    /// the pending table under one lock, hands blocked callers their
+    /// answer, and the completed callbacks to the pool together. Answers
+    /// travel still encoded: whoever completes the call decodes it.
+    fn dispatch(self: &Arc<Self>, answers: &mut Vec<RawAnswer>, quests: &mut Vec<Quest>) {
+        let mut answered = Vec::with_capacity(answers.len());
         {
             let mut p = lock(&self.pending);
-            for frame in frames.drain(..) {
-                match frame {
-                    Frame::Answer(answer) => answered.push((p.remove(answer.seq), answer)),
-                    Frame::Quest(quest) => quests.push(quest),
-                }
+            for answer in answers.drain(..) {
+                answered.push((p.remove(answer.seq), answer));
             }
         }
         let mut batch = Vec::with_capacity(answered.len());
         for (waiter, answer) in answered {
             match waiter {
                 Some(Waiter::Blocking(tx)) => {
-                    let _ = tx.send(answer.into_result());
+                    let _ = tx.send(Ok(answer));
                 }
-                Some(Waiter::Callback { cb, .. }) => batch.push((cb, answer.into_result())),
+                Some(Waiter::Callback { cb, method, .. }) => {
+                    batch.push(AnsweredCall { cb, method, answer })
+                }
                 None => log::debug!(
                     "connection {}: dropping an answer for unknown seq {}",
                     self.id,
@@ -559,7 +568,7 @@ impl Connection {
             }
         }
         self.ctx.pool.complete_all(batch);
-        for quest in quests {
+        for quest in quests.drain(..) {
             let conn = self.clone();
             let on_quest = self.ctx.on_quest.clone();
             self.ctx
@@ -609,13 +618,15 @@ fn reader_loop(conn: Arc<Connection>, mut stream: TcpStream, mut decryptor: Opti
     let mut raw = vec![0u8; 64 * 1024];
     let mut plain = Vec::new();
     let mut decoder = Decoder::new(conn.ctx.max_recv_payload);
-    let mut frames = Vec::new();
+    let mut checked = Vec::new();
+    let mut answers = Vec::new();
+    let mut quests = Vec::new();
     // On an encrypted connection, the first bytes are checked for a clear
     // FPNN frame: a server that does not encrypt answers the key exchange
     // in clear (typically with an error), which decrypted would only look
     // like garbage.
     let mut probe: Option<Vec<u8>> = decryptor.as_ref().map(|_| Vec::new());
-    let err = 'outer: loop {
+    let err = loop {
         let n = match stream.read(&mut raw) {
             Ok(0) => break Error::closed("the server closed the connection"),
             Ok(n) => n,
@@ -651,21 +662,65 @@ fn reader_loop(conn: Arc<Connection>, mut stream: TcpStream, mut decryptor: Opti
             }
             None => decoder.feed(input),
         }
-        loop {
-            match decoder.next_frame() {
-                Ok(Some(frame)) => frames.push(frame),
-                Ok(None) => break,
+        let failed = loop {
+            match decoder.next_checked() {
+                Ok(Some(frame)) => checked.push(frame),
+                Ok(None) => break None,
                 Err(e) => {
                     log::warn!("connection {} to {}: {e}", conn.id, conn.endpoint);
-                    // The frames before the bad one are still delivered.
-                    conn.dispatch(&mut frames);
-                    break 'outer Error::Protocol(e);
+                    break Some(Error::Protocol(e));
                 }
             }
+        };
+        // The frames before a bad one are still delivered.
+        share_answers(decoder.bytes(), &mut checked, &mut answers, &mut quests);
+        conn.dispatch(&mut answers, &mut quests);
+        if let Some(e) = failed {
+            break e;
         }
-        conn.dispatch(&mut frames);
     };
     conn.shutdown(err);
+}
+
+/// Turns the checked frames of one read into answers that share one copy
+/// of their payload bytes (`bytes` is what the ranges index), and quests.
+fn share_answers(
+    bytes: &[u8],
+    checked: &mut Vec<Checked>,
+    answers: &mut Vec<RawAnswer>,
+    quests: &mut Vec<Quest>,
+) {
+    let span = checked.iter().fold(
+        None,
+        |span: Option<std::ops::Range<usize>>, frame| match frame {
+            Checked::Answer { payload, .. } => Some(match span {
+                None => payload.clone(),
+                Some(s) => s.start.min(payload.start)..s.end.max(payload.end),
+            }),
+            Checked::Quest(_) => span,
+        },
+    );
+    let Some(span) = span else {
+        quests.extend(checked.drain(..).filter_map(|frame| match frame {
+            Checked::Quest(q) => Some(q),
+            Checked::Answer { .. } => None,
+        }));
+        return;
+    };
+    let shared: Arc<[u8]> = Arc::from(&bytes[span.clone()]);
+    for frame in checked.drain(..) {
+        match frame {
+            Checked::Answer {
+                seq,
+                status,
+                payload,
+            } => {
+                let local = payload.start - span.start..payload.end - span.start;
+                answers.push(RawAnswer::new(seq, status, shared.clone(), local));
+            }
+            Checked::Quest(q) => quests.push(q),
+        }
+    }
 }
 
 /// The error for a server that answered the key exchange in clear,

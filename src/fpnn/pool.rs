@@ -8,6 +8,8 @@ use std::thread::{self, JoinHandle};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use rmpv::Value;
 
+use super::codec::RawAnswer;
+use super::conn::MethodName;
 use crate::error::{Error, Result};
 
 /// A boxed answer callback.
@@ -18,7 +20,7 @@ pub(crate) enum Job {
     /// Complete a callback with its result.
     Answer(AnswerCallback, Result<Value>),
     /// Complete several callbacks, in order (the answers of one read).
-    Answers(Vec<(AnswerCallback, Result<Value>)>),
+    Answers(Vec<AnsweredCall>),
     /// Run any task (server quests, events).
     Task(Box<dyn FnOnce() + Send + 'static>),
 }
@@ -28,12 +30,33 @@ impl Job {
         match self {
             Job::Answer(cb, result) => guard(move || cb(result)),
             Job::Answers(batch) => {
-                for (cb, result) in batch {
+                for call in batch {
+                    let (cb, result) = call.decode();
                     guard(move || cb(result));
                 }
             }
             Job::Task(task) => guard(task),
         }
+    }
+}
+
+/// A callback call whose answer arrived, still encoded.
+pub(crate) struct AnsweredCall {
+    pub cb: AnswerCallback,
+    /// Kept so that it is freed here, not on the reader thread.
+    pub method: MethodName,
+    pub answer: RawAnswer,
+}
+
+impl AnsweredCall {
+    /// Decodes the answer (on the pool thread that runs the callback).
+    fn decode(self) -> (AnswerCallback, Result<Value>) {
+        let AnsweredCall { cb, method, answer } = self;
+        let result = answer.into_result();
+        if let Err(Error::Protocol(e)) = &result {
+            log::warn!("the answer to `{method}` cannot be decoded: {e}");
+        }
+        (cb, result)
     }
 }
 
@@ -91,7 +114,7 @@ impl Pool {
     }
 
     /// Completes several callbacks on one pool thread, in order.
-    pub(crate) fn complete_all(&self, batch: Vec<(AnswerCallback, Result<Value>)>) {
+    pub(crate) fn complete_all(&self, batch: Vec<AnsweredCall>) {
         if !batch.is_empty() {
             self.submit(Job::Answers(batch));
         }
