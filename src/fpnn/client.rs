@@ -13,7 +13,7 @@ use rmpv::Value;
 
 use super::codec::{self, Quest, RawAnswer};
 use super::config::ClientConfig;
-use super::conn::{lock, ConnContext, Connection, MethodName, Reply, Waiter};
+use super::conn::{lock, ConnContext, Connection, FrameBuf, MethodName, Reply, Waiter};
 use super::crypto::{ClientHandshake, Encryptor};
 use super::pool::{AnswerCallback, Pool};
 use crate::codes;
@@ -157,7 +157,7 @@ impl FpnnSession<'_> {
     }
 
     /// Makes a blocking call on the connection being set up.
-    pub(crate) fn call_frame(&self, method: &str, frame: Vec<u8>) -> Result<Value> {
+    pub(crate) fn call_frame(&self, method: &str, frame: FrameBuf) -> Result<Value> {
         self.core
             .call_on(self.conn, method, frame, self.core.config.connect_timeout)
     }
@@ -392,7 +392,7 @@ impl FpnnClient {
         let timeout = timeout.into();
         match core.encode_value(method, true, &payload) {
             Ok(frame) => core.call_frame_cb(
-                MethodName::Owned(method.to_string()),
+                MethodName::shared(method),
                 frame,
                 timeout,
                 Box::new(callback),
@@ -441,15 +441,15 @@ impl Core {
         method: &str,
         two_way: bool,
         write_payload: impl FnOnce(&mut Vec<u8>),
-    ) -> Result<Vec<u8>> {
-        let mut frame = Vec::with_capacity(64 + method.len());
+    ) -> Result<FrameBuf> {
+        let mut frame = FrameBuf::new();
         let start = codec::begin_quest(&mut frame, two_way, method)?;
         write_payload(&mut frame);
         codec::finish_frame(&mut frame, start, self.config.max_send_payload)?;
         Ok(frame)
     }
 
-    fn encode_value(&self, method: &str, two_way: bool, payload: &Value) -> Result<Vec<u8>> {
+    fn encode_value(&self, method: &str, two_way: bool, payload: &Value) -> Result<FrameBuf> {
         codec::check_payload(payload)?;
         self.build_frame(method, two_way, |out| codec::write_value(out, payload))
     }
@@ -724,7 +724,7 @@ impl Core {
     pub(crate) fn call_frame(
         &self,
         method: &str,
-        frame: Vec<u8>,
+        frame: FrameBuf,
         timeout: Option<Duration>,
     ) -> Result<Value> {
         let conn = self.connection()?;
@@ -735,7 +735,7 @@ impl Core {
         &self,
         conn: &Arc<Connection>,
         method: &str,
-        mut frame: Vec<u8>,
+        mut frame: FrameBuf,
         timeout: Duration,
     ) -> Result<Value> {
         let (tx, rx) = bounded(1);
@@ -752,7 +752,7 @@ impl Core {
     pub(crate) fn call_frame_cb(
         &self,
         method: MethodName,
-        mut frame: Vec<u8>,
+        mut frame: FrameBuf,
         timeout: Option<Duration>,
         cb: AnswerCallback,
     ) {
@@ -860,7 +860,7 @@ impl Core {
             let waiter = Waiter::Callback {
                 cb,
                 deadline: Instant::now() + ka.timeout,
-                method: MethodName::Borrowed("*ping"),
+                method: MethodName::Static("*ping"),
                 timeout: ka.timeout,
             };
             let mut frame = frame;

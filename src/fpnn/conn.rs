@@ -70,9 +70,95 @@ pub(crate) enum Waiter {
     },
 }
 
-/// A method name kept for error messages: borrowed for the RTM methods,
-/// owned for raw calls.
-pub(crate) type MethodName = std::borrow::Cow<'static, str>;
+/// A method name kept for error messages: static for the RTM methods,
+/// shared for raw calls.
+#[derive(Clone, Debug)]
+pub(crate) enum MethodName {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl MethodName {
+    /// The name of a raw call. Each thread keeps the last name it used, so
+    /// a thread calling one method over and over allocates it once.
+    pub(crate) fn shared(name: &str) -> MethodName {
+        thread_local! {
+            static LAST: std::cell::RefCell<Option<Arc<str>>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        LAST.with(|last| {
+            let mut last = last.borrow_mut();
+            if let Some(known) = last.as_ref().filter(|known| ***known == *name) {
+                return MethodName::Shared(known.clone());
+            }
+            let fresh: Arc<str> = Arc::from(name);
+            *last = Some(fresh.clone());
+            MethodName::Shared(fresh)
+        })
+    }
+}
+
+impl std::ops::Deref for MethodName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            MethodName::Static(s) => s,
+            MethodName::Shared(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for MethodName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
+/// A frame being built or sent. Its buffer comes from, and returns to, a
+/// one-slot cache of the thread that drops it: a thread sending call after
+/// call reuses one allocation.
+pub(crate) struct FrameBuf(Vec<u8>);
+
+impl FrameBuf {
+    /// Buffers larger than this are freed, not cached.
+    const KEEP: usize = 64 * 1024;
+
+    thread_local! {
+        static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    }
+
+    /// An empty buffer (the thread's cached one when it has one).
+    pub(crate) fn new() -> FrameBuf {
+        let mut buf = Self::SPARE.try_with(|s| s.take()).unwrap_or_default();
+        if buf.capacity() == 0 {
+            buf.reserve(128);
+        }
+        FrameBuf(buf)
+    }
+}
+
+impl Drop for FrameBuf {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.0);
+        if buf.capacity() <= Self::KEEP {
+            buf.clear();
+            let _ = Self::SPARE.try_with(|s| s.set(buf));
+        }
+    }
+}
+
+impl std::ops::Deref for FrameBuf {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for FrameBuf {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+}
 
 /// Hashes sequence numbers (sequential `u32`s) with one multiplication: the
 /// pending table is on every call's path, and its keys are not chosen by the
@@ -412,7 +498,7 @@ impl Connection {
                 self.ctx.pool.fail(
                     cb,
                     Error::Timeout {
-                        method: method.into_owned(),
+                        method: method.to_string(),
                         timeout,
                     },
                 );
@@ -589,6 +675,11 @@ fn allocate_seq(counter: &AtomicU32, in_flight: impl Fn(u32) -> bool) -> u32 {
     }
 }
 
+/// Yields the writer thread makes before it writes a small batch.
+const COALESCE_YIELDS: u32 = 3;
+/// A batch this large is written at once.
+const COALESCE_BYTES: usize = 16 * 1024;
+
 /// The writer thread: flushes what callback calls and answers queued.
 fn writer_loop(conn: Arc<Connection>) {
     let mut w = lock(&conn.writer);
@@ -600,6 +691,20 @@ fn writer_loop(conn: Arc<Connection>) {
             w.writer_idle = true;
             w = conn.writer_cv.wait(w).unwrap_or_else(|e| e.into_inner());
             w.writer_idle = false;
+            continue;
+        }
+        // Coalescing: while callers keep the writer busy, a small batch
+        // waits for a few yields, which let runnable senders add to it.
+        // On idle cores a yield returns at once, so an isolated frame goes
+        // out without delay.
+        let mut rounds = 0;
+        while rounds < COALESCE_YIELDS && w.buf.len() < COALESCE_BYTES && !w.closed {
+            drop(w);
+            std::thread::yield_now();
+            w = lock(&conn.writer);
+            rounds += 1;
+        }
+        if w.writing || w.buf.is_empty() {
             continue;
         }
         w.writing = true;

@@ -1,7 +1,6 @@
 //! The RTM server client: signing, the resend rule, and the one generic
 //! path that every API method goes through.
 
-use std::borrow::Cow;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use super::params::{AnswerReader, Params};
 use super::push::{PushDispatch, PushHandler};
 use crate::codes;
 use crate::error::{Error, Result};
-use crate::fpnn::conn::lock;
+use crate::fpnn::conn::{lock, FrameBuf, MethodName};
 use crate::fpnn::{ClientConfig, ConnectionEvent, Core, FpnnClient};
 
 /// Reads the answer of one method into its typed result.
@@ -65,7 +64,7 @@ pub(crate) struct Signer {
 
 impl Signer {
     /// Builds a signed quest frame with a fresh salt and the current time.
-    pub(crate) fn frame(&self, core: &Core, method: &str, params: &Params) -> Result<Vec<u8>> {
+    pub(crate) fn frame(&self, core: &Core, method: &str, params: &Params) -> Result<FrameBuf> {
         let salt = auth::next_salt();
         let ts = auth::unix_seconds();
         let sign = auth::sign(self.pid, &self.secret, salt, method, ts);
@@ -248,7 +247,7 @@ impl RtmServerClient {
     {
         match Params::from_map(&params) {
             Ok(params) => self.invoke_with_callback(
-                Cow::Owned(method.to_string()),
+                MethodName::shared(method),
                 params,
                 |a| Ok(a.answer.clone()),
                 Box::new(callback),
@@ -257,7 +256,7 @@ impl RtmServerClient {
         }
     }
 
-    fn signed_frame(&self, method: &str, params: &Params) -> Result<Vec<u8>> {
+    fn signed_frame(&self, method: &str, params: &Params) -> Result<FrameBuf> {
         self.inner
             .signer
             .frame(self.inner.fpnn.core(), method, params)
@@ -297,7 +296,7 @@ impl RtmServerClient {
     /// thread.
     pub(crate) fn invoke_with_callback<T: Send + 'static>(
         &self,
-        method: Cow<'static, str>,
+        method: MethodName,
         params: Params,
         read: ReadAnswer<T>,
         callback: Box<dyn FnOnce(Result<T>) + Send>,
@@ -378,7 +377,7 @@ macro_rules! rtm_methods {
                 let mut params = $crate::rtm::Params::new();
                 $( params.put($key, $val); )*
                 self.invoke_with_callback(
-                    ::std::borrow::Cow::Borrowed($method),
+                    $crate::fpnn::conn::MethodName::Static($method),
                     params,
                     $read,
                     Box::new(callback),

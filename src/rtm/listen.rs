@@ -311,7 +311,7 @@ impl RtmServerClient {
         let state = self.inner_listen();
         let params = change.params();
         self.invoke_with_callback(
-            std::borrow::Cow::Borrowed(change.method()),
+            crate::fpnn::conn::MethodName::Static(change.method()),
             params,
             |_| Ok(()),
             Box::new(move |result: Result<()>| {
