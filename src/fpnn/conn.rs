@@ -23,10 +23,13 @@
 //!     taking along the frames others appended before it (so concurrent
 //!     senders share one syscall); frames appended during its write are left
 //!     to the writer thread. The lowest latency for one call;
-//!   * a **callback** call, an answer to a server quest, or a keepalive
-//!     ping only appends, and wakes the connection's **writer thread**
-//!     (`fpnn-writer-N`) if it sleeps. Under load the writer thread is busy
-//!     and thousands of frames go out per syscall.
+//!   * a **callback** call (unless nearly nothing is in flight: then it
+//!     writes itself, as a blocking call), an answer to a server quest, or
+//!     a keepalive ping only appends, and wakes the connection's **writer
+//!     thread** (`fpnn-writer-N`) if it sleeps. Under load the writer
+//!     thread is busy and many frames go out per syscall: before writing a
+//!     small batch it yields a few times, so that runnable senders can add
+//!     to it (on idle cores a yield returns at once).
 //!
 //! Lock order: `pending` and `writer` are never held together; neither is
 //! held while completing a waiter or while writing to the socket.
@@ -384,7 +387,8 @@ impl Connection {
     /// Sends a two-way quest frame (built by `codec::begin_quest` +
     /// payload + `finish_frame`, without its seq) and registers `waiter`.
     /// A blocking waiter's frame is written by this thread (see the module
-    /// docs); a callback's frame is queued for the writer thread.
+    /// docs); so is a callback's when nearly nothing is in flight, else it
+    /// is queued for the writer thread.
     ///
     /// On success the waiter will be completed exactly once by the reader,
     /// a timeout or a shutdown. On failure before the quest was registered
@@ -395,12 +399,16 @@ impl Connection {
         frame: &mut [u8],
         waiter: Waiter,
     ) -> std::result::Result<u32, (Error, Option<Waiter>)> {
-        let direct = matches!(waiter, Waiter::Blocking(_));
-        let seq = {
+        let blocking = matches!(waiter, Waiter::Blocking(_));
+        let (seq, direct) = {
             let mut p = lock(&self.pending);
             if let Some(err) = &p.closed {
                 return Err((err.clone(), Some(waiter)));
             }
+            // A callback call made while almost nothing is in flight is
+            // written by the calling thread too: waking the writer thread
+            // would only add a thread switch to its latency.
+            let direct = blocking || p.map.len() < DIRECT_CALLBACKS_BELOW;
             let seq = self.next_seq(&p);
             if let Waiter::Callback { deadline, .. } = &waiter {
                 p.callbacks += 1;
@@ -410,7 +418,7 @@ impl Connection {
                 }
             }
             p.map.insert(seq, waiter);
-            seq
+            (seq, direct)
         };
         codec::set_seq(frame, seq);
         let sent = if direct {
@@ -674,6 +682,10 @@ fn allocate_seq(counter: &AtomicU32, in_flight: impl Fn(u32) -> bool) -> u32 {
         }
     }
 }
+
+/// A callback call is written by the calling thread when fewer calls than
+/// this are in flight, else queued for the writer thread.
+const DIRECT_CALLBACKS_BELOW: usize = 2;
 
 /// Yields the writer thread makes before it writes a small batch.
 const COALESCE_YIELDS: u32 = 3;
