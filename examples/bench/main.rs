@@ -23,6 +23,7 @@
 //! (after a short warm-up).
 
 mod alloc;
+mod floor;
 mod load;
 mod raw;
 mod server;
@@ -42,6 +43,7 @@ const LATENCY_WARMUP: usize = 2_000;
 const LATENCY_CALLS: usize = 20_000;
 const LATENCY_ROUND: usize = 1_000;
 const MEMORY_PENDING: usize = 100_000;
+const FLOOR_CALLS: usize = 2_000_000;
 const RID: i64 = 4242;
 
 fn main() {
@@ -209,6 +211,25 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let label = format!("pipelined {depth:>5} in flight (callbacks)");
         rate_row(&label, ours, base);
     }
+    // The floor: the same bookkeeping on one thread without I/O.
+    let floor_us = floor::per_call_us(FLOOR_CALLS, 1_000);
+    let (_, p10k_raw) = pipelined[&10_000];
+    // The raw row is bound by the server, which spends one core on it (the
+    // raw client needs ~0.01 us/call): 1/raw_rate of a core per quest.
+    // Sharing the machine's cores with it, a client that spends at least
+    // the floor per call reaches at most `ceiling` of the raw rate.
+    let server_us = 1e6 / p10k_raw.calls_per_sec;
+    let ceiling = (cores as f64 / (server_us + floor_us) / p10k_raw.calls_per_sec * 1e6).min(1.0);
+    println!(
+        "{:<36} {:>11} {:>11} {:>8.2}   {:>7.2}   (one thread, no I/O: encode, box + file \
+         the callback, decode the answer, run it; the ratio: the most a client doing this \
+         much can reach on {cores} cores shared with the server)",
+        "in-process floor per call",
+        thousands(1e6 / floor_us),
+        thousands(p10k_raw.calls_per_sec),
+        ceiling,
+        floor_us,
+    );
     let mut pp = raw::PingPong::new(&ep, false);
     let mut spin = raw::PingPong::new(&ep, true);
     let mut handoff = raw::Handoff::new(&ep);
@@ -277,7 +298,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
          vs raw + reader thread {p50_handoff:.2}); \
          blocking 1->2 threads scaling = {scaling:.2}x; \
          heap/pending = {:.0} B ({:.0} B with the {} B frame; target < 512: {}); \
-         rtm/fpnn pipelined-10k calls/s = {:.2}",
+         rtm/fpnn pipelined-10k calls/s = {:.2}; \
+         in-process floor {floor_us:.3} us/call: at most {ceiling:.2} of raw pipelined-10k on {cores} cores",
         verdict(p10k >= 0.8),
         verdict(p50 <= 1.3),
         mem.net_per_pending,
