@@ -515,3 +515,42 @@ fn one_way_quests_are_sent(v: Variant) {
     });
 }
 }
+
+/// The callback form returns at once even when the server stops reading:
+/// large frames go through the writer thread, never the caller's write.
+#[test]
+fn callback_calls_return_at_once_when_the_server_does_not_read() {
+    watchdog(Duration::from_secs(30), || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = listener.local_addr().unwrap().to_string();
+        // Accepts and keeps the socket, never reading from it.
+        let acceptor = thread::spawn(move || listener.accept().map(|(s, _)| s));
+        let client = FpnnClient::new(
+            endpoint,
+            ClientConfig::default().quest_timeout(Duration::from_secs(60)),
+        )
+        .unwrap();
+        client.connect().unwrap();
+        let _socket = acceptor.join().unwrap().unwrap();
+        // 16 x 4 MiB is far more than the socket buffers take in.
+        let big = map(vec![("pad", Value::Binary(vec![7u8; 4 << 20]))]);
+        let (tx, rx) = unbounded();
+        let started = Instant::now();
+        for _ in 0..16 {
+            let tx = tx.clone();
+            client.call_with_callback("big", big.clone(), None, move |r| {
+                tx.send(r.is_err()).unwrap()
+            });
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the callback form blocked for {:?}",
+            started.elapsed()
+        );
+        assert_eq!(client.pending_calls(), 16);
+        client.close();
+        for _ in 0..16 {
+            assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap());
+        }
+    });
+}

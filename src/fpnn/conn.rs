@@ -23,8 +23,8 @@
 //!     taking along the frames others appended before it (so concurrent
 //!     senders share one syscall); frames appended during its write are left
 //!     to the writer thread. The lowest latency for one call;
-//!   * a **callback** call (unless nearly nothing is in flight: then it
-//!     writes itself, as a blocking call), an answer to a server quest, or
+//!   * a **callback** call (unless it is small and nearly nothing is in
+//!     flight: then it writes itself, as a blocking call), an answer to a server quest, or
 //!     a keepalive ping only appends, and wakes the connection's **writer
 //!     thread** (`fpnn-writer-N`) if it sleeps. Under load the writer
 //!     thread is busy and many frames go out per syscall: before writing a
@@ -387,8 +387,8 @@ impl Connection {
     /// Sends a two-way quest frame (built by `codec::begin_quest` +
     /// payload + `finish_frame`, without its seq) and registers `waiter`.
     /// A blocking waiter's frame is written by this thread (see the module
-    /// docs); so is a callback's when nearly nothing is in flight, else it
-    /// is queued for the writer thread.
+    /// docs); so is a small callback's when nearly nothing is in flight,
+    /// else it is queued for the writer thread.
     ///
     /// On success the waiter will be completed exactly once by the reader,
     /// a timeout or a shutdown. On failure before the quest was registered
@@ -405,10 +405,12 @@ impl Connection {
             if let Some(err) = &p.closed {
                 return Err((err.clone(), Some(waiter)));
             }
-            // A callback call made while almost nothing is in flight is
-            // written by the calling thread too: waking the writer thread
-            // would only add a thread switch to its latency.
-            let direct = blocking || p.map.len() < DIRECT_CALLBACKS_BELOW;
+            // A small callback call made while almost nothing is in flight
+            // is written by the calling thread too: waking the writer thread
+            // would only add a thread switch to its latency, and the write
+            // cannot wait long for room in the socket buffer.
+            let direct = blocking
+                || (p.map.len() < DIRECT_CALLBACKS_BELOW && frame.len() <= DIRECT_CALLBACK_BYTES);
             let seq = self.next_seq(&p);
             if let Waiter::Callback { deadline, .. } = &waiter {
                 p.callbacks += 1;
@@ -686,6 +688,8 @@ fn allocate_seq(counter: &AtomicU32, in_flight: impl Fn(u32) -> bool) -> u32 {
 /// A callback call is written by the calling thread when fewer calls than
 /// this are in flight, else queued for the writer thread.
 const DIRECT_CALLBACKS_BELOW: usize = 2;
+/// ... and when its frame is at most this large.
+const DIRECT_CALLBACK_BYTES: usize = 16 * 1024;
 
 /// Yields the writer thread makes before it writes a small batch.
 const COALESCE_YIELDS: u32 = 3;
