@@ -192,6 +192,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
         return Ok(());
     }
+    if let Ok(threads) = std::env::var("BENCH_ONLY_BLOCKING") {
+        // Profiling aid: only the blocking row with this many threads.
+        let threads: usize = threads.parse()?;
+        let ours = load::blocking(&bench, threads, &s);
+        rate_header("ours", "raw");
+        rate_row(
+            &format!("blocking {threads:>2} thr (raw {threads:>2} in flight)"),
+            ours,
+            raw_at(threads),
+        );
+        return Ok(());
+    }
 
     println!("== FpnnClient vs raw TcpStream client (same `fpnn` server process) ==");
     rate_header("ours", "raw");

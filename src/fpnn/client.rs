@@ -13,7 +13,7 @@ use rmpv::Value;
 
 use super::codec::{self, Quest, RawAnswer};
 use super::config::ClientConfig;
-use super::conn::{lock, ConnContext, Connection, FrameBuf, MethodName, Reply, Waiter};
+use super::conn::{lock, ConnContext, Connection, FrameBuf, MethodName, Reply, ReplySlot, Waiter};
 use super::crypto::{ClientHandshake, Encryptor};
 use super::pool::{AnswerCallback, Pool};
 use crate::codes;
@@ -653,7 +653,7 @@ impl Core {
         // A protocol frame: not subject to the user's send limit.
         let mut frame = Vec::with_capacity(128);
         codec::encode_quest(&mut frame, Some(0), "*key", &payload)?;
-        let (tx, rx) = bounded(1);
+        let (slot, tx) = ReplySlot::new();
         // The connection is not published yet, so this thread writes the
         // frame itself, in clear, before the encryptor is installed.
         let seq = conn
@@ -661,7 +661,7 @@ impl Core {
             .map_err(|(e, _)| e)?;
         conn.enable_encryption(encryptor);
         let timeout = self.config.connect_timeout;
-        match wait_answer(conn, &rx, seq, deadline, "*key", timeout) {
+        match wait_answer(conn, &slot, seq, deadline, "*key", timeout) {
             Ok(_) => Ok(()),
             Err(Error::Timeout { .. }) => Err(Error::ConnectTimeout {
                 endpoint: self.endpoint.clone(),
@@ -738,13 +738,13 @@ impl Core {
         mut frame: FrameBuf,
         timeout: Duration,
     ) -> Result<Value> {
-        let (tx, rx) = bounded(1);
+        let (slot, tx) = ReplySlot::new();
         let deadline = Instant::now() + timeout;
         let seq = match conn.send_two_way(&mut frame, Waiter::Blocking(tx)) {
             Ok(seq) => seq,
             Err((e, _)) => return Err(e),
         };
-        wait_answer(conn, &rx, seq, deadline, method, timeout)
+        wait_answer(conn, &slot, seq, deadline, method, timeout)
     }
 
     /// Callback call: connects if needed, sends; the callback gets the
@@ -971,7 +971,7 @@ fn answer_quest(conn: &Arc<Connection>, quest: Quest, reply: QuestReply) {
 /// entry back (or, when the reader took it first, waits for its delivery).
 fn wait_answer(
     conn: &Arc<Connection>,
-    rx: &Receiver<Reply>,
+    slot: &ReplySlot,
     seq: u32,
     deadline: Instant,
     method: &str,
@@ -990,30 +990,37 @@ fn wait_answer(
     }
     WAITING.fetch_add(1, Ordering::AcqRel);
     let _waiting = Waiting(Instant::now());
-    if let Some(reply) = spin_for_answer(rx, deadline) {
+    if let Some(reply) = spin_for_answer(slot, deadline) {
         return reply.and_then(RawAnswer::into_result);
     }
-    match rx.recv_deadline(deadline) {
-        Ok(reply) => reply.and_then(RawAnswer::into_result),
-        Err(RecvTimeoutError::Timeout) => {
+    match slot.wait(Some(deadline)) {
+        Some(reply) => reply.and_then(RawAnswer::into_result),
+        None => {
             if conn.take(seq).is_some() {
                 Err(Error::Timeout {
                     method: method.to_string(),
                     timeout,
                 })
             } else {
-                // The answer (or a close) is being delivered right now.
-                rx.recv()
-                    .unwrap_or_else(|_| Err(Error::closed("connection is closed")))
+                // The answer (or a close) is being delivered right now: the
+                // party that took the entry fills the slot (its sender
+                // fills it with an error even if dropped).
+                slot.wait(None)
+                    .unwrap_or_else(|| Err(Error::closed("connection is closed")))
                     .and_then(RawAnswer::into_result)
             }
         }
-        Err(RecvTimeoutError::Disconnected) => Err(Error::closed("connection is closed")),
     }
 }
 
 /// How long a blocked caller polls for its answer before it sleeps.
 const SPIN: Duration = Duration::from_micros(150);
+
+/// How many waiting callers may poll at once: one per core.
+fn spinners() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
 
 /// Callers waiting for an answer right now, in every client of the process.
 static WAITING: AtomicUsize = AtomicUsize::new(0);
@@ -1027,27 +1034,29 @@ static RECENT_WAIT_US: AtomicU64 = AtomicU64::new(0);
 /// Waking a sleeping thread from another core costs tens of microseconds
 /// on some machines (virtual ones especially), more than a loopback round
 /// trip. A caller that stays awake for a short while gets a quick answer as
-/// soon as the reader thread hands it over. To keep the cost bounded, only
-/// a caller that waits alone polls, only for [`SPIN`], and only while
-/// recent calls were answered that fast: when several callers wait at once,
-/// their calls overlap anyway and polling would only take a core from the
-/// others; against a distant server it would only burn CPU.
-fn spin_for_answer(rx: &Receiver<Reply>, deadline: Instant) -> Option<Reply> {
-    let alone = WAITING.load(Ordering::Acquire) == 1;
+/// soon as the reader thread hands it over. To keep the cost bounded,
+/// callers poll only while no more of them wait than there are cores, only
+/// for [`SPIN`] (yielding the core between rounds), and only while recent
+/// calls were answered that fast: when more callers wait, their calls
+/// overlap anyway and polling would only take cores from the threads that
+/// produce the answers; against a distant server it would only burn CPU.
+/// Past that, the caller sleeps on its slot without spinning.
+fn spin_for_answer(slot: &ReplySlot, deadline: Instant) -> Option<Reply> {
+    let cores = spinners();
+    let few = WAITING.load(Ordering::Acquire) <= cores;
     let quick = RECENT_WAIT_US.load(Ordering::Relaxed) < 2 * SPIN.as_micros() as u64;
-    if !alone || !quick {
+    if !few || !quick {
         return None;
     }
     let until = (Instant::now() + SPIN).min(deadline);
     loop {
         for _ in 0..64 {
-            match rx.try_recv() {
-                Ok(result) => return Some(result),
-                Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
-                Err(crossbeam_channel::TryRecvError::Empty) => std::hint::spin_loop(),
+            if let Some(reply) = slot.try_take() {
+                return Some(reply);
             }
+            std::hint::spin_loop();
         }
-        if Instant::now() >= until || WAITING.load(Ordering::Relaxed) > 1 {
+        if Instant::now() >= until || WAITING.load(Ordering::Relaxed) > cores {
             return None;
         }
         // Let a runnable thread (the reader, on a busy machine) have the

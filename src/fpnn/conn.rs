@@ -60,10 +60,101 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// decodes it), or the error that ended the call.
 pub(crate) type Reply = Result<RawAnswer>;
 
+/// Where a blocked caller's reply is put: a one-shot slot.
+///
+/// A blocked caller polls it for a moment (see `client::spin_for_answer`)
+/// and then sleeps on it without spinning: with many callers blocked at
+/// once, spinning and yielding only take the cores from the threads that
+/// produce the answers.
+#[derive(Default)]
+pub(crate) struct ReplySlot {
+    state: Mutex<SlotState>,
+    filled: Condvar,
+}
+
+#[derive(Default)]
+struct SlotState {
+    reply: Option<Reply>,
+    /// The caller sleeps on `filled` (so the filler must wake it).
+    sleeping: bool,
+}
+
+impl ReplySlot {
+    /// A slot and the handle that fills it.
+    pub(crate) fn new() -> (Arc<ReplySlot>, ReplySender) {
+        let slot = Arc::new(ReplySlot::default());
+        (slot.clone(), ReplySender(Some(slot)))
+    }
+
+    /// Takes the reply if it is there.
+    pub(crate) fn try_take(&self) -> Option<Reply> {
+        lock(&self.state).reply.take()
+    }
+
+    /// Waits for the reply until `deadline` (`None`: no deadline); `None`
+    /// when the deadline passed first.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Reply> {
+        let mut st = lock(&self.state);
+        loop {
+            if let Some(reply) = st.reply.take() {
+                st.sleeping = false;
+                return Some(reply);
+            }
+            st.sleeping = true;
+            st = match deadline {
+                None => self.filled.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        st.sleeping = false;
+                        return None;
+                    }
+                    self.filled
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+}
+
+/// Fills a [`ReplySlot`] once. Dropped without [`send`](ReplySender::send)
+/// it fills the slot with a connection-closed error, so a caller never
+/// waits for a reply that cannot come.
+pub(crate) struct ReplySender(Option<Arc<ReplySlot>>);
+
+impl ReplySender {
+    pub(crate) fn send(mut self, reply: Reply) {
+        if let Some(slot) = self.0.take() {
+            Self::fill(&slot, reply);
+        }
+    }
+
+    fn fill(slot: &ReplySlot, reply: Reply) {
+        let wake = {
+            let mut st = lock(&slot.state);
+            st.reply = Some(reply);
+            st.sleeping
+        };
+        if wake {
+            slot.filled.notify_one();
+        }
+    }
+}
+
+impl Drop for ReplySender {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            Self::fill(&slot, Err(Error::closed("connection is closed")));
+        }
+    }
+}
+
 /// Who waits for an answer.
 pub(crate) enum Waiter {
     /// A blocked caller; it handles its own timeout.
-    Blocking(Sender<Reply>),
+    Blocking(ReplySender),
     /// A callback; the timer thread expires it at `deadline`.
     Callback {
         cb: AnswerCallback,
@@ -628,9 +719,7 @@ impl Connection {
     /// Completes a waiter with an error.
     fn fail(&self, waiter: Waiter, err: Error) {
         match waiter {
-            Waiter::Blocking(tx) => {
-                let _ = tx.send(Err(err));
-            }
+            Waiter::Blocking(tx) => tx.send(Err(err)),
             Waiter::Callback { cb, .. } => self.ctx.pool.fail(cb, err),
         }
     }
@@ -650,9 +739,7 @@ impl Connection {
         let mut batch = Vec::with_capacity(answered.len());
         for (waiter, answer) in answered {
             match waiter {
-                Some(Waiter::Blocking(tx)) => {
-                    let _ = tx.send(Ok(answer));
-                }
+                Some(Waiter::Blocking(tx)) => tx.send(Ok(answer)),
                 Some(Waiter::Callback { cb, method, .. }) => {
                     batch.push(AnsweredCall { cb, method, answer })
                 }
