@@ -983,4 +983,33 @@ mod tests {
             tags.len()
         );
     }
+
+    #[test]
+    fn a_reply_slot_delivers_once_and_never_strands_its_caller() {
+        // Filled before the wait.
+        let (slot, tx) = ReplySlot::new();
+        tx.send(Err(Error::ClientClosed));
+        assert!(matches!(slot.try_take(), Some(Err(Error::ClientClosed))));
+        assert!(slot.try_take().is_none(), "taken once");
+        // A deadline passes with nothing sent.
+        let (slot, tx) = ReplySlot::new();
+        let t = Instant::now();
+        assert!(slot.wait(Some(t + Duration::from_millis(30))).is_none());
+        assert!(t.elapsed() >= Duration::from_millis(30));
+        // A sleeping caller is woken by a send from another thread.
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            tx.send(Err(Error::ClientClosed));
+        });
+        let got = slot.wait(Some(Instant::now() + Duration::from_secs(10)));
+        assert!(matches!(got, Some(Err(Error::ClientClosed))), "{got:?}");
+        sender.join().unwrap();
+        // A sender dropped without sending fills the slot with an error.
+        let (slot, tx) = ReplySlot::new();
+        std::thread::spawn(move || drop(tx)).join().unwrap();
+        assert!(matches!(
+            slot.wait(None),
+            Some(Err(Error::ConnectionClosed { .. }))
+        ));
+    }
 }
