@@ -38,7 +38,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -173,23 +173,47 @@ pub(crate) enum MethodName {
 }
 
 impl MethodName {
-    /// The name of a raw call. Each thread keeps the last name it used, so
-    /// a thread calling one method over and over allocates it once.
+    /// The name of a raw call. The first [`MAX_INTERNED`] distinct names
+    /// are kept for the life of the process (at most 64 KiB), so that
+    /// calling a method over and over neither allocates nor touches a
+    /// shared counter; beyond them each call shares its own copy.
     pub(crate) fn shared(name: &str) -> MethodName {
         thread_local! {
-            static LAST: std::cell::RefCell<Option<Arc<str>>> =
-                const { std::cell::RefCell::new(None) };
+            static LAST: std::cell::Cell<Option<&'static str>> =
+                const { std::cell::Cell::new(None) };
         }
-        LAST.with(|last| {
-            let mut last = last.borrow_mut();
-            if let Some(known) = last.as_ref().filter(|known| ***known == *name) {
-                return MethodName::Shared(known.clone());
+        if let Ok(Some(last)) = LAST.try_with(|l| l.get()) {
+            if last == name {
+                return MethodName::Static(last);
             }
-            let fresh: Arc<str> = Arc::from(name);
-            *last = Some(fresh.clone());
-            MethodName::Shared(fresh)
-        })
+        }
+        match intern(name) {
+            Some(kept) => {
+                let _ = LAST.try_with(|l| l.set(Some(kept)));
+                MethodName::Static(kept)
+            }
+            None => MethodName::Shared(Arc::from(name)),
+        }
     }
+}
+
+/// How many raw-call method names are kept (see [`MethodName::shared`]).
+const MAX_INTERNED: usize = 256;
+
+/// The kept copy of `name`, made on first use while fewer than
+/// [`MAX_INTERNED`] are kept.
+fn intern(name: &str) -> Option<&'static str> {
+    static KEPT: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let mut kept = lock(&KEPT);
+    if let Some(k) = kept.iter().find(|k| **k == name) {
+        return Some(k);
+    }
+    if kept.len() >= MAX_INTERNED || name.len() > codec::MAX_METHOD_LEN {
+        return None;
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    kept.push(leaked);
+    Some(leaked)
 }
 
 impl std::ops::Deref for MethodName {
@@ -283,6 +307,8 @@ struct Pending {
     earliest: Option<Instant>,
     /// Set once the connection is shut down; no entry is added after it.
     closed: Option<Error>,
+    /// Draws the sequence numbers (under the same lock as the table).
+    seqs: SeqCounter,
 }
 
 impl Pending {
@@ -337,7 +363,6 @@ pub(crate) struct Connection {
     writer: Mutex<WriteState>,
     /// Wakes the writer thread.
     writer_cv: Condvar,
-    next_seq: AtomicU32,
     closed: AtomicBool,
     /// Milliseconds since `ctx.epoch` when the last frame arrived.
     last_recv_ms: AtomicU64,
@@ -381,6 +406,7 @@ impl Connection {
                 callbacks: 0,
                 earliest: None,
                 closed: None,
+                seqs: SeqCounter::new(),
             }),
             writer: Mutex::new(WriteState {
                 buf: Vec::new(),
@@ -391,7 +417,6 @@ impl Connection {
                 encryptor: None,
             }),
             writer_cv: Condvar::new(),
-            next_seq: AtomicU32::new(1),
             closed: AtomicBool::new(false),
             last_recv_ms: AtomicU64::new(0),
             last_ping_ms: AtomicU64::new(0),
@@ -469,12 +494,6 @@ impl Connection {
         Duration::from_millis(now.saturating_sub(self.last_recv_ms.load(Ordering::Relaxed)))
     }
 
-    /// The next sequence number: counts up from 1, stays in 1..=0x7FFFFFFF
-    /// (PROTOCOL.md 1.5) and skips numbers still in flight after a wrap.
-    fn next_seq(&self, pending: &Pending) -> u32 {
-        allocate_seq(&self.next_seq, |seq| pending.map.contains_key(&seq))
-    }
-
     /// Sends a two-way quest frame (built by `codec::begin_quest` +
     /// payload + `finish_frame`, without its seq) and registers `waiter`.
     /// A blocking waiter's frame is written by this thread (see the module
@@ -502,7 +521,8 @@ impl Connection {
             // cannot wait long for room in the socket buffer.
             let direct = blocking
                 || (p.map.len() < DIRECT_CALLBACKS_BELOW && frame.len() <= DIRECT_CALLBACK_BYTES);
-            let seq = self.next_seq(&p);
+            let Pending { map, seqs, .. } = &mut *p;
+            let seq = seqs.next(|seq| map.contains_key(&seq));
             if let Waiter::Callback { deadline, .. } = &waiter {
                 p.callbacks += 1;
                 if p.earliest.is_none_or(|e| *deadline < e) {
@@ -761,13 +781,31 @@ impl Connection {
     }
 }
 
-/// Draws the next sequence number from `counter`: 1, 2, ... up to
-/// 0x7FFFFFFF, then 1 again (0 is never used), skipping any still in flight.
-fn allocate_seq(counter: &AtomicU32, in_flight: impl Fn(u32) -> bool) -> u32 {
-    loop {
-        let seq = counter.fetch_add(1, Ordering::Relaxed) & 0x7FFF_FFFF;
-        if seq != 0 && !in_flight(seq) {
-            return seq;
+/// Draws sequence numbers: 1, 2, ... up to 0x7FFFFFFF (PROTOCOL.md 1.5),
+/// then 1 again (0 is never used). After the first wrap, numbers still in
+/// flight are skipped (before it, none can be).
+struct SeqCounter {
+    next: u32,
+    wrapped: bool,
+}
+
+impl SeqCounter {
+    fn new() -> SeqCounter {
+        SeqCounter {
+            next: 1,
+            wrapped: false,
+        }
+    }
+
+    fn next(&mut self, in_flight: impl Fn(u32) -> bool) -> u32 {
+        loop {
+            let seq = self.next & 0x7FFF_FFFF;
+            self.next = self.next.wrapping_add(1);
+            if seq == 0 {
+                self.wrapped = true;
+            } else if !self.wrapped || !in_flight(seq) {
+                return seq;
+            }
         }
     }
 }
@@ -954,17 +992,28 @@ mod tests {
 
     #[test]
     fn sequence_numbers_start_at_1_skip_0_and_stay_below_2_31() {
-        let counter = AtomicU32::new(1);
-        assert_eq!(allocate_seq(&counter, |_| false), 1);
-        assert_eq!(allocate_seq(&counter, |_| false), 2);
-        let counter = AtomicU32::new(0x7FFF_FFFE);
-        assert_eq!(allocate_seq(&counter, |_| false), 0x7FFF_FFFE);
-        assert_eq!(allocate_seq(&counter, |_| false), 0x7FFF_FFFF);
+        let mut c = SeqCounter::new();
+        // Before the first wrap nothing can be in flight twice.
+        assert_eq!(c.next(|_| true), 1);
+        assert_eq!(c.next(|_| true), 2);
+        let mut c = SeqCounter {
+            next: 0x7FFF_FFFE,
+            wrapped: false,
+        };
+        assert_eq!(c.next(|_| false), 0x7FFF_FFFE);
+        assert_eq!(c.next(|_| false), 0x7FFF_FFFF);
         // 0x80000000 masks to 0, which is skipped.
-        assert_eq!(allocate_seq(&counter, |_| false), 1);
+        assert_eq!(c.next(|_| false), 1);
+        assert!(c.wrapped);
         // Numbers still in flight after a wrap are skipped.
-        let counter = AtomicU32::new(0x8000_0000);
-        assert_eq!(allocate_seq(&counter, |s| s == 1 || s == 2), 3);
+        assert_eq!(c.next(|s| s == 2 || s == 3), 4);
+        // And after the 32-bit counter itself wraps.
+        let mut c = SeqCounter {
+            next: u32::MAX,
+            wrapped: true,
+        };
+        assert_eq!(c.next(|_| false), 0x7FFF_FFFF);
+        assert_eq!(c.next(|s| s == 1), 2);
     }
 
     #[test]
