@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use rmpv::Value;
 
@@ -214,6 +215,9 @@ pub(crate) struct Core {
     endpoint: String,
     pub(crate) config: ClientConfig,
     state: Mutex<State>,
+    /// `state.current`, readable without the lock: the hot path of every
+    /// call (written only under the state lock, with `state.current`).
+    current: ArcSwapOption<Connection>,
     /// Held while a connection is being established, so that one thread
     /// connects while the others wait for it.
     connect_lock: Mutex<()>,
@@ -268,6 +272,7 @@ impl FpnnClient {
                     connecting: None,
                     closed: false,
                 }),
+                current: ArcSwapOption::empty(),
                 connect_lock: Mutex::new(()),
                 ctx,
                 pool,
@@ -466,6 +471,9 @@ impl Core {
 
     /// The current connection, connecting first when there is none.
     pub(crate) fn connection(&self) -> Result<Arc<Connection>> {
+        if let Some(c) = self.current.load().as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
         {
             let st = lock(&self.state);
             if st.closed {
@@ -488,6 +496,7 @@ impl Core {
                     return Ok(c.clone());
                 }
             }
+            self.current.store(None);
             st.current.take()
         };
         if let Some(old) = old {
@@ -526,6 +535,7 @@ impl Core {
         }
         conn.publish();
         st.current = Some(conn.clone());
+        self.current.store(Some(conn.clone()));
         self.emit(ConnectionEvent::Connected {
             connection_id: conn.id,
             endpoint: self.endpoint.clone(),
@@ -756,9 +766,19 @@ impl Core {
         timeout: Option<Duration>,
         cb: AnswerCallback,
     ) {
-        let conn = match self.connection() {
-            Ok(c) => c,
-            Err(e) => return self.pool.fail(cb, e),
+        // The current connection without taking a lock or a reference
+        // count: only a connect takes the slow path.
+        let current = self.current.load();
+        let connected;
+        let conn = match current.as_ref().filter(|c| !c.is_closed()) {
+            Some(c) => c,
+            None => {
+                connected = match self.connection() {
+                    Ok(c) => c,
+                    Err(e) => return self.pool.fail(cb, e),
+                };
+                &connected
+            }
         };
         let timeout = self.effective_timeout(timeout);
         let waiter = Waiter::Callback {
@@ -892,6 +912,7 @@ impl Core {
                 None
             } else {
                 st.closed = true;
+                self.current.store(None);
                 Some((st.current.take(), st.connecting.take()))
             }
         };
