@@ -1034,6 +1034,10 @@ fn wait_answer(
     }
 }
 
+/// How many times a blocked caller yields before it sleeps when more
+/// callers wait than there are cores.
+const CROWDED_YIELDS: usize = 4;
+
 /// How long a blocked caller polls for its answer before it sleeps.
 const SPIN: Duration = Duration::from_micros(150);
 
@@ -1060,13 +1064,26 @@ static RECENT_WAIT_US: AtomicU64 = AtomicU64::new(0);
 /// for [`SPIN`] (yielding the core between rounds), and only while recent
 /// calls were answered that fast: when more callers wait, their calls
 /// overlap anyway and polling would only take cores from the threads that
-/// produce the answers; against a distant server it would only burn CPU.
-/// Past that, the caller sleeps on its slot without spinning.
+/// produce the answers (they yield [`CROWDED_YIELDS`] times instead);
+/// against a distant server it would only burn CPU. Past that, the caller
+/// sleeps on its slot without spinning.
 fn spin_for_answer(slot: &ReplySlot, deadline: Instant) -> Option<Reply> {
     let cores = spinners();
     let few = WAITING.load(Ordering::Acquire) <= cores;
     let quick = RECENT_WAIT_US.load(Ordering::Relaxed) < 2 * SPIN.as_micros() as u64;
-    if !few || !quick {
+    if !quick {
+        return None;
+    }
+    if !few {
+        // More callers wait than there are cores: no polling, but a few
+        // yields, which let the threads that produce the answers run and
+        // often spare this one a sleep and a wake-up.
+        for _ in 0..CROWDED_YIELDS {
+            std::thread::yield_now();
+            if let Some(reply) = slot.try_take() {
+                return Some(reply);
+            }
+        }
         return None;
     }
     let until = (Instant::now() + SPIN).min(deadline);
