@@ -166,6 +166,12 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("client CPU = utime+stime of this process per completed call");
     println!();
 
+    if std::env::var("BENCH_ONLY_RTM_LATENCY").is_ok() {
+        // Profiling aid: only the RTM latency rows.
+        rtm_rows(&rtm_srv, &cfg, &s)?;
+        return Ok(());
+    }
+
     // ---- FPNN client vs raw TcpStream, against the `fpnn` server ----
     let ep = fpnn_srv.endpoint();
     let mut raw_cache: BTreeMap<usize, Rate> = BTreeMap::new();
@@ -413,13 +419,15 @@ fn rtm_rows(
          built by hand through FpnnClient (same `rtm` emulator process) =="
     );
     rate_header("rtm", "fpnn");
-    for threads in [1, 16] {
+    let only_latency = std::env::var("BENCH_ONLY_RTM_LATENCY").is_ok();
+
+    for threads in [1, 16].into_iter().filter(|_| !only_latency) {
         let b = load::blocking(&base, threads, s);
         let o = load::blocking(&ours, threads, s);
         rate_row(&format!("blocking {threads:>2} thr"), o, b);
     }
     let mut last = f64::NAN;
-    for depth in [100, 10_000] {
+    for depth in [100, 10_000].into_iter().filter(|_| !only_latency) {
         let b = load::pipelined(FpnnSignedCount(fpnn.clone(), RID), depth, s);
         let o = load::pipelined(RtmCount(rtm.clone(), RID), depth, s);
         rate_row(&format!("pipelined {depth:>5} in flight (callbacks)"), o, b);
