@@ -38,6 +38,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -744,34 +745,70 @@ impl Connection {
         }
     }
 
-    /// Routes the frames of one read: takes every answered waiter out of
-    /// the pending table under one lock, hands blocked callers their
-    /// answer, and the completed callbacks to the pool together. Answers
-    /// travel still encoded: whoever completes the call decodes it.
-    fn dispatch(self: &Arc<Self>, answers: &mut Vec<RawAnswer>, quests: &mut Vec<Quest>) {
-        let mut answered = Vec::with_capacity(answers.len());
+    /// Routes the frames of one read (`checked`, whose answer payloads are
+    /// ranges of `bytes`): takes every answered waiter out of the pending
+    /// table under one lock, hands blocked callers their answer, and the
+    /// completed callbacks to the pool together. Answers travel still
+    /// encoded, sharing one copy of their bytes: whoever completes the call
+    /// decodes it.
+    fn dispatch(self: &Arc<Self>, bytes: &[u8], checked: &mut Vec<Checked>) {
+        let span = checked
+            .iter()
+            .fold(None, |span: Option<Range<usize>>, frame| match frame {
+                Checked::Answer { payload, .. } => Some(match span {
+                    None => payload.clone(),
+                    Some(s) => s.start.min(payload.start)..s.end.max(payload.end),
+                }),
+                Checked::Quest(_) => span,
+            });
+        let (shared, base): (Arc<[u8]>, usize) = match span {
+            Some(s) => (Arc::from(&bytes[s.clone()]), s.start),
+            None => (Arc::from(&[][..]), 0),
+        };
+        let mut batch = Vec::with_capacity(checked.len());
+        let mut blocked = Vec::new();
+        let mut quests = Vec::new();
+        let mut unknown = Vec::new();
         {
             let mut p = lock(&self.pending);
-            for answer in answers.drain(..) {
-                answered.push((p.remove(answer.seq), answer));
+            for frame in checked.drain(..) {
+                let (seq, status, payload) = match frame {
+                    Checked::Answer {
+                        seq,
+                        status,
+                        payload,
+                    } => (seq, status, payload),
+                    Checked::Quest(q) => {
+                        quests.push(q);
+                        continue;
+                    }
+                };
+                let answer = |shared: &Arc<[u8]>| {
+                    let local = payload.start - base..payload.end - base;
+                    RawAnswer::new(seq, status, shared.clone(), local)
+                };
+                match p.remove(seq) {
+                    Some(Waiter::Callback { cb, method, .. }) => batch.push(AnsweredCall {
+                        cb,
+                        method,
+                        answer: answer(&shared),
+                    }),
+                    Some(Waiter::Blocking(tx)) => blocked.push((tx, answer(&shared))),
+                    None => unknown.push(seq),
+                }
             }
         }
-        let mut batch = Vec::with_capacity(answered.len());
-        for (waiter, answer) in answered {
-            match waiter {
-                Some(Waiter::Blocking(tx)) => tx.send(Ok(answer)),
-                Some(Waiter::Callback { cb, method, .. }) => {
-                    batch.push(AnsweredCall { cb, method, answer })
-                }
-                None => log::debug!(
-                    "connection {}: dropping an answer for unknown seq {}",
-                    self.id,
-                    answer.seq
-                ),
-            }
+        for (tx, answer) in blocked {
+            tx.send(Ok(answer));
         }
         self.ctx.pool.complete_all(batch);
-        for quest in quests.drain(..) {
+        for seq in unknown {
+            log::debug!(
+                "connection {}: dropping an answer for unknown seq {seq}",
+                self.id
+            );
+        }
+        for quest in quests {
             let conn = self.clone();
             let on_quest = self.ctx.on_quest.clone();
             self.ctx
@@ -865,8 +902,6 @@ fn reader_loop(conn: Arc<Connection>, mut stream: TcpStream, mut decryptor: Opti
     let mut plain = Vec::new();
     let mut decoder = Decoder::new(conn.ctx.max_recv_payload);
     let mut checked = Vec::new();
-    let mut answers = Vec::new();
-    let mut quests = Vec::new();
     // On an encrypted connection, the first bytes are checked for a clear
     // FPNN frame: a server that does not encrypt answers the key exchange
     // in clear (typically with an error), which decrypted would only look
@@ -919,54 +954,14 @@ fn reader_loop(conn: Arc<Connection>, mut stream: TcpStream, mut decryptor: Opti
             }
         };
         // The frames before a bad one are still delivered.
-        share_answers(decoder.bytes(), &mut checked, &mut answers, &mut quests);
-        conn.dispatch(&mut answers, &mut quests);
+        if !checked.is_empty() {
+            conn.dispatch(decoder.bytes(), &mut checked);
+        }
         if let Some(e) = failed {
             break e;
         }
     };
     conn.shutdown(err);
-}
-
-/// Turns the checked frames of one read into answers that share one copy
-/// of their payload bytes (`bytes` is what the ranges index), and quests.
-fn share_answers(
-    bytes: &[u8],
-    checked: &mut Vec<Checked>,
-    answers: &mut Vec<RawAnswer>,
-    quests: &mut Vec<Quest>,
-) {
-    let span = checked.iter().fold(
-        None,
-        |span: Option<std::ops::Range<usize>>, frame| match frame {
-            Checked::Answer { payload, .. } => Some(match span {
-                None => payload.clone(),
-                Some(s) => s.start.min(payload.start)..s.end.max(payload.end),
-            }),
-            Checked::Quest(_) => span,
-        },
-    );
-    let Some(span) = span else {
-        quests.extend(checked.drain(..).filter_map(|frame| match frame {
-            Checked::Quest(q) => Some(q),
-            Checked::Answer { .. } => None,
-        }));
-        return;
-    };
-    let shared: Arc<[u8]> = Arc::from(&bytes[span.clone()]);
-    for frame in checked.drain(..) {
-        match frame {
-            Checked::Answer {
-                seq,
-                status,
-                payload,
-            } => {
-                let local = payload.start - span.start..payload.end - span.start;
-                answers.push(RawAnswer::new(seq, status, shared.clone(), local));
-            }
-            Checked::Quest(q) => quests.push(q),
-        }
-    }
 }
 
 /// The error for a server that answered the key exchange in clear,
