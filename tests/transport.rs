@@ -554,3 +554,90 @@ fn callback_calls_return_at_once_when_the_server_does_not_read() {
         }
     });
 }
+
+/// Calls made from callbacks are held back until their batch of callbacks
+/// ends, but a callback that runs long does not hold back the calls made
+/// before it in the same batch for more than a few milliseconds.
+#[test]
+fn a_slow_callback_does_not_hold_back_the_calls_made_before_it() {
+    use rtm_server_sdk::fpnn::codec::{encode_answer, Decoder, Frame};
+    use std::io::{Read, Write};
+    watchdog(Duration::from_secs(30), || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = listener.local_addr().unwrap().to_string();
+        // Reads quests; answers the first two together (one write, so they
+        // reach the client in one read, as one batch of callbacks), then
+        // reports when the third arrived and answers it.
+        let (arrived_tx, arrived_rx) = unbounded();
+        let server = thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut decoder = Decoder::new(1 << 20);
+            let mut buf = vec![0u8; 4096];
+            let mut held = Vec::new();
+            loop {
+                let n = match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                decoder.feed(&buf[..n]);
+                while let Some(Frame::Quest(q)) = decoder.next_frame().unwrap() {
+                    let seq = q.seq.unwrap();
+                    if q.method == "hold" {
+                        continue;
+                    }
+                    if q.method == "pair" {
+                        held.push(seq);
+                        if held.len() == 2 {
+                            let mut out = Vec::new();
+                            for seq in held.drain(..) {
+                                encode_answer(&mut out, seq, &map(vec![])).unwrap();
+                            }
+                            s.write_all(&out).unwrap();
+                        }
+                    } else {
+                        arrived_tx.send(Instant::now()).unwrap();
+                        let mut out = Vec::new();
+                        encode_answer(&mut out, seq, &map(vec![])).unwrap();
+                        s.write_all(&out).unwrap();
+                    }
+                }
+            }
+        });
+        let client =
+            FpnnClient::new(endpoint, ClientConfig::default().callback_threads(1)).unwrap();
+        client.connect().unwrap();
+        // Calls left in flight, so that the callbacks' calls are queued
+        // (with nearly nothing in flight they would be written at once).
+        for _ in 0..4 {
+            client.call_with_callback("hold", empty(), None, |_| {});
+        }
+        let (made_tx, made_rx) = unbounded();
+        let (done_tx, done_rx) = unbounded();
+        // The first answer's callback makes a call; the second's sleeps.
+        let c = client.clone();
+        let done = done_tx.clone();
+        client.call_with_callback("pair", empty(), None, move |r| {
+            r.unwrap();
+            made_tx.send(Instant::now()).unwrap();
+            c.call_with_callback("next", empty(), None, move |r| {
+                done.send(r.is_ok()).unwrap()
+            });
+        });
+        client.call_with_callback("pair", empty(), None, move |r| {
+            r.unwrap();
+            thread::sleep(Duration::from_millis(500));
+            done_tx.send(true).unwrap();
+        });
+        let made = made_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let arrived = arrived_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let held_back = arrived.saturating_duration_since(made);
+        assert!(
+            held_back < Duration::from_millis(200),
+            "the call made before a 500 ms callback reached the server after {held_back:?}"
+        );
+        assert!(done_rx.recv_timeout(Duration::from_secs(5)).unwrap());
+        assert!(done_rx.recv_timeout(Duration::from_secs(5)).unwrap());
+        client.close();
+        server.join().unwrap();
+    });
+}

@@ -12,24 +12,29 @@
 //!   answer, decoding runs in parallel, and each value is built and freed
 //!   on one thread. It never runs user code: callbacks and server quests
 //!   are handed to the callback pool, blocked callers are woken through
-//!   their channel.
+//!   their reply slot.
 //! * `pending` maps sequence numbers to waiters. An entry is removed by
 //!   exactly one party (the reader on its answer, the timer or the waiting
 //!   caller on timeout, or [`Connection::shutdown`]), and whoever removes it
 //!   completes it: every call completes exactly once.
 //! * `writer` serializes writes; every frame is appended to one buffer (and
-//!   encrypted there, in order). Two ways to flush it:
+//!   encrypted there, in order). It is flushed in three ways:
 //!   * a **blocking** call writes itself when no other thread is writing,
 //!     taking along the frames others appended before it (so concurrent
 //!     senders share one syscall); frames appended during its write are left
 //!     to the writer thread. The lowest latency for one call;
 //!   * a **callback** call (unless it is small and nearly nothing is in
-//!     flight: then it writes itself, as a blocking call), an answer to a server quest, or
-//!     a keepalive ping only appends, and wakes the connection's **writer
-//!     thread** (`fpnn-writer-N`) if it sleeps. Under load the writer
-//!     thread is busy and many frames go out per syscall: before writing a
-//!     small batch it yields a few times, so that runnable senders can add
-//!     to it (on idle cores a yield returns at once).
+//!     flight: then it writes itself, as a blocking call), an answer to a
+//!     server quest, or a keepalive ping only appends, and wakes the
+//!     connection's **writer thread** (`fpnn-writer-N`) if it sleeps;
+//!   * except that callback calls made from callbacks (the answers of one
+//!     read, run as a batch on a callback thread) are held back until the
+//!     batch ends: the callback thread then writes them together, as far
+//!     as the socket takes them without blocking, and leaves the rest to
+//!     the writer thread. Under load, hundreds of frames go out per
+//!     syscall with no thread switch. While batches run, the writer thread
+//!     checks every millisecond for frames held back through a whole tick
+//!     (a callback running long) and writes them (see [`run_batch`]).
 //!
 //! Lock order: `pending` and `writer` are never held together; neither is
 //! held while completing a waiter or while writing to the socket.
@@ -331,6 +336,17 @@ struct WriteState {
     writing: bool,
     /// The writer thread sleeps, waiting for frames.
     writer_idle: bool,
+    /// Running batches of callbacks that queued frames here (see
+    /// [`run_batch`]); their frames wait for the batch to end.
+    open_batches: usize,
+    /// Write what is buffered without waiting for open batches: a batch
+    /// ended, or a frame came from outside a batch.
+    flush_now: bool,
+    /// The writer thread sleeps with a timeout (it checks for held-back
+    /// frames every [`TICK`]), so it need not be woken to hold frames back.
+    ticking: bool,
+    /// Writes made so far (to tell frames held back for a whole tick).
+    flushes: u64,
     closed: bool,
     encryptor: Option<Encryptor>,
 }
@@ -414,6 +430,10 @@ impl Connection {
                 spare: Vec::new(),
                 writing: false,
                 writer_idle: false,
+                open_batches: 0,
+                flush_now: false,
+                ticking: false,
+                flushes: 0,
                 closed: false,
                 encryptor: None,
             }),
@@ -554,14 +574,72 @@ impl Connection {
 
     /// Queues a frame (an answer to a server quest, a one-way quest) for
     /// the writer thread.
-    pub(crate) fn queue_frame(&self, frame: &[u8]) -> Result<()> {
+    pub(crate) fn queue_frame(self: &Arc<Self>, frame: &[u8]) -> Result<()> {
         let mut w = lock(&self.writer);
         self.append(&mut w, frame)?;
-        if !w.writing && w.writer_idle {
+        let wake = match join_batch(self) {
+            // Held back for the end of the batch (see `run_batch`); the
+            // writer must be awake or ticking to bound the wait.
+            Some(first) => {
+                if first {
+                    w.open_batches += 1;
+                }
+                w.buf.len() >= COALESCE_BYTES || !w.ticking
+            }
+            None => {
+                w.flush_now = true;
+                true
+            }
+        };
+        if wake && !w.writing && w.writer_idle {
             w.writer_idle = false;
             self.writer_cv.notify_one();
         }
         Ok(())
+    }
+
+    /// A batch of callbacks that queued frames here has ended: its frames
+    /// (and any others buffered) go out now, written by this thread as far
+    /// as the socket takes them without blocking (a callback thread never
+    /// waits for the peer); the writer thread writes the rest.
+    fn batch_done(self: &Arc<Self>) {
+        let mut w = lock(&self.writer);
+        w.open_batches = w.open_batches.saturating_sub(1);
+        w.flush_now = true;
+        if w.writing || w.buf.is_empty() {
+            return;
+        }
+        w.writing = true;
+        let mut data = std::mem::take(&mut w.spare);
+        std::mem::swap(&mut data, &mut w.buf);
+        w.flush_now = false;
+        w.flushes += 1;
+        drop(w);
+        let sent = send_without_blocking(&self.stream, &data);
+        let mut w = lock(&self.writer);
+        w.writing = false;
+        match sent {
+            Ok(n) => {
+                if n < data.len() {
+                    // The rest goes first, before what was queued meanwhile.
+                    data.drain(..n);
+                    data.extend_from_slice(&w.buf);
+                    std::mem::swap(&mut w.buf, &mut data);
+                    w.flush_now = true;
+                }
+                data.clear();
+                w.spare = data;
+                if !w.buf.is_empty() && w.writer_idle {
+                    w.writer_idle = false;
+                    self.writer_cv.notify_one();
+                }
+            }
+            Err(e) => {
+                w.buf.clear();
+                drop(w);
+                self.shutdown(Error::from(e));
+            }
+        }
     }
 
     /// Removes a pending entry (for a caller whose wait timed out). `None`
@@ -651,6 +729,8 @@ impl Connection {
     ) -> (MutexGuard<'a, WriteState>, std::io::Result<()>) {
         let mut data = std::mem::take(&mut w.spare);
         std::mem::swap(&mut data, &mut w.buf);
+        w.flush_now = false;
+        w.flushes += 1;
         drop(w);
         let result = (&self.stream).write_all(&data);
         data.clear();
@@ -685,6 +765,7 @@ impl Connection {
             return Err(err);
         }
         if !w.buf.is_empty() && w.writer_idle {
+            w.flush_now = true;
             w.writer_idle = false;
             self.writer_cv.notify_one();
         }
@@ -853,46 +934,155 @@ const DIRECT_CALLBACKS_BELOW: usize = 2;
 /// ... and when its frame is at most this large.
 const DIRECT_CALLBACK_BYTES: usize = 16 * 1024;
 
-/// Yields the writer thread makes before it writes a small batch.
-const COALESCE_YIELDS: u32 = 3;
-/// A batch this large is written at once.
+/// How often the writer thread checks for frames held back (see
+/// [`run_batch`]) while batches of callbacks run; frames held back for a
+/// whole tick are written at the next one.
+const TICK: Duration = Duration::from_millis(1);
+/// Ticks the writer thread goes on ticking after the last batch that held
+/// frames back, so that under steady load no batch has to wake it.
+const LINGER_TICKS: u32 = 20;
+/// Frames held back are written as soon as this many bytes are buffered.
 const COALESCE_BYTES: usize = 16 * 1024;
+
+thread_local! {
+    /// The connections the batch of callbacks running on this thread
+    /// queued frames on; `None` outside a batch.
+    static BATCH: std::cell::RefCell<Option<Vec<Arc<Connection>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs a batch of callbacks (the answers of one read) on this thread.
+///
+/// Each callback typically makes its next call, and the frames of a batch
+/// are best written together, in one syscall: callback calls queued during
+/// the batch are held back until it ends, or until [`COALESCE_BYTES`] are
+/// buffered. A callback that runs long cannot hold the frames queued
+/// before it for more than about two [`TICK`]s: the writer thread writes
+/// frames that were held back for a whole tick. (A blocking call made from
+/// a callback writes everything buffered at once.)
+pub(crate) fn run_batch(body: impl FnOnce()) {
+    struct End(Option<Vec<Arc<Connection>>>);
+    impl Drop for End {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            let joined = BATCH
+                .try_with(|b| std::mem::replace(&mut *b.borrow_mut(), outer))
+                .ok()
+                .flatten();
+            for conn in joined.into_iter().flatten() {
+                conn.batch_done();
+            }
+        }
+    }
+    let outer = BATCH
+        .try_with(|b| b.borrow_mut().replace(Vec::new()))
+        .ok()
+        .flatten();
+    let _end = End(outer);
+    body();
+}
+
+/// Writes as much of `data` as the socket takes without blocking; returns
+/// how much that was.
+#[cfg(unix)]
+fn send_without_blocking(stream: &TcpStream, data: &[u8]) -> std::io::Result<usize> {
+    // No SIGPIPE on a closed peer (as `TcpStream::write` does).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    const FLAGS: libc::c_int = libc::MSG_DONTWAIT;
+    let socket = socket2::SockRef::from(stream);
+    let mut sent = 0;
+    while sent < data.len() {
+        match socket.send_with_flags(&data[sent..], FLAGS) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}
+
+/// Without a non-blocking send, everything is left to the writer thread.
+#[cfg(not(unix))]
+fn send_without_blocking(_stream: &TcpStream, _data: &[u8]) -> std::io::Result<usize> {
+    Ok(0)
+}
+
+/// Records `conn` in the batch running on this thread: `None` outside a
+/// batch, else whether `conn` is new in it.
+fn join_batch(conn: &Arc<Connection>) -> Option<bool> {
+    BATCH
+        .try_with(|b| {
+            let mut b = b.borrow_mut();
+            let list = b.as_mut()?;
+            if list.iter().any(|c| Arc::ptr_eq(c, conn)) {
+                return Some(false);
+            }
+            list.push(conn.clone());
+            Some(true)
+        })
+        .ok()
+        .flatten()
+}
 
 /// The writer thread: flushes what callback calls and answers queued.
 fn writer_loop(conn: Arc<Connection>) {
     let mut w = lock(&conn.writer);
+    // Ticks since the last one with a batch open; the flush count at the
+    // last tick that found frames held back.
+    let mut quiet_ticks = 0;
+    let mut held_at: Option<u64> = None;
     loop {
         if w.closed {
             return;
         }
-        if w.buf.is_empty() || w.writing {
-            w.writer_idle = true;
+        if !w.buf.is_empty()
+            && !w.writing
+            && (w.flush_now || w.open_batches == 0 || w.buf.len() >= COALESCE_BYTES)
+        {
+            w.writing = true;
+            let (guard, result) = conn.flush(w);
+            w = guard;
+            w.writing = false;
+            if let Err(e) = result {
+                drop(w);
+                conn.shutdown(Error::from(e));
+                return;
+            }
+            continue;
+        }
+        if w.open_batches > 0 {
+            quiet_ticks = 0;
+        }
+        w.writer_idle = true;
+        w.ticking = quiet_ticks < LINGER_TICKS;
+        let timed_out = if w.ticking {
+            let (guard, result) = conn
+                .writer_cv
+                .wait_timeout(w, TICK)
+                .unwrap_or_else(|e| e.into_inner());
+            w = guard;
+            result.timed_out()
+        } else {
             w = conn.writer_cv.wait(w).unwrap_or_else(|e| e.into_inner());
-            w.writer_idle = false;
-            continue;
-        }
-        // Coalescing: while callers keep the writer busy, a small batch
-        // waits for a few yields, which let runnable senders add to it.
-        // On idle cores a yield returns at once, so an isolated frame goes
-        // out without delay.
-        let mut rounds = 0;
-        while rounds < COALESCE_YIELDS && w.buf.len() < COALESCE_BYTES && !w.closed {
-            drop(w);
-            std::thread::yield_now();
-            w = lock(&conn.writer);
-            rounds += 1;
-        }
-        if w.writing || w.buf.is_empty() {
-            continue;
-        }
-        w.writing = true;
-        let (guard, result) = conn.flush(w);
-        w = guard;
-        w.writing = false;
-        if let Err(e) = result {
-            drop(w);
-            conn.shutdown(Error::from(e));
-            return;
+            false
+        };
+        w.writer_idle = false;
+        w.ticking = false;
+        if timed_out {
+            quiet_ticks += 1;
+            // Frames held back through a whole tick (a batch running long)
+            // go out now.
+            if w.buf.is_empty() || w.writing {
+                held_at = None;
+            } else if held_at == Some(w.flushes) {
+                w.flush_now = true;
+            } else {
+                held_at = Some(w.flushes);
+            }
         }
     }
 }

@@ -29,12 +29,12 @@ impl Job {
     fn run(self) {
         match self {
             Job::Answer(cb, result) => guard(move || cb(result)),
-            Job::Answers(batch) => {
+            Job::Answers(batch) => super::conn::run_batch(|| {
                 for call in batch {
                     let (cb, result) = call.decode();
                     guard(move || cb(result));
                 }
-            }
+            }),
             Job::Task(task) => guard(task),
         }
     }
