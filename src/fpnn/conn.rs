@@ -605,6 +605,10 @@ impl Connection {
     fn batch_done(self: &Arc<Self>) {
         let mut w = lock(&self.writer);
         w.open_batches = w.open_batches.saturating_sub(1);
+        if w.open_batches > 0 && w.buf.len() < COALESCE_BYTES {
+            // Another batch still runs: its end writes these frames too.
+            return;
+        }
         w.flush_now = true;
         if w.writing || w.buf.is_empty() {
             return;
