@@ -641,3 +641,69 @@ fn a_slow_callback_does_not_hold_back_the_calls_made_before_it() {
         server.join().unwrap();
     });
 }
+
+/// A callback call written by the calling thread (nearly nothing in
+/// flight) never blocks it, even when the server stopped reading and the
+/// socket is full.
+#[test]
+fn small_callback_calls_never_block_on_a_full_socket() {
+    watchdog(Duration::from_secs(60), || {
+        // A server that accepts and never reads, with a small receive
+        // buffer, so that the client's socket fills after a few frames.
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket
+            .bind(
+                &"127.0.0.1:0"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+            )
+            .unwrap();
+        socket.listen(8).unwrap();
+        let listener: std::net::TcpListener = socket.into();
+        let endpoint = listener.local_addr().unwrap().to_string();
+        let acceptor = thread::spawn(move || listener.accept().map(|(s, _)| s));
+        let client = FpnnClient::new(
+            endpoint,
+            ClientConfig::default().quest_timeout(Duration::from_secs(3)),
+        )
+        .unwrap();
+        client.connect().unwrap();
+        let _socket = acceptor.join().unwrap().unwrap();
+        // Frames just under the size written by the calling thread; 600 of
+        // them (9.6 MB) are more than any socket buffers take in.
+        let payload = map(vec![("pad", Value::Binary(vec![1u8; 16_000]))]);
+        let mut slowest = Duration::ZERO;
+        for _ in 0..600 {
+            let (tx, rx) = unbounded();
+            let started = Instant::now();
+            client.call_with_callback("m", payload.clone(), Duration::from_millis(1), move |r| {
+                tx.send(r).unwrap()
+            });
+            slowest = slowest.max(started.elapsed());
+            // One at a time: each call times out before the next, so that
+            // nearly nothing is in flight.
+            match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+                Err(e) if e.is_timeout() => {}
+                // The connection may close once the writer thread's write
+                // times out; later calls connect again (and fail).
+                Err(e) if e.is_connection_error() => {}
+                other => panic!("{other:?}"),
+            }
+            if slowest >= Duration::from_millis(500) {
+                break;
+            }
+        }
+        assert!(
+            slowest < Duration::from_millis(500),
+            "call_with_callback blocked its caller for {slowest:?}"
+        );
+        client.close();
+    });
+}

@@ -537,9 +537,9 @@ impl Connection {
                 return Err((err.clone(), Some(waiter)));
             }
             // A small callback call made while almost nothing is in flight
-            // is written by the calling thread too: waking the writer thread
-            // would only add a thread switch to its latency, and the write
-            // cannot wait long for room in the socket buffer.
+            // is written by the calling thread too, without blocking:
+            // waking the writer thread would only add a thread switch to
+            // its latency.
             let direct = blocking
                 || (p.map.len() < DIRECT_CALLBACKS_BELOW && frame.len() <= DIRECT_CALLBACK_BYTES);
             let Pending { map, seqs, .. } = &mut *p;
@@ -555,8 +555,10 @@ impl Connection {
             (seq, direct)
         };
         codec::set_seq(frame, seq);
-        let sent = if direct {
+        let sent = if blocking {
             self.write_frame(frame)
+        } else if direct {
+            self.write_frame_without_blocking(frame)
         } else {
             self.queue_frame(frame)
         };
@@ -576,7 +578,10 @@ impl Connection {
     /// the writer thread.
     pub(crate) fn queue_frame(self: &Arc<Self>, frame: &[u8]) -> Result<()> {
         let mut w = lock(&self.writer);
-        self.append(&mut w, frame)?;
+        if !Self::append(&mut w, frame) {
+            drop(w);
+            return Err(self.closed_error());
+        }
         let wake = match join_batch(self) {
             // Held back for the end of the batch (see `run_batch`); the
             // writer must be awake or ticking to bound the wait.
@@ -610,6 +615,28 @@ impl Connection {
             return;
         }
         w.flush_now = true;
+        self.write_out_without_blocking(w);
+    }
+
+    /// Appends a frame and writes the buffer from this thread as far as
+    /// the socket takes it without blocking, leaving the rest to the
+    /// writer thread: a callback call never waits for the peer.
+    fn write_frame_without_blocking(self: &Arc<Self>, frame: &[u8]) -> Result<()> {
+        let mut w = lock(&self.writer);
+        if !Self::append(&mut w, frame) {
+            drop(w);
+            return Err(self.closed_error());
+        }
+        w.flush_now = true;
+        self.write_out_without_blocking(w);
+        Ok(())
+    }
+
+    /// Writes what is buffered from this thread as far as the socket takes
+    /// it without blocking, unless another thread is writing (it or the
+    /// writer thread takes the buffer along: `flush_now` is set). What the
+    /// socket does not take is left to the writer thread.
+    fn write_out_without_blocking(self: &Arc<Self>, mut w: MutexGuard<'_, WriteState>) {
         if w.writing || w.buf.is_empty() {
             return;
         }
@@ -634,6 +661,7 @@ impl Connection {
                 data.clear();
                 w.spare = data;
                 if !w.buf.is_empty() && w.writer_idle {
+                    w.flush_now = true;
                     w.writer_idle = false;
                     self.writer_cv.notify_one();
                 }
@@ -711,17 +739,19 @@ impl Connection {
     }
 
     /// Appends one frame to the write buffer (encrypting it when the
-    /// connection is encrypted). Fails once the connection is closed.
-    fn append(&self, w: &mut WriteState, frame: &[u8]) -> Result<()> {
+    /// connection is encrypted). False once the connection is closed (the
+    /// caller reports [`closed_error`](Self::closed_error) after releasing
+    /// the writer lock: `pending` and `writer` are never held together).
+    fn append(w: &mut WriteState, frame: &[u8]) -> bool {
         if w.closed {
-            return Err(self.closed_error());
+            return false;
         }
         let WriteState { buf, encryptor, .. } = w;
         match encryptor {
             Some(enc) => enc.encrypt_frame(frame, buf),
             None => buf.extend_from_slice(frame),
         }
-        Ok(())
+        true
     }
 
     /// Writes out everything buffered, without holding the lock during the
@@ -755,8 +785,14 @@ impl Connection {
     /// blocking caller writes once and goes on to wait for its answer.
     fn write_frame(self: &Arc<Self>, frame: &[u8]) -> Result<()> {
         let mut w = lock(&self.writer);
-        self.append(&mut w, frame)?;
+        if !Self::append(&mut w, frame) {
+            drop(w);
+            return Err(self.closed_error());
+        }
         if w.writing {
+            // The writing thread (or the writer thread after it) takes it
+            // along, without waiting for batches of callbacks.
+            w.flush_now = true;
             return Ok(());
         }
         w.writing = true;
@@ -988,17 +1024,44 @@ pub(crate) fn run_batch(body: impl FnOnce()) {
 
 /// Writes as much of `data` as the socket takes without blocking; returns
 /// how much that was.
+/// No SIGPIPE on a closed peer (as `TcpStream::write`): `MSG_NOSIGNAL`
+/// where it exists; on Apple systems the standard library sets
+/// `SO_NOSIGPIPE` on its sockets instead.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly",
+))]
+const SEND_FLAGS: Option<libc::c_int> = Some(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+#[cfg(target_vendor = "apple")]
+const SEND_FLAGS: Option<libc::c_int> = Some(libc::MSG_DONTWAIT);
+/// Elsewhere the writer thread does all the writing.
+#[cfg(all(
+    unix,
+    not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly",
+        target_vendor = "apple",
+    ))
+))]
+const SEND_FLAGS: Option<libc::c_int> = None;
+
 #[cfg(unix)]
 fn send_without_blocking(stream: &TcpStream, data: &[u8]) -> std::io::Result<usize> {
-    // No SIGPIPE on a closed peer (as `TcpStream::write` does).
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    const FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    const FLAGS: libc::c_int = libc::MSG_DONTWAIT;
+    let Some(flags) = SEND_FLAGS else {
+        return Ok(0);
+    };
     let socket = socket2::SockRef::from(stream);
     let mut sent = 0;
     while sent < data.len() {
-        match socket.send_with_flags(&data[sent..], FLAGS) {
+        match socket.send_with_flags(&data[sent..], flags) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => sent += n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,

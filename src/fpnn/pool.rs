@@ -49,10 +49,17 @@ pub(crate) struct AnsweredCall {
 }
 
 impl AnsweredCall {
-    /// Decodes the answer (on the pool thread that runs the callback).
+    /// Decodes the answer (on the pool thread that runs the callback). A
+    /// panic while decoding (not expected: the payload was checked) fails
+    /// this call alone.
     fn decode(self) -> (AnswerCallback, Result<Value>) {
         let AnsweredCall { cb, method, answer } = self;
-        let result = answer.into_result();
+        let result =
+            catch_unwind(AssertUnwindSafe(move || answer.into_result())).unwrap_or_else(|_| {
+                Err(Error::Protocol(crate::error::ProtocolError::Other(
+                    "the answer could not be decoded".into(),
+                )))
+            });
         if let Err(Error::Protocol(e)) = &result {
             log::warn!("the answer to `{method}` cannot be decoded: {e}");
         }
