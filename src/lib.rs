@@ -90,7 +90,10 @@
 //! threads (callbacks and server pushes; two by default, see
 //! [`ClientConfig::callback_threads`]). User code never runs on the reader
 //! thread, so a callback may itself make blocking calls on the same client.
-//! All of them are joined when the client is closed or dropped. The library
+//! Callback calls made from callbacks are written together when their batch
+//! of callbacks is done (see [`FpnnClient::call_with_callback`]); keep heavy
+//! work out of callbacks. All of these threads are joined when the client
+//! is closed or dropped. The library
 //! logs through the `log` facade and never prints.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

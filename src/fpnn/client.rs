@@ -383,7 +383,14 @@ impl FpnnClient {
     /// Errors found before sending (bad input, a closed client, a failed
     /// connect) are delivered to the callback too. Like the blocking form,
     /// a call made while disconnected connects first, on the calling
-    /// thread, bounded by the connect timeout.
+    /// thread, bounded by the connect timeout. Once connected, it never
+    /// waits for the server (not even for room in the socket buffer).
+    ///
+    /// A call made from inside a callback is written together with the
+    /// calls of the other callbacks of the same batch (the answers of one
+    /// read) when that batch is done: one syscall for many calls. A
+    /// callback that runs long holds back the calls made before it in its
+    /// batch by at most about two milliseconds.
     pub fn call_with_callback<F>(
         &self,
         method: &str,
