@@ -303,6 +303,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // ---- the RTM layer vs the same signed quest through FpnnClient ----
     let rtm_p10k = rtm_rows(&rtm_srv, &cfg, &s)?;
     println!();
+    let rtm_fast = rtm_fast_rows(&fpnn_srv, &cfg, &s)?;
+    println!();
 
     // ---- summary ----
     let (p10k_ours, p10k_raw) = pipelined[&10_000];
@@ -316,7 +318,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
          vs raw + reader thread {p50_handoff:.2}); \
          blocking 1->2 threads scaling = {scaling:.2}x; \
          heap/pending = {:.0} B ({:.0} B with the {} B frame; target < 512: {}); \
-         rtm/fpnn pipelined-10k calls/s = {:.2}; \
+         rtm/fpnn pipelined-10k calls/s = {:.2} (emulator), {rtm_fast:.2} (fast server); \
          in-process floor {floor_us:.3} us/call: at most {ceiling:.2} of raw pipelined-10k on {cores} cores",
         verdict(p10k >= 0.8),
         verdict(p50 <= 1.3),
@@ -444,6 +446,40 @@ fn rtm_rows(
     rtm.close();
     fpnn.close();
     Ok(last)
+}
+
+/// The RTM layer at full speed: the same pair of clients against the fast
+/// `fpnn` server, which answers `getVoiceRoomMemberCount` without checking
+/// signatures, so that the server does not hide the layer's own cost.
+/// Returns the pipelined-10k calls/s ratio RTM/FPNN.
+fn rtm_fast_rows(
+    fpnn_srv: &ServerProc,
+    cfg: &ClientConfig,
+    s: &Settings,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let ep = fpnn_srv.endpoint();
+    let rtm = RtmServerClient::with_config(PID, SECRET, ep.clone(), cfg.clone())?;
+    assert_eq!(rtm.get_voice_room_member_count(RID)?, 2);
+    let fpnn = FpnnClient::new(ep, cfg.clone())?;
+    fpnn.connect()?;
+    let ours = RtmCount(rtm.clone(), RID);
+    let base = FpnnSignedCount(fpnn.clone(), RID);
+    assert!(base.call(), "the hand-signed quest must succeed");
+    println!(
+        "== RTM layer at full speed: the same pair against the fast `fpnn` server (signatures \
+         not checked) =="
+    );
+    rate_header("rtm", "fpnn");
+    let b = load::blocking(&base, 1, s);
+    let o = load::blocking(&ours, 1, s);
+    rate_row("blocking  1 thr", o, b);
+    let b = load::pipelined(FpnnSignedCount(fpnn.clone(), RID), 10_000, s);
+    let o = load::pipelined(RtmCount(rtm.clone(), RID), 10_000, s);
+    rate_row("pipelined 10000 in flight (callbacks)", o, b);
+    drop((ours, base));
+    rtm.close();
+    fpnn.close();
+    Ok(ratio(o.calls_per_sec, b.calls_per_sec))
 }
 
 fn print_latency_pair(label: &str, ours: Percentiles, base: Percentiles) {
