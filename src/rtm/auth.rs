@@ -11,9 +11,22 @@ use md5::{Digest, Md5};
 /// The signature of one RTM quest:
 /// `UPPERCASE_HEX(MD5("<pid>:<secret>:<salt>:<method>:<ts>"))`.
 pub fn sign(pid: i64, secret: &str, salt: i64, method: &str, ts: i64) -> String {
+    let hex = sign_hex(pid, secret, salt, method, ts);
+    String::from_utf8_lossy(&hex).into_owned()
+}
+
+/// [`sign`] into a buffer: the 32 uppercase hex digits, with nothing
+/// allocated (the hot path of every RTM call).
+pub(crate) fn sign_hex(pid: i64, secret: &str, salt: i64, method: &str, ts: i64) -> [u8; 32] {
+    use std::io::Write;
     let mut md5 = Md5::new();
-    md5.update(format!("{pid}:{secret}:{salt}:{method}:{ts}").as_bytes());
-    hex::encode_upper(md5.finalize())
+    // Writing to a hasher cannot fail.
+    let _ = write!(md5, "{pid}:{secret}:{salt}:{method}:{ts}");
+    let mut hex = [0u8; 32];
+    // 16 digest bytes always fit 32 hex digits.
+    let _ = hex::encode_to_slice(md5.finalize(), &mut hex);
+    hex.make_ascii_uppercase();
+    hex
 }
 
 /// The current Unix time in seconds.

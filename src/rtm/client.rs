@@ -67,13 +67,13 @@ impl Signer {
     pub(crate) fn frame(&self, core: &Core, method: &str, params: &Params) -> Result<FrameBuf> {
         let salt = auth::next_salt();
         let ts = auth::unix_seconds();
-        let sign = auth::sign(self.pid, &self.secret, salt, method, ts);
+        let sign = auth::sign_hex(self.pid, &self.secret, salt, method, ts);
         core.build_frame(method, true, |out| {
             let _ = rmp::encode::write_map_len(out, params.count + 4);
             let _ = rmp::encode::write_str(out, "pid");
             let _ = rmp::encode::write_sint(out, self.pid);
             let _ = rmp::encode::write_str(out, "sign");
-            let _ = rmp::encode::write_str(out, &sign);
+            let _ = rmp::encode::write_str(out, std::str::from_utf8(&sign).unwrap_or_default());
             let _ = rmp::encode::write_str(out, "salt");
             let _ = rmp::encode::write_sint(out, salt);
             let _ = rmp::encode::write_str(out, "ts");
