@@ -1022,11 +1022,10 @@ pub(crate) fn run_batch(body: impl FnOnce()) {
     body();
 }
 
-/// Writes as much of `data` as the socket takes without blocking; returns
-/// how much that was.
-/// No SIGPIPE on a closed peer (as `TcpStream::write`): `MSG_NOSIGNAL`
-/// where it exists; on Apple systems the standard library sets
-/// `SO_NOSIGPIPE` on its sockets instead.
+/// Flags of a send that does not block (`None`: not supported here, the
+/// writer thread does all the writing). No SIGPIPE on a closed peer (as
+/// `TcpStream::write`): `MSG_NOSIGNAL` where it exists; on Apple systems
+/// the standard library sets `SO_NOSIGPIPE` on its sockets instead.
 #[cfg(any(
     target_os = "linux",
     target_os = "android",
@@ -1038,7 +1037,6 @@ pub(crate) fn run_batch(body: impl FnOnce()) {
 const SEND_FLAGS: Option<libc::c_int> = Some(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
 #[cfg(target_vendor = "apple")]
 const SEND_FLAGS: Option<libc::c_int> = Some(libc::MSG_DONTWAIT);
-/// Elsewhere the writer thread does all the writing.
 #[cfg(all(
     unix,
     not(any(
@@ -1053,6 +1051,8 @@ const SEND_FLAGS: Option<libc::c_int> = Some(libc::MSG_DONTWAIT);
 ))]
 const SEND_FLAGS: Option<libc::c_int> = None;
 
+/// Writes as much of `data` as the socket takes without blocking; returns
+/// how much that was.
 #[cfg(unix)]
 fn send_without_blocking(stream: &TcpStream, data: &[u8]) -> std::io::Result<usize> {
     let Some(flags) = SEND_FLAGS else {
