@@ -399,22 +399,38 @@ fn memory(hold: &ServerProc, cfg: &ClientConfig) -> Result<Memory, Box<dyn std::
     })
 }
 
+/// An RTM client and a raw FPNN client of `srv`, both checked to get the
+/// member count 2 of room `RID` (filled first when `fill`).
+fn rtm_pair(
+    srv: &ServerProc,
+    cfg: &ClientConfig,
+    fill: bool,
+) -> Result<(RtmServerClient, FpnnClient), Box<dyn std::error::Error>> {
+    let ep = srv.endpoint();
+    let rtm = RtmServerClient::with_config(PID, SECRET, ep.clone(), cfg.clone())?;
+    if fill {
+        rtm.pull_into_voice_room(RID, &[1001, 1002])?;
+    }
+    let count = rtm.get_voice_room_member_count(RID)?;
+    assert_eq!(count, 2, "room {RID} must have 2 members");
+    let fpnn = FpnnClient::new(ep, cfg.clone())?;
+    fpnn.connect()?;
+    assert!(
+        FpnnSignedCount(fpnn.clone(), RID).call(),
+        "the hand-signed quest must succeed"
+    );
+    Ok((rtm, fpnn))
+}
+
 /// The RTM rows; returns the pipelined-10k calls/s ratio RTM/FPNN.
 fn rtm_rows(
     rtm_srv: &ServerProc,
     cfg: &ClientConfig,
     s: &Settings,
 ) -> Result<f64, Box<dyn std::error::Error>> {
-    let ep = rtm_srv.endpoint();
-    let rtm = RtmServerClient::with_config(PID, SECRET, ep.clone(), cfg.clone())?;
-    rtm.pull_into_voice_room(RID, &[1001, 1002])?;
-    let count = rtm.get_voice_room_member_count(RID)?;
-    assert_eq!(count, 2, "room {RID} must have 2 members");
-    let fpnn = FpnnClient::new(ep, cfg.clone())?;
-    fpnn.connect()?;
+    let (rtm, fpnn) = rtm_pair(rtm_srv, cfg, true)?;
     let ours = RtmCount(rtm.clone(), RID);
     let base = FpnnSignedCount(fpnn.clone(), RID);
-    assert!(base.call(), "the hand-signed quest must succeed");
 
     println!(
         "== RTM layer: RtmServerClient::get_voice_room_member_count vs the same signed quest \
@@ -457,14 +473,9 @@ fn rtm_fast_rows(
     cfg: &ClientConfig,
     s: &Settings,
 ) -> Result<f64, Box<dyn std::error::Error>> {
-    let ep = fpnn_srv.endpoint();
-    let rtm = RtmServerClient::with_config(PID, SECRET, ep.clone(), cfg.clone())?;
-    assert_eq!(rtm.get_voice_room_member_count(RID)?, 2);
-    let fpnn = FpnnClient::new(ep, cfg.clone())?;
-    fpnn.connect()?;
+    let (rtm, fpnn) = rtm_pair(fpnn_srv, cfg, false)?;
     let ours = RtmCount(rtm.clone(), RID);
     let base = FpnnSignedCount(fpnn.clone(), RID);
-    assert!(base.call(), "the hand-signed quest must succeed");
     println!(
         "== RTM layer at full speed: the same pair against the fast `fpnn` server (signatures \
          not checked) =="
