@@ -68,10 +68,11 @@ pub(crate) type Reply = Result<RawAnswer>;
 
 /// Where a blocked caller's reply is put: a one-shot slot.
 ///
-/// A blocked caller polls it for a moment (see `client::spin_for_answer`)
-/// and then sleeps on it without spinning: with many callers blocked at
-/// once, spinning and yielding only take the cores from the threads that
-/// produce the answers.
+/// A blocked caller first polls it for a moment, or only yields a few
+/// times when more callers wait than there are cores (see
+/// `client::spin_for_answer`), and then sleeps on it: the slot itself never
+/// spins, since with many callers blocked at once spinning would only take
+/// the cores from the threads that produce the answers.
 #[derive(Default)]
 pub(crate) struct ReplySlot {
     state: Mutex<SlotState>,
