@@ -637,41 +637,26 @@ impl Connection {
     /// it without blocking, unless another thread is writing (it or the
     /// writer thread takes the buffer along: `flush_now` is set). What the
     /// socket does not take is left to the writer thread.
-    fn write_out_without_blocking(self: &Arc<Self>, mut w: MutexGuard<'_, WriteState>) {
+    fn write_out_without_blocking(self: &Arc<Self>, w: MutexGuard<'_, WriteState>) {
         if w.writing || w.buf.is_empty() {
             return;
         }
-        w.writing = true;
-        let mut data = std::mem::take(&mut w.spare);
-        std::mem::swap(&mut data, &mut w.buf);
-        w.flush_now = false;
-        w.flushes += 1;
-        drop(w);
-        let sent = send_without_blocking(&self.stream, &data);
-        let mut w = lock(&self.writer);
-        w.writing = false;
-        match sent {
-            Ok(n) => {
-                if n < data.len() {
-                    // The rest goes first, before what was queued meanwhile.
-                    data.drain(..n);
-                    data.extend_from_slice(&w.buf);
-                    std::mem::swap(&mut w.buf, &mut data);
-                    w.flush_now = true;
-                }
-                data.clear();
-                w.spare = data;
-                if !w.buf.is_empty() && w.writer_idle {
-                    w.flush_now = true;
-                    w.writer_idle = false;
-                    self.writer_cv.notify_one();
-                }
-            }
+        let (mut w, result) = self.write_out(w, false);
+        match result {
+            Ok(()) => self.leave_rest_to_writer(&mut w),
             Err(e) => {
-                w.buf.clear();
                 drop(w);
                 self.shutdown(Error::from(e));
             }
+        }
+    }
+
+    /// Wakes the writer thread, if it sleeps, for frames left in the buffer.
+    fn leave_rest_to_writer(&self, w: &mut WriteState) {
+        if !w.buf.is_empty() && w.writer_idle {
+            w.flush_now = true;
+            w.writer_idle = false;
+            self.writer_cv.notify_one();
         }
     }
 
@@ -755,29 +740,47 @@ impl Connection {
         true
     }
 
-    /// Writes out everything buffered, without holding the lock during the
-    /// write; the caller has set `writing`. Returns the relocked state. On
-    /// an error the buffer is dropped (the connection is about to close).
-    fn flush<'a>(
+    /// Writes out what is buffered from this thread, without holding the
+    /// lock during the write (`writing` keeps other writers out meanwhile;
+    /// the caller checked that none is writing). With `wait`, everything is
+    /// written; without, as much as the socket takes at once, and the rest
+    /// is put back ahead of what was queued meanwhile. Returns the relocked
+    /// state. On an error the buffer is dropped (the connection is about to
+    /// close).
+    fn write_out<'a>(
         &'a self,
         mut w: MutexGuard<'a, WriteState>,
+        wait: bool,
     ) -> (MutexGuard<'a, WriteState>, std::io::Result<()>) {
+        w.writing = true;
         let mut data = std::mem::take(&mut w.spare);
         std::mem::swap(&mut data, &mut w.buf);
         w.flush_now = false;
         w.flushes += 1;
         drop(w);
-        let result = (&self.stream).write_all(&data);
+        let result = if wait {
+            (&self.stream).write_all(&data).map(|()| data.len())
+        } else {
+            send_without_blocking(&self.stream, &data)
+        };
+        let mut w = lock(&self.writer);
+        w.writing = false;
+        match result {
+            Ok(sent) if sent < data.len() => {
+                data.drain(..sent);
+                data.extend_from_slice(&w.buf);
+                std::mem::swap(&mut w.buf, &mut data);
+                w.flush_now = true;
+            }
+            Ok(_) => {}
+            Err(_) => w.buf.clear(),
+        }
         data.clear();
         if data.capacity() > 1 << 20 {
             data.shrink_to(64 * 1024);
         }
-        let mut w = lock(&self.writer);
         w.spare = data;
-        if result.is_err() {
-            w.buf.clear();
-        }
-        (w, result)
+        (w, result.map(drop))
     }
 
     /// Writes a frame from the calling thread, unless another thread is
@@ -796,20 +799,14 @@ impl Connection {
             w.flush_now = true;
             return Ok(());
         }
-        w.writing = true;
-        let (mut w, result) = self.flush(w);
-        w.writing = false;
+        let (mut w, result) = self.write_out(w, true);
         if let Err(e) = result {
             drop(w);
             let err = Error::from(e);
             self.shutdown(err.clone());
             return Err(err);
         }
-        if !w.buf.is_empty() && w.writer_idle {
-            w.flush_now = true;
-            w.writer_idle = false;
-            self.writer_cv.notify_one();
-        }
+        self.leave_rest_to_writer(&mut w);
         Ok(())
     }
 
@@ -905,7 +902,7 @@ impl Connection {
                         continue;
                     }
                 };
-                let answer = |shared: &Arc<[u8]>| {
+                let answer = || {
                     let local = payload.start - base..payload.end - base;
                     RawAnswer::new(seq, status, shared.clone(), local)
                 };
@@ -913,9 +910,9 @@ impl Connection {
                     Some(Waiter::Callback { cb, method, .. }) => batch.push(AnsweredCall {
                         cb,
                         method,
-                        answer: answer(&shared),
+                        answer: answer(),
                     }),
-                    Some(Waiter::Blocking(tx)) => blocked.push((tx, answer(&shared))),
+                    Some(Waiter::Blocking(tx)) => blocked.push((tx, answer())),
                     None => unknown.push(seq),
                 }
             }
@@ -1111,10 +1108,8 @@ fn writer_loop(conn: Arc<Connection>) {
             && !w.writing
             && (w.flush_now || w.open_batches == 0 || w.buf.len() >= COALESCE_BYTES)
         {
-            w.writing = true;
-            let (guard, result) = conn.flush(w);
+            let (guard, result) = conn.write_out(w, true);
             w = guard;
-            w.writing = false;
             if let Err(e) = result {
                 drop(w);
                 conn.shutdown(Error::from(e));
