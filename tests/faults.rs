@@ -15,7 +15,9 @@ use crossbeam_channel::unbounded;
 use rmpv::Value;
 use rtm_server_sdk::emulator::{FpnnServer, Reply, RtmEmulator, ServerOptions};
 use rtm_server_sdk::fpnn::{ConnectionEvent, KeepaliveConfig, ReconnectStrategy};
-use rtm_server_sdk::rtm::{MessageBody, PushEvent, PushHandler, PushMessage};
+use rtm_server_sdk::rtm::{
+    ListenStatus, ListenTargets, MessageBody, PushEvent, PushHandler, PushMessage,
+};
 use rtm_server_sdk::{ClientConfig, FpnnClient, RtmServerClient};
 
 const PID: i64 = 11000001;
@@ -45,9 +47,23 @@ fn killed_and_restarted_server_calls_fail_once_and_listen_state_is_restored() {
                 .connect_timeout(Duration::from_secs(2))
                 .reconnect(fast_reconnect()),
         );
-        client.add_listen(&[1, 2], &[3], &[], &["login"]).unwrap();
-        client.set_listen_status(false, true, false, false).unwrap();
-        client.remove_listen(&[2], &[], &[], &[]).unwrap();
+        client
+            .add_listen(
+                &ListenTargets::new()
+                    .groups([1, 2])
+                    .rooms([3])
+                    .events(["login"]),
+            )
+            .unwrap();
+        client
+            .set_listen_status(ListenStatus {
+                rooms: true,
+                ..Default::default()
+            })
+            .unwrap();
+        client
+            .remove_listen(&ListenTargets::new().groups([2]))
+            .unwrap();
         let expected = client.listen_state();
         assert_eq!(expected.gids.iter().copied().collect::<Vec<_>>(), vec![1]);
         assert!(expected.all_rooms);
@@ -397,7 +413,9 @@ fn close_cuts_a_connect_in_progress_short() {
                 .connect_timeout(Duration::from_secs(20))
                 .reconnect(fast_reconnect()),
         );
-        client.add_listen(&[1], &[], &[], &[]).unwrap();
+        client
+            .add_listen(&ListenTargets::new().groups([1]))
+            .unwrap();
         // The server stops answering and drops the connection: the
         // background reconnect then hangs in the listen restore (which waits
         // up to the 20 s connect timeout).

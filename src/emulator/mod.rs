@@ -85,6 +85,18 @@
 pub mod rtm;
 pub mod server;
 
+mod data;
+mod devices;
+mod files;
+mod groups;
+mod imserver;
+mod messages;
+mod moderation;
+mod params;
+mod relations;
+mod rooms;
+mod users;
+
 #[cfg(test)]
 mod testutil;
 

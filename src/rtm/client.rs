@@ -278,6 +278,7 @@ impl RtmServerClient {
         params: &Params,
         read: ReadAnswer<T>,
     ) -> Result<T> {
+        params.check()?;
         let answer = match self.send_signed(method, params) {
             Err(e) if should_resend(&e) && !self.inner.fpnn.is_closed() => {
                 log::debug!("`{method}` failed ({e}); re-signing and resending once");
@@ -301,6 +302,9 @@ impl RtmServerClient {
         read: ReadAnswer<T>,
         callback: Box<dyn FnOnce(Result<T>) + Send>,
     ) {
+        if let Err(e) = params.check() {
+            return self.on_pool(move || callback(Err(e)));
+        }
         let core = self.inner.fpnn.core().clone();
         let timeout = self.timeout;
         let weak = self.downgrade();
@@ -345,16 +349,70 @@ impl RtmServerClient {
     }
 }
 
-/// Declares RTM API methods: each is described once (name, parameters, the
-/// method string, the wire keys, how to read the answer) and gets a blocking
-/// form and a `*_with_callback` form.
+impl RtmServerClient {
+    /// This handle, or one with `default` as its timeout when it has no
+    /// per-call timeout of its own (the methods with a longer default, such
+    /// as the moderation checks).
+    fn or_default_timeout(&self, default: Option<Duration>) -> std::borrow::Cow<'_, Self> {
+        match (self.timeout, default) {
+            (None, Some(d)) => std::borrow::Cow::Owned(self.with_timeout(d)),
+            _ => std::borrow::Cow::Borrowed(self),
+        }
+    }
+
+    /// [`invoke`](Self::invoke) with the method's own default timeout.
+    pub(crate) fn invoke_timed<T>(
+        &self,
+        method: &str,
+        params: &Params,
+        default_timeout: Option<Duration>,
+        read: ReadAnswer<T>,
+    ) -> Result<T> {
+        self.or_default_timeout(default_timeout)
+            .invoke(method, params, read)
+    }
+
+    /// [`invoke_with_callback`](Self::invoke_with_callback) with the
+    /// method's own default timeout.
+    pub(crate) fn invoke_timed_with_callback<T: Send + 'static>(
+        &self,
+        method: MethodName,
+        params: Params,
+        default_timeout: Option<Duration>,
+        read: ReadAnswer<T>,
+        callback: Box<dyn FnOnce(Result<T>) + Send>,
+    ) {
+        self.or_default_timeout(default_timeout)
+            .invoke_with_callback(method, params, read, callback)
+    }
+}
+
+/// Declares RTM API methods: each is described once (name, arguments, the
+/// method string, the wire keys, how to read the answer, and optionally a
+/// default timeout of its own) and gets a blocking form and a
+/// `*_with_callback` form. See CONTRIBUTING.md, "API conventions".
+///
+/// ```ignore
+/// rtm_methods! {
+///     /// Doc of the method (shared by both forms).
+///     fn get_token / get_token_with_callback (uid: i64) -> String {
+///         method: "gettoken",
+///         params: { "uid": uid },
+///         answer: |a| a.string("token"),
+///     }
+/// }
+/// ```
+///
+/// `timeout: Duration::from_secs(120),` after `answer` sets the method's
+/// own default (used when the handle has no per-call timeout).
 macro_rules! rtm_methods {
     ($(
         $(#[$doc:meta])*
         fn $name:ident / $cb_name:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> $out:ty {
             method: $method:literal,
             params: { $($key:literal : $val:expr),* $(,)? },
-            answer: $read:expr $(,)?
+            answer: $read:expr
+            $(, timeout: $timeout:expr)? $(,)?
         }
     )*) => {
         impl $crate::rtm::RtmServerClient { $(
@@ -363,9 +421,12 @@ macro_rules! rtm_methods {
             #[doc = concat!("Quest `", $method, "`. The callback form is [`", stringify!($cb_name), "`](Self::", stringify!($cb_name), ").")]
             pub fn $name(&self, $($arg: $ty),*) -> $crate::Result<$out> {
                 #[allow(unused_mut)]
-                let mut params = $crate::rtm::Params::new();
+                let mut params = $crate::rtm::params::Params::new();
                 $( params.put($key, $val); )*
-                self.invoke($method, &params, $read)
+                #[allow(unused_mut, unused_assignments)]
+                let mut default_timeout: Option<std::time::Duration> = None;
+                $( default_timeout = Some($timeout); )?
+                self.invoke_timed($method, &params, default_timeout, $read)
             }
 
             #[doc = concat!("The callback form of [`", stringify!($name), "`](Self::", stringify!($name), "): sends the same quest and returns at once; `callback` receives the same result exactly once, on a callback thread.")]
@@ -374,11 +435,15 @@ macro_rules! rtm_methods {
                 F: FnOnce($crate::Result<$out>) + Send + 'static,
             {
                 #[allow(unused_mut)]
-                let mut params = $crate::rtm::Params::new();
+                let mut params = $crate::rtm::params::Params::new();
                 $( params.put($key, $val); )*
-                self.invoke_with_callback(
+                #[allow(unused_mut, unused_assignments)]
+                let mut default_timeout: Option<std::time::Duration> = None;
+                $( default_timeout = Some($timeout); )?
+                self.invoke_timed_with_callback(
                     $crate::fpnn::conn::MethodName::Static($method),
                     params,
+                    default_timeout,
                     $read,
                     Box::new(callback),
                 )

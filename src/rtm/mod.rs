@@ -10,15 +10,14 @@
 mod auth;
 mod client;
 mod listen;
-mod params;
+pub(crate) mod params;
 mod push;
 mod rtc;
 mod voice;
 
 pub use auth::{next_salt, sign, unix_seconds};
 pub use client::RtmServerClient;
-pub use listen::ListenState;
-pub use params::{Params, ToParam};
+pub use listen::{ListenState, ListenStatus, ListenTargets};
 pub use push::{MessageBody, PushEvent, PushHandler, PushMessage};
-pub use rtc::{AdminCommand, RtcRoomMembers, RtcRoomType};
+pub use rtc::{AdminCommand, RtcRoomMembers, RtcRoomOptions, RtcRoomType};
 pub use voice::VoiceRoomMembers;

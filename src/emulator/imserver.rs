@@ -1,0 +1,20 @@
+//! The IM-server records (A.7: `imserver_*`).
+
+use rmpv::Value;
+
+use super::params::*;
+use super::rtm::{Ctx, Family, RtmState};
+
+/// This family's state (part of the emulator's one state).
+#[derive(Debug, Default)]
+pub(crate) struct ImServer {}
+
+/// The methods of this family.
+pub(crate) const FAMILY: Family = Family {
+    methods: &[],
+    dispatch,
+};
+
+fn dispatch(_st: &mut RtmState, _cx: &mut Ctx<'_>, method: &str, _p: &Value) -> R<Value> {
+    Err(unknown_method(method))
+}
