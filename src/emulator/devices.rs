@@ -6,7 +6,7 @@ use super::params::*;
 use super::rtm::{Ctx, Family, RtmState};
 
 /// This family's state (part of the emulator's one state).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Devices {}
 
 /// The methods of this family.

@@ -16,7 +16,7 @@ use super::params::*;
 use super::rtm::{Ctx, Family, RtmState};
 
 /// Where a message went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[allow(dead_code)]
 pub(crate) enum Target {
     /// A P2P message to this user.
@@ -30,7 +30,7 @@ pub(crate) enum Target {
 }
 
 /// One stored message.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[allow(dead_code)]
 pub(crate) struct StoredMessage {
     /// The cursor id (increasing in storage order, from 1).
@@ -40,6 +40,7 @@ pub(crate) struct StoredMessage {
     pub mtype: i64,
     pub mid: i64,
     /// The body as it arrived: `str` or `bin`.
+    #[serde(with = "super::persist::value")]
     pub msg: Value,
     pub attrs: String,
     /// The emulator's time of storage, in milliseconds.
@@ -47,7 +48,7 @@ pub(crate) struct StoredMessage {
 }
 
 /// This family's state (part of the emulator's one state).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Messages {
     /// Every stored message, in storage order.
     pub log: Vec<StoredMessage>,

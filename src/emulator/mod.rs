@@ -82,6 +82,7 @@
 //! `server.faults().set_freeze(true)` to test quest timeouts, or
 //! `set_drop_every(1)` to test the retry on a closed connection.
 
+pub mod persist;
 pub mod rtm;
 pub mod server;
 
@@ -100,5 +101,8 @@ mod users;
 #[cfg(test)]
 mod testutil;
 
-pub use rtm::{ListenState, Rooms, RtcRoom, RtmEmulator, UserFlags, VoiceRoom};
+pub use rtm::{
+    EmulatorFaults, EmulatorOptions, ListenState, QuestObserver, QuestOutcome, QuestRecord, Rooms,
+    RtcRoom, RtmEmulator, UserFlags, VoiceRoom,
+};
 pub use server::{Faults, FpnnServer, Reply, ServerConn, ServerOptions, Service};

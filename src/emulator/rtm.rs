@@ -9,7 +9,11 @@
 //!   `sign == UPPERCASE_HEX(MD5("<pid>:<secret>:<salt>:<method>:<ts>"))`;
 //!   otherwise the answer is error 200002 (`RTM_EC_INVALID_PID_OR_SIGN`).
 //!   A `(salt, sign)` pair seen before (among the last 10,000, [`SEEN_SIGNS_CAPACITY`]) gives 200006
-//!   (`RTM_EC_SAME_SIGN`). `ts` is not compared with the clock.
+//!   (`RTM_EC_SAME_SIGN`). `ts` (seconds) is not compared with the clock
+//!   unless a window is set ([`RtmEmulator::set_max_clock_skew`],
+//!   [`EmulatorOptions::max_clock_skew`]; the standalone program sets one
+//!   hour by default): outside it the answer is 200008
+//!   (`RTM_EC_INVALID_SERVER_TIME`).
 //! * An unknown method gives 20004 (checked before the signature), a missing
 //!   parameter 10009 and a parameter of the wrong type 10010 (the message
 //!   names the key). Ids are any msgpack int that fits an `i64`.
@@ -28,7 +32,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rmpv::Value;
 
@@ -68,7 +74,8 @@ pub const METHODS: &[&str] = &[
 ];
 
 /// A voice room (PROTOCOL.md 6.1), as seen by [`RtmEmulator::rooms`].
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct VoiceRoom {
     /// The room id.
@@ -87,7 +94,8 @@ pub struct VoiceRoom {
 }
 
 /// The per-user switches set by `adminCommand` 2..=7 in an RTC room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct UserFlags {
     /// Set by command 2 (forbid sending audio), cleared by 3.
@@ -101,7 +109,8 @@ pub struct UserFlags {
 }
 
 /// An RTC room (PROTOCOL.md 6.2), as seen by [`RtmEmulator::rooms`].
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct RtcRoom {
     /// The room id.
@@ -164,13 +173,22 @@ pub struct ListenState {
 
 /// The whole state of an emulator, behind one lock. Each API family keeps
 /// its part in a field of its own, defined in its own file.
-#[derive(Default)]
+///
+/// The state file of the standalone emulator is this struct as JSON
+/// (`super::persist`), without the per-connection and anti-replay parts
+/// (`#[serde(skip)]`): a new field must be serializable or skipped.
+/// Missing fields load as their defaults, so older state files still load.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 #[allow(dead_code)] // families fill in their parts
 pub(crate) struct RtmState {
     voice: BTreeMap<i64, VoiceRoom>,
     rtc: BTreeMap<i64, RtcRoom>,
-    seen: HashSet<(String, String)>,
-    seen_order: VecDeque<(String, String)>,
+    #[serde(skip)]
+    pub(crate) seen: HashSet<(String, String)>,
+    #[serde(skip)]
+    pub(crate) seen_order: VecDeque<(String, String)>,
+    #[serde(skip)]
     pub(crate) listen: HashMap<u64, ListenState>,
     /// Added to the real clock (see [`RtmEmulator::advance_clock`]).
     clock_offset_ms: i64,
@@ -255,6 +273,328 @@ pub(crate) struct RtmShared {
     pub(crate) state: Mutex<RtmState>,
     /// The open connections, by id (for pushes to listeners).
     pub(crate) conns: Mutex<HashMap<u64, ServerConn>>,
+    /// The RTM fault switches.
+    faults: EmulatorFaults,
+    /// Called after each RTM quest (see [`RtmEmulator::set_quest_observer`]).
+    observer: Mutex<Option<QuestObserver>>,
+    /// The `ts` window in milliseconds; `u64::MAX`: not checked.
+    max_clock_skew_ms: AtomicU64,
+    /// How many RTM quests each open connection sent (for
+    /// [`EmulatorFaults::set_drop_after`]).
+    quest_counts: Mutex<HashMap<u64, u64>>,
+}
+
+// ---------------------------------------------------------------------------
+// Options, faults and the quest observer
+// ---------------------------------------------------------------------------
+
+/// Called by the emulator after each RTM quest, on the connection's thread
+/// (keep it short). See [`RtmEmulator::set_quest_observer`].
+pub type QuestObserver = Arc<dyn Fn(&QuestRecord) + Send + Sync>;
+
+/// How an RTM emulator starts (see [`RtmEmulator::start_with_options`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use rtm_server_sdk::emulator::{EmulatorOptions, RtmEmulator};
+///
+/// let options = EmulatorOptions::new().max_clock_skew(Duration::from_secs(600));
+/// options.faults.set_delay("getVoiceRoomList", Duration::from_millis(50));
+/// let emu = RtmEmulator::start_with_options(11000001, "secret", options).unwrap();
+/// assert_eq!(emu.max_clock_skew(), Some(Duration::from_secs(600)));
+/// ```
+#[derive(Default)]
+#[non_exhaustive]
+pub struct EmulatorOptions {
+    /// Where and how the underlying server listens (address, encryption,
+    /// payload limit).
+    pub server: ServerOptions,
+    /// How far a quest's `ts` may be from the emulator's clock; `None`
+    /// (the default): `ts` is not compared with the clock.
+    pub max_clock_skew: Option<Duration>,
+    /// The RTM fault switches in force from the start (changeable later
+    /// through [`RtmEmulator::faults`]).
+    pub faults: EmulatorFaults,
+    /// Called after each RTM quest.
+    pub observer: Option<QuestObserver>,
+    /// A state to start from, as written by [`RtmEmulator::state_json`]
+    /// (or saved by [`RtmEmulator::save_state`]).
+    pub state_json: Option<String>,
+}
+
+impl fmt::Debug for EmulatorOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmulatorOptions")
+            .field("server", &self.server)
+            .field("max_clock_skew", &self.max_clock_skew)
+            .field("faults", &self.faults)
+            .field("observer", &self.observer.is_some())
+            .field("state_json", &self.state_json.as_ref().map(String::len))
+            .finish()
+    }
+}
+
+impl EmulatorOptions {
+    /// The defaults: a free port of `127.0.0.1`, no encryption, `ts` not
+    /// checked, no faults, no observer, an empty state.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the server options.
+    #[must_use]
+    pub fn server(mut self, server: ServerOptions) -> Self {
+        self.server = server;
+        self
+    }
+
+    /// Answers 200008 (`RTM_EC_INVALID_SERVER_TIME`) to a quest whose `ts`
+    /// is more than `skew` away from the emulator's clock.
+    #[must_use]
+    pub fn max_clock_skew(mut self, skew: Duration) -> Self {
+        self.max_clock_skew = Some(skew);
+        self
+    }
+
+    /// Calls `observer` after each RTM quest.
+    #[must_use]
+    pub fn observer(mut self, observer: impl Fn(&QuestRecord) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// Starts from this state (JSON from [`RtmEmulator::state_json`]).
+    #[must_use]
+    pub fn state_json(mut self, json: impl Into<String>) -> Self {
+        self.state_json = Some(json.into());
+        self
+    }
+}
+
+/// The RTM-level fault switches of an [`RtmEmulator`], all off by default
+/// and changeable while it runs (from any thread). They apply to RTM quests
+/// only, not to the FPNN built-ins `*ping` and `*key`; the connection-level
+/// switches (refusing connections, freezing, dropping every n-th quest
+/// server-wide) are the server's [`Faults`](super::Faults), reached through
+/// [`RtmEmulator::server`].
+#[derive(Debug, Default)]
+pub struct EmulatorFaults {
+    /// Answer delays by method (`"*"`: every method).
+    delays: Mutex<HashMap<String, Duration>>,
+    /// Injected error codes by method (`"*"`: every method).
+    fails: Mutex<HashMap<String, i64>>,
+    /// Close a connection when it sends more quests than this; 0: off.
+    drop_after: AtomicU64,
+}
+
+impl EmulatorFaults {
+    /// Delays the answers to `method` (`"*"`: every method) by `delay`;
+    /// `Duration::ZERO` removes the delay. A method's own delay wins over
+    /// the `"*"` one. The quest is handled at once and only its answer
+    /// waits (on the server's timer thread): the connection keeps reading
+    /// and other quests, on this connection or another, are answered
+    /// meanwhile.
+    pub fn set_delay(&self, method: &str, delay: Duration) {
+        let mut delays = lock(&self.delays);
+        if delay.is_zero() {
+            delays.remove(method);
+        } else {
+            delays.insert(method.to_string(), delay);
+        }
+    }
+
+    /// The delay in force for `method` (zero: none).
+    pub fn delay_for(&self, method: &str) -> Duration {
+        let delays = lock(&self.delays);
+        delays
+            .get(method)
+            .or_else(|| delays.get("*"))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Answers `method` (`"*"`: every method) with the error `code`,
+    /// without running it, after the quest passed authentication (a bad
+    /// signature still gets 200002). A method's own code wins over the
+    /// `"*"` one.
+    pub fn set_fail(&self, method: &str, code: i64) {
+        lock(&self.fails).insert(method.to_string(), code);
+    }
+
+    /// Removes the failure set for `method` (or `"*"`).
+    pub fn clear_fail(&self, method: &str) {
+        lock(&self.fails).remove(method);
+    }
+
+    /// The error code injected for `method`, if any.
+    pub fn fail_for(&self, method: &str) -> Option<i64> {
+        let fails = lock(&self.fails);
+        fails.get(method).or_else(|| fails.get("*")).copied()
+    }
+
+    /// Serves `n` RTM quests per connection, then closes the connection
+    /// when it sends the next one, without answering it (the client sees
+    /// its connection close with a quest in flight). Each new connection
+    /// gets `n` quests again. 0 (the default) turns it off.
+    pub fn set_drop_after(&self, n: u64) {
+        self.drop_after.store(n, Ordering::SeqCst);
+    }
+
+    /// The current `drop_after` setting (0: off).
+    pub fn drop_after(&self) -> u64 {
+        self.drop_after.load(Ordering::SeqCst)
+    }
+
+    /// Turns every RTM fault off.
+    pub fn clear(&self) {
+        lock(&self.delays).clear();
+        lock(&self.fails).clear();
+        self.set_drop_after(0);
+    }
+}
+
+/// How the emulator answered a quest (see [`QuestRecord`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QuestOutcome {
+    /// An OK answer.
+    Ok,
+    /// An exception answer.
+    Error {
+        /// The error code.
+        code: i64,
+        /// The message (`ex`).
+        message: String,
+    },
+    /// No answer: the connection was closed
+    /// ([`EmulatorFaults::set_drop_after`]).
+    Closed,
+}
+
+impl QuestOutcome {
+    /// The answer's code: 0 for OK, the error code, or -1 when the
+    /// connection was closed instead.
+    #[must_use]
+    pub fn code(&self) -> i64 {
+        match self {
+            QuestOutcome::Ok => 0,
+            QuestOutcome::Error { code, .. } => *code,
+            QuestOutcome::Closed => -1,
+        }
+    }
+}
+
+/// One RTM quest as the emulator handled it, given to the quest observer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QuestRecord {
+    /// The connection ([`ServerConn::id`]).
+    pub conn_id: u64,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The method.
+    pub method: String,
+    /// A short summary of the parameters (`key=value`, the signature keys
+    /// `pid`, `salt`, `ts` and `sign` left out, long values cut).
+    pub params: String,
+    /// The answer.
+    pub outcome: QuestOutcome,
+    /// How long the emulator took to handle the quest.
+    pub elapsed: Duration,
+    /// The extra delay before the answer is sent
+    /// ([`EmulatorFaults::set_delay`]).
+    pub delay: Duration,
+}
+
+/// The keys every signed quest carries, left out of [`QuestRecord::params`].
+const SIGNATURE_KEYS: [&str; 4] = ["pid", "salt", "ts", "sign"];
+
+/// A one-line summary of a quest's parameters, for logs.
+fn summarize_params(p: &Value) -> String {
+    const MAX: usize = 240;
+    let Value::Map(entries) = p else {
+        return summarize_value(p, 0);
+    };
+    let mut out = String::new();
+    for (k, v) in entries {
+        let key = match k {
+            Value::String(s) => s.as_str().unwrap_or("?").to_string(),
+            other => summarize_value(other, 1),
+        };
+        if SIGNATURE_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&key);
+        out.push('=');
+        out.push_str(&summarize_value(v, 0));
+        if out.len() > MAX {
+            cut(&mut out, MAX);
+            break;
+        }
+    }
+    out
+}
+
+/// Cuts `s` to at most `max` bytes (on a char boundary) and marks the cut.
+fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+}
+
+fn summarize_value(v: &Value, depth: usize) -> String {
+    const ITEMS: usize = 5;
+    match v {
+        Value::String(s) => match s.as_str() {
+            Some(text) => {
+                let mut t = format!("{text:?}");
+                cut(&mut t, 40);
+                t
+            }
+            None => format!("<str {} bytes>", s.as_bytes().len()),
+        },
+        Value::Binary(b) => format!("<bin {} bytes>", b.len()),
+        Value::Array(items) if depth < 2 => {
+            let mut parts: Vec<String> = items
+                .iter()
+                .take(ITEMS)
+                .map(|i| summarize_value(i, depth + 1))
+                .collect();
+            if items.len() > ITEMS {
+                parts.push(format!("…{} more", items.len() - ITEMS));
+            }
+            format!("[{}]", parts.join(","))
+        }
+        Value::Map(entries) if depth < 2 => {
+            let mut parts: Vec<String> = entries
+                .iter()
+                .take(ITEMS)
+                .map(|(k, v)| {
+                    format!(
+                        "{}:{}",
+                        summarize_value(k, depth + 1),
+                        summarize_value(v, depth + 1)
+                    )
+                })
+                .collect();
+            if entries.len() > ITEMS {
+                parts.push(format!("…{} more", entries.len() - ITEMS));
+            }
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(items) => format!("[{} items]", items.len()),
+        Value::Map(entries) => format!("{{{} entries}}", entries.len()),
+        other => other.to_string(),
+    }
 }
 
 struct RtmService(Arc<RtmShared>);
@@ -298,14 +638,70 @@ impl RtmEmulator {
         secret: &str,
         options: ServerOptions,
     ) -> std::io::Result<RtmEmulator> {
+        Self::start_with_options(pid, secret, EmulatorOptions::new().server(options))
+    }
+
+    /// Starts an emulator with every option: server options, the `ts`
+    /// window, faults, a quest observer and a state to start from.
+    ///
+    /// # Errors
+    ///
+    /// When the listener cannot be bound or a thread cannot be spawned, or
+    /// (`ErrorKind::InvalidData`) when `state_json` is not a state of this
+    /// project.
+    pub fn start_with_options(
+        pid: i64,
+        secret: &str,
+        options: EmulatorOptions,
+    ) -> std::io::Result<RtmEmulator> {
+        let state = match &options.state_json {
+            Some(json) => super::persist::parse_state(json, pid)?,
+            None => RtmState::default(),
+        };
         let shared = Arc::new(RtmShared {
             pid,
             secret: secret.to_string(),
-            state: Mutex::new(RtmState::default()),
+            state: Mutex::new(state),
             conns: Mutex::new(HashMap::new()),
+            faults: options.faults,
+            observer: Mutex::new(options.observer),
+            max_clock_skew_ms: AtomicU64::new(skew_ms(options.max_clock_skew)),
+            quest_counts: Mutex::new(HashMap::new()),
         });
-        let server = FpnnServer::start(RtmService(shared.clone()), options)?;
+        let server = FpnnServer::start(RtmService(shared.clone()), options.server)?;
         Ok(RtmEmulator { server, shared })
+    }
+
+    /// The RTM fault switches (delays, injected errors, dropped
+    /// connections), changeable while the emulator runs.
+    pub fn faults(&self) -> &EmulatorFaults {
+        &self.shared.faults
+    }
+
+    /// Calls `observer` after each RTM quest (method, parameters, answer
+    /// code, time taken), on the connection's thread; `None` removes it.
+    /// The standalone `rtm-emulator` program logs every quest this way.
+    pub fn set_quest_observer(&self, observer: Option<QuestObserver>) {
+        *lock(&self.shared.observer) = observer;
+    }
+
+    /// Answers 200008 (`RTM_EC_INVALID_SERVER_TIME`) to a quest whose `ts`
+    /// (seconds) is more than `skew` away from the emulator's clock
+    /// ([`now_ms`](Self::now_ms), which follows
+    /// [`advance_clock`](Self::advance_clock)); `None` (the default of the
+    /// library emulator) does not compare `ts` with the clock.
+    pub fn set_max_clock_skew(&self, skew: Option<Duration>) {
+        self.shared
+            .max_clock_skew_ms
+            .store(skew_ms(skew), Ordering::SeqCst);
+    }
+
+    /// The `ts` window in force (`None`: not checked).
+    pub fn max_clock_skew(&self) -> Option<Duration> {
+        match self.shared.max_clock_skew_ms.load(Ordering::SeqCst) {
+            u64::MAX => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
     }
 
     /// The endpoint a client dials: `"127.0.0.1:PORT"`.
@@ -431,13 +827,91 @@ fn rtm_sign(pid: &str, secret: &str, salt: &str, method: &str, ts: &str) -> Stri
     hex::encode_upper(Md5::digest(format!("{pid}:{secret}:{salt}:{method}:{ts}")))
 }
 
+/// A clock-skew window in milliseconds, `u64::MAX` for none.
+fn skew_ms(skew: Option<Duration>) -> u64 {
+    skew.map_or(u64::MAX, |d| {
+        u64::try_from(d.as_millis())
+            .unwrap_or(u64::MAX - 1)
+            .min(u64::MAX - 1)
+    })
+}
+
 impl Service for RtmService {
     fn on_quest(&self, conn: &ServerConn, quest: &Quest) -> Reply {
+        let started = Instant::now();
         let method = quest.method.as_str();
+        let faults = &self.0.faults;
+        let drop_after = faults.drop_after();
+        let count = {
+            let mut counts = lock(&self.0.quest_counts);
+            let n = counts.entry(conn.id()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let (reply, delay) = if drop_after > 0 && count > drop_after {
+            log::debug!(
+                "emulator: closing connection {} on its quest {count} (drop after {drop_after})",
+                conn.id()
+            );
+            (Reply::Close, Duration::ZERO)
+        } else {
+            let reply = self.handle(conn, method, &quest.payload);
+            (reply, faults.delay_for(method))
+        };
+        let observer = lock(&self.0.observer).clone();
+        if let Some(observer) = observer {
+            let outcome = match &reply {
+                Reply::Error { code, message } => QuestOutcome::Error {
+                    code: *code,
+                    message: message.clone(),
+                },
+                Reply::Close => QuestOutcome::Closed,
+                _ => QuestOutcome::Ok,
+            };
+            observer(&QuestRecord {
+                conn_id: conn.id(),
+                peer: conn.peer_addr(),
+                method: method.to_string(),
+                params: summarize_params(&quest.payload),
+                outcome,
+                elapsed: started.elapsed(),
+                delay,
+            });
+        }
+        if delay.is_zero() {
+            reply
+        } else {
+            Reply::after(delay, reply)
+        }
+    }
+
+    fn on_connect(&self, conn: &ServerConn) {
+        lock(&self.0.conns).insert(conn.id(), conn.clone());
+    }
+
+    fn on_disconnect(&self, conn: &ServerConn) {
+        lock(&self.0.conns).remove(&conn.id());
+        lock(&self.0.quest_counts).remove(&conn.id());
+        lock(&self.0.state).listen.remove(&conn.id());
+    }
+}
+
+impl RtmService {
+    /// Checks and runs one RTM quest.
+    fn handle(&self, conn: &ServerConn, method: &str, payload: &Value) -> Reply {
         if !METHODS.contains(&method) && family_of(method).is_none() {
             return Reply::error(
                 codes::FPNN_EC_CORE_UNKNOWN_METHOD,
                 format!("unknown method `{method}`"),
+            );
+        }
+        if let Err(r) = self.authenticate(method, payload) {
+            return r;
+        }
+        if let Some(code) = self.0.faults.fail_for(method) {
+            return Reply::error(
+                code,
+                format!("failure injected for `{method}` (emulator fault)"),
             );
         }
         let mut cx = Ctx {
@@ -445,9 +919,7 @@ impl Service for RtmService {
             pid: self.0.pid,
             outbox: Vec::new(),
         };
-        let result = self
-            .authenticate(method, &quest.payload)
-            .and_then(|()| self.dispatch(&mut cx, method, &quest.payload));
+        let result = self.dispatch(&mut cx, method, payload);
         self.send_outbox(std::mem::take(&mut cx.outbox));
         match result {
             Ok(v) => Reply::Answer(v),
@@ -458,17 +930,6 @@ impl Service for RtmService {
         }
     }
 
-    fn on_connect(&self, conn: &ServerConn) {
-        lock(&self.0.conns).insert(conn.id(), conn.clone());
-    }
-
-    fn on_disconnect(&self, conn: &ServerConn) {
-        lock(&self.0.conns).remove(&conn.id());
-        lock(&self.0.state).listen.remove(&conn.id());
-    }
-}
-
-impl RtmService {
     fn authenticate(&self, method: &str, p: &Value) -> R<()> {
         let bad = |why: &str| Reply::error(codes::RTM_EC_INVALID_PID_OR_SIGN, why.to_string());
         let pid = get(p, "pid")
@@ -487,6 +948,23 @@ impl RtmService {
             return Err(bad("invalid sign"));
         }
         let mut st = lock(&self.0.state);
+        let max_skew_ms = self.0.max_clock_skew_ms.load(Ordering::SeqCst);
+        if max_skew_ms != u64::MAX {
+            let now_ms = i128::from(st.now_ms());
+            let off = ts
+                .parse::<i128>()
+                .map_or(u128::MAX, |t| (t * 1000 - now_ms).unsigned_abs());
+            if off > u128::from(max_skew_ms) {
+                return Err(Reply::error(
+                    codes::RTM_EC_INVALID_SERVER_TIME,
+                    format!(
+                        "ts {ts} is more than {} s away from the server's clock ({} s)",
+                        max_skew_ms / 1000,
+                        now_ms / 1000
+                    ),
+                ));
+            }
+        }
         let key = (salt, expected);
         if st.seen.contains(&key) {
             return Err(Reply::error(codes::RTM_EC_SAME_SIGN, "same sign"));
@@ -1450,5 +1928,213 @@ mod tests {
         emu.server().faults().set_drop_every(0);
         let mut c = RawClient::connect(&emu.endpoint());
         assert!(call(&mut c, "getVoiceRoomList", vec![]).is_ok());
+    }
+
+    #[test]
+    fn clock_skew_window() {
+        let (emu, mut c) = setup();
+        assert_eq!(emu.max_clock_skew(), None);
+        // Not checked by default: any ts passes.
+        let mut p = signed_with(PID, SECRET, "getVoiceRoomList", vec![]);
+        let stale = |p: &mut Value, ts: i64| {
+            let Value::Map(entries) = p else {
+                unreachable!()
+            };
+            let salt = entries[2].1.as_i64().unwrap();
+            entries[3].1 = Value::from(ts);
+            entries[1].1 = Value::from(rtm_sign(
+                &PID.to_string(),
+                SECRET,
+                &salt.to_string(),
+                "getVoiceRoomList",
+                &ts.to_string(),
+            ));
+        };
+        stale(&mut p, now_s() - 7200);
+        assert!(c.call("getVoiceRoomList", &p).into_result().is_ok());
+        emu.set_max_clock_skew(Some(Duration::from_secs(60)));
+        assert_eq!(emu.max_clock_skew(), Some(Duration::from_secs(60)));
+        for ts in [now_s() - 7200, now_s() + 120, 1 << 40] {
+            let mut p = signed_with(PID, SECRET, "getVoiceRoomList", vec![]);
+            stale(&mut p, ts);
+            let (code, msg) = err_msg(c.call("getVoiceRoomList", &p).into_result());
+            assert_eq!(code, codes::RTM_EC_INVALID_SERVER_TIME, "{msg}");
+            assert!(msg.contains("60 s"), "{msg}");
+        }
+        let mut p = signed_with(PID, SECRET, "getVoiceRoomList", vec![]);
+        stale(&mut p, now_s() - 30);
+        assert!(c.call("getVoiceRoomList", &p).into_result().is_ok());
+        // The window follows the emulator's clock.
+        emu.advance_clock(Duration::from_secs(3600));
+        assert_eq!(
+            code(call(&mut c, "getVoiceRoomList", vec![])),
+            codes::RTM_EC_INVALID_SERVER_TIME
+        );
+        emu.set_max_clock_skew(None);
+        assert!(call(&mut c, "getVoiceRoomList", vec![]).is_ok());
+    }
+
+    #[test]
+    fn injected_failures_and_delays() {
+        let (emu, mut c) = setup();
+        let faults = emu.faults();
+        faults.set_fail("getVoiceRoomList", 20003);
+        assert_eq!(code(call(&mut c, "getVoiceRoomList", vec![])), 20003);
+        assert!(call(&mut c, "getRTCRoomList", vec![]).is_ok());
+        // Authentication comes first.
+        let p = signed_with(PID, "wrong", "getVoiceRoomList", vec![]);
+        assert_eq!(
+            code(c.call("getVoiceRoomList", &p).into_result()),
+            codes::RTM_EC_INVALID_PID_OR_SIGN
+        );
+        faults.set_fail("*", 30000);
+        assert_eq!(code(call(&mut c, "getRTCRoomList", vec![])), 30000);
+        assert_eq!(code(call(&mut c, "getVoiceRoomList", vec![])), 20003);
+        // A failed pull changes nothing.
+        assert_eq!(
+            code(call(
+                &mut c,
+                "pullIntoVoiceRoom",
+                vec![("rid", 1.into()), ("toUids", arr(&[1]))]
+            )),
+            30000
+        );
+        assert!(emu.rooms().voice.is_empty());
+        faults.clear_fail("*");
+        faults.clear_fail("getVoiceRoomList");
+        assert_eq!(faults.fail_for("getVoiceRoomList"), None);
+        assert!(call(&mut c, "getVoiceRoomList", vec![]).is_ok());
+
+        // A delayed method holds back neither the connection nor another.
+        faults.set_delay("getVoiceRoomList", Duration::from_millis(400));
+        assert_eq!(
+            faults.delay_for("getVoiceRoomList"),
+            Duration::from_millis(400)
+        );
+        assert_eq!(faults.delay_for("getRTCRoomList"), Duration::ZERO);
+        let t = Instant::now();
+        let slow = c.send(
+            "getVoiceRoomList",
+            &signed_with(PID, SECRET, "getVoiceRoomList", vec![]),
+        );
+        let fast = c.send(
+            "getRTCRoomList",
+            &signed_with(PID, SECRET, "getRTCRoomList", vec![]),
+        );
+        let mut other = RawClient::connect(&emu.endpoint());
+        assert!(call(&mut other, "getRTCRoomList", vec![]).is_ok());
+        assert!(t.elapsed() < Duration::from_millis(350));
+        assert_eq!(c.read_answer().seq, fast);
+        assert!(t.elapsed() < Duration::from_millis(350));
+        assert_eq!(c.read_answer().seq, slow);
+        assert!(t.elapsed() >= Duration::from_millis(400));
+        faults.set_delay("*", Duration::from_millis(150));
+        assert_eq!(
+            faults.delay_for("getRTCRoomList"),
+            Duration::from_millis(150)
+        );
+        assert_eq!(
+            faults.delay_for("getVoiceRoomList"),
+            Duration::from_millis(400)
+        );
+        faults.clear();
+        assert_eq!(faults.delay_for("getVoiceRoomList"), Duration::ZERO);
+    }
+
+    #[test]
+    fn drop_after_closes_each_connection_on_its_next_quest() {
+        let (emu, mut c) = setup();
+        emu.faults().set_drop_after(2);
+        assert_eq!(emu.faults().drop_after(), 2);
+        for _ in 0..2 {
+            assert!(call(&mut c, "getVoiceRoomList", vec![]).is_ok());
+        }
+        // *ping does not count.
+        assert!(c.call("*ping", &map(vec![])).into_result().is_ok());
+        c.send(
+            "getVoiceRoomList",
+            &signed_with(PID, SECRET, "getVoiceRoomList", vec![]),
+        );
+        c.expect_closed();
+        // A new connection gets its own count.
+        let mut c = RawClient::connect(&emu.endpoint());
+        for _ in 0..2 {
+            assert!(call(&mut c, "getVoiceRoomList", vec![]).is_ok());
+        }
+        emu.faults().set_drop_after(0);
+        assert!(call(&mut c, "getVoiceRoomList", vec![]).is_ok());
+    }
+
+    #[test]
+    fn observer_sees_every_rtm_quest() {
+        let seen: Arc<Mutex<Vec<QuestRecord>>> = Arc::default();
+        let sink = seen.clone();
+        let options = EmulatorOptions::new().observer(move |r: &QuestRecord| {
+            lock(&sink).push(r.clone());
+        });
+        let emu = RtmEmulator::start_with_options(PID, SECRET, options).unwrap();
+        let mut c = RawClient::connect(&emu.endpoint());
+        call(
+            &mut c,
+            "pullIntoVoiceRoom",
+            vec![("rid", 7.into()), ("toUids", arr(&[1, 2, 3, 4, 5, 6, 7]))],
+        )
+        .unwrap();
+        assert!(call(&mut c, "getVoiceRoomMembers", vec![("rid", 99.into())]).is_err());
+        c.call("*ping", &map(vec![]));
+        c.call("noSuchMethod", &map(vec![]));
+        emu.faults().set_drop_after(3);
+        c.send(
+            "getVoiceRoomList",
+            &signed_with(PID, SECRET, "getVoiceRoomList", vec![]),
+        );
+        c.expect_closed();
+        let records = lock(&seen).clone();
+        let methods: Vec<&str> = records.iter().map(|r| r.method.as_str()).collect();
+        assert_eq!(
+            methods,
+            [
+                "pullIntoVoiceRoom",
+                "getVoiceRoomMembers",
+                "noSuchMethod",
+                "getVoiceRoomList"
+            ]
+        );
+        assert_eq!(records[0].outcome, QuestOutcome::Ok);
+        assert_eq!(records[0].params, "rid=7 toUids=[1,2,3,4,5,…2 more]");
+        assert_eq!(records[1].outcome.code(), codes::RTM_EC_NOT_IN_ROOM);
+        assert_eq!(records[1].params, "rid=99");
+        assert_eq!(
+            records[2].outcome.code(),
+            codes::FPNN_EC_CORE_UNKNOWN_METHOD
+        );
+        assert_eq!(records[3].outcome, QuestOutcome::Closed);
+        assert!(records.iter().all(|r| r.conn_id == records[0].conn_id));
+        assert!(records[0].elapsed < Duration::from_secs(1));
+        // Removing the observer stops the records.
+        emu.set_quest_observer(None);
+        let mut c = RawClient::connect(&emu.endpoint());
+        assert!(call(&mut c, "getVoiceRoomList", vec![]).is_ok());
+        assert_eq!(lock(&seen).len(), 4);
+    }
+
+    #[test]
+    fn params_summary() {
+        let long = "x".repeat(100);
+        let p = map(vec![
+            ("pid", 1.into()),
+            ("sign", "S".into()),
+            ("msg", Value::from(long.as_str())),
+            ("data", Value::Binary(vec![0; 12])),
+            ("m", map(vec![("k", arr(&[1]))])),
+        ]);
+        let s = summarize_params(&p);
+        assert!(s.starts_with("msg=\"xxxx"), "{s}");
+        assert!(s.contains("…"), "{s}");
+        assert!(s.contains("data=<bin 12 bytes>"), "{s}");
+        assert!(s.ends_with("m={\"k\":[1]}"), "{s}");
+        assert!(!s.contains("pid") && !s.contains("sign"), "{s}");
+        let big = map(vec![("uids", arr(&vec![123456789; 500]))]);
+        assert!(summarize_params(&big).chars().count() < 260);
     }
 }
