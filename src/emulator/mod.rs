@@ -82,6 +82,7 @@
 //! `server.faults().set_freeze(true)` to test quest timeouts, or
 //! `set_drop_every(1)` to test the retry on a closed connection.
 
+pub mod keys;
 pub mod persist;
 pub mod rtm;
 pub mod server;
