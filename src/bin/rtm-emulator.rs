@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgAction, Parser, ValueEnum};
-use log::{Level, LevelFilter, Log, Metadata, Record};
+use log::{LevelFilter, Log, Metadata, Record};
 use rand_core::{OsRng, RngCore};
 use rtm_server_sdk::emulator::keys::{generate_key_pair, read_private_key};
 use rtm_server_sdk::emulator::{
@@ -412,9 +412,7 @@ fn run(args: Args) -> Result<(), String> {
     }
     let mut faults = Vec::new();
     for (method, ms) in &args.delay {
-        options
-            .faults
-            .set_delay(method, Duration::from_millis(*ms));
+        options.faults.set_delay(method, Duration::from_millis(*ms));
         faults.push(format!("--delay {method}={ms}"));
     }
     for (method, code) in &args.fail {
@@ -484,13 +482,11 @@ fn run(args: Args) -> Result<(), String> {
     } else {
         Duration::from_secs(3600)
     };
-    loop {
-        match stop_rx.recv_timeout(tick) {
-            Err(mpsc::RecvTimeoutError::Timeout) => save(&emu),
-            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
+    // Until Ctrl-C or SIGTERM, saving at every tick.
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(tick) {
+        save(&emu);
     }
-    log::log!(Level::Info, "stopping");
+    log::info!("stopping");
     // Stopping first: no quest changes the state after the last save.
     emu.stop();
     save(&emu);

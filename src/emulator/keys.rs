@@ -198,7 +198,9 @@ mod tests {
     fn generated_pairs_read_back_on_both_curves() {
         for curve in [Curve::Secp256k1, Curve::Secp256r1] {
             let pair = generate_key_pair(curve);
-            assert!(pair.private_pem.starts_with("-----BEGIN EC PRIVATE KEY-----"));
+            assert!(pair
+                .private_pem
+                .starts_with("-----BEGIN EC PRIVATE KEY-----"));
             let key = parse_private_key(pair.private_pem.as_bytes(), None).unwrap();
             let public = ServerPublicKey::from_pem(&pair.public_pem).unwrap();
             assert_eq!(key.public_key(), public);

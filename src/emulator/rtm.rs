@@ -389,19 +389,19 @@ pub struct EmulatorFaults {
 }
 
 impl EmulatorFaults {
-    /// Delays the answers to `method` (`"*"`: every method) by `delay`;
-    /// `Duration::ZERO` removes the delay. A method's own delay wins over
-    /// the `"*"` one. The quest is handled at once and only its answer
-    /// waits (on the server's timer thread): the connection keeps reading
-    /// and other quests, on this connection or another, are answered
-    /// meanwhile.
+    /// Delays the answers to `method` (`"*"`: every method) by `delay`.
+    /// A method's own delay wins over the `"*"` one, so
+    /// `Duration::ZERO` for a method exempts it from a `"*"` delay. The
+    /// quest is handled at once and only its answer waits (on the server's
+    /// timer thread): the connection keeps reading and other quests, on
+    /// this connection or another, are answered meanwhile.
     pub fn set_delay(&self, method: &str, delay: Duration) {
-        let mut delays = lock(&self.delays);
-        if delay.is_zero() {
-            delays.remove(method);
-        } else {
-            delays.insert(method.to_string(), delay);
-        }
+        lock(&self.delays).insert(method.to_string(), delay);
+    }
+
+    /// Removes the delay set for `method` (or `"*"`).
+    pub fn clear_delay(&self, method: &str) {
+        lock(&self.delays).remove(method);
     }
 
     /// The delay in force for `method` (zero: none).
@@ -940,9 +940,13 @@ impl RtmService {
         }
         let salt = int_text(get(p, "salt")).ok_or_else(|| bad("missing or invalid salt"))?;
         let ts = int_text(get(p, "ts")).ok_or_else(|| bad("missing or invalid ts"))?;
-        let sign = get(p, "sign")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad("missing or invalid sign"))?;
+        // `str`, or `bin` holding the text (the C++ gateway reads both).
+        let sign = match get(p, "sign") {
+            Some(Value::String(s)) => s.as_str(),
+            Some(Value::Binary(b)) => std::str::from_utf8(b).ok(),
+            _ => None,
+        }
+        .ok_or_else(|| bad("missing or invalid sign"))?;
         let expected = rtm_sign(&pid.to_string(), &self.0.secret, &salt, method, &ts);
         if sign != expected {
             return Err(bad("invalid sign"));
@@ -2036,6 +2040,13 @@ mod tests {
         assert_eq!(
             faults.delay_for("getVoiceRoomList"),
             Duration::from_millis(400)
+        );
+        faults.set_delay("getVoiceRoomList", Duration::ZERO);
+        assert_eq!(faults.delay_for("getVoiceRoomList"), Duration::ZERO);
+        faults.clear_delay("getVoiceRoomList");
+        assert_eq!(
+            faults.delay_for("getVoiceRoomList"),
+            Duration::from_millis(150)
         );
         faults.clear();
         assert_eq!(faults.delay_for("getVoiceRoomList"), Duration::ZERO);

@@ -1,0 +1,847 @@
+//! The standalone `rtm-emulator` program, started as a child process on a
+//! free port and driven with the crate's client (plain and encrypted) and
+//! with hand-made frames encoded the way other SDKs encode them.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{wait_until, watchdog};
+use md5::{Digest, Md5};
+use rmpv::Value;
+use rtm_server_sdk::fpnn::codec::{map_get, Decoder, Frame};
+use rtm_server_sdk::fpnn::crypto::{CipherMode, EncryptionConfig, KeyBits, ServerPublicKey};
+use rtm_server_sdk::rtm::{RtcRoomOptions, RtcRoomType};
+use rtm_server_sdk::{codes, ClientConfig, RtmServerClient};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rtm-emulator");
+const PID: i64 = 11000001;
+const SECRET: &str = "bin-test-secret";
+/// Every flag of the program: `--help` and the README name each.
+const FLAGS: &[&str] = &[
+    "--pid",
+    "--secret",
+    "--listen",
+    "--ecc-private-key",
+    "--ecc-curve",
+    "--generate-key",
+    "--state",
+    "--save-every",
+    "--max-clock-skew",
+    "--delay",
+    "--drop-after",
+    "--refuse-connections",
+    "--fail",
+    "--verbose",
+    "--quiet",
+];
+
+/// A running `rtm-emulator`; killed when dropped, so that no test leaves a
+/// process behind.
+struct Emu {
+    child: Option<Child>,
+    endpoint: String,
+    /// The lines printed at start, up to `ready`.
+    banner: Vec<String>,
+    stdout: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Emu {
+    /// Starts the program with `args` on a free port of 127.0.0.1 (unless
+    /// `args` has its own `--listen`) and waits until it is ready.
+    fn start(args: &[&str]) -> Emu {
+        let mut cmd = Command::new(BIN);
+        if !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        let mut child = cmd
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rtm-emulator");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let mut err_pipe = child.stderr.take().unwrap();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut emu = Emu {
+            child: Some(child),
+            endpoint: String::new(),
+            banner: Vec::new(),
+            stdout: rx,
+            stderr,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match emu.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    let ready = line.starts_with("ready");
+                    emu.banner.push(line);
+                    if ready {
+                        break;
+                    }
+                }
+                Err(_) => panic!(
+                    "rtm-emulator did not get ready; stdout {:?}, stderr {}",
+                    emu.banner,
+                    emu.stderr()
+                ),
+            }
+        }
+        emu.endpoint = emu.banner_value("endpoint").expect("an endpoint line");
+        emu
+    }
+
+    /// The value of a `name: value` line of the banner.
+    fn banner_value(&self, name: &str) -> Option<String> {
+        let prefix = format!("{name}: ");
+        self.banner
+            .iter()
+            .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until the log holds a line containing every one of `parts`.
+    fn wait_log_line(&self, parts: &[&str]) -> String {
+        let mut found = String::new();
+        let ok = wait_until(Duration::from_secs(5), || {
+            match self
+                .stderr()
+                .lines()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+            {
+                Some(l) => {
+                    found = l.to_string();
+                    true
+                }
+                None => false,
+            }
+        });
+        assert!(ok, "no log line with {parts:?} in:\n{}", self.stderr());
+        found
+    }
+
+    fn client(&self) -> RtmServerClient {
+        self.client_with(SECRET, ClientConfig::default())
+    }
+
+    fn client_with(&self, secret: &str, config: ClientConfig) -> RtmServerClient {
+        let config = config
+            .connect_timeout(Duration::from_secs(3))
+            .quest_timeout(Duration::from_secs(5));
+        RtmServerClient::with_config(PID, secret, self.endpoint.clone(), config).unwrap()
+    }
+
+    /// Stops the program with SIGTERM (what Ctrl-C does too) and returns
+    /// its exit status and the rest of its standard output.
+    #[cfg(unix)]
+    fn terminate(mut self) -> (ExitStatus, Vec<String>) {
+        let mut child = self.child.take().unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("rtm-emulator did not stop on SIGTERM");
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        let mut rest = Vec::new();
+        while let Ok(line) = self.stdout.recv_timeout(Duration::from_secs(2)) {
+            rest.push(line);
+        }
+        (status, rest)
+    }
+
+    /// Kills the program at once (a crash: nothing is saved).
+    fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Emu {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A fresh directory under the system's temp directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "rtm-emulator-bin-{name}-{}-{:?}",
+            std::process::id(),
+            Instant::now()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run_to_end(args: &[&str]) -> (ExitStatus, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rtm-emulator");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Help and startup
+// ---------------------------------------------------------------------------
+
+#[test]
+fn help_and_readme_name_every_flag() {
+    let (status, help, _) = run_to_end(&["--help"]);
+    assert!(status.success());
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme
+        .split("## Testing any RTM client against the emulator")
+        .nth(1)
+        .expect("the README has the section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    for flag in FLAGS {
+        assert!(help.contains(flag), "--help does not mention {flag}");
+        assert!(
+            section.contains(flag),
+            "the README section does not mention {flag}"
+        );
+    }
+    for default in ["127.0.0.1:13315", "11000001", "3600", "30"] {
+        assert!(help.contains(default), "--help does not give {default}");
+    }
+    // A bad value is a usage error naming the flag.
+    let (status, _, err) = run_to_end(&["--delay", "sendmsg"]);
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        err.contains("--delay") && err.contains("METHOD=VALUE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn generated_secret_is_printed_and_signs() {
+    watchdog(Duration::from_secs(30), || {
+        let emu = Emu::start(&["--pid", &PID.to_string()]);
+        let secret = emu.banner_value("secret").expect("a generated secret");
+        assert_eq!(secret.len(), 36, "{secret}");
+        assert_eq!(emu.banner_value("pid").as_deref(), Some("11000001"));
+        assert_eq!(emu.banner_value("file gate").as_deref(), Some("none"));
+        assert!(emu.endpoint.starts_with("127.0.0.1:"), "{}", emu.endpoint);
+        let client = emu.client_with(&secret, ClientConfig::default());
+        assert!(client.get_voice_room_list().unwrap().is_empty());
+        // A given secret is not printed.
+        let emu2 = Emu::start(&["--secret", SECRET]);
+        assert_eq!(emu2.banner_value("secret"), None);
+        assert!(!emu2.banner.join("\n").contains(SECRET));
+    });
+}
+
+#[test]
+fn plain_client_and_one_log_line_per_quest() {
+    watchdog(Duration::from_secs(30), || {
+        let emu = Emu::start(&["--secret", SECRET]);
+        let client = emu.client();
+        client.pull_into_voice_room(10, &[1, 2]).unwrap();
+        client
+            .pull_into_rtc_room(20, &[5], RtcRoomType::Video, RtcRoomOptions::default())
+            .unwrap();
+        assert_eq!(client.get_voice_room_list().unwrap(), [10]);
+        let e = client.get_voice_room_members(99).unwrap_err();
+        assert_eq!(e.server_code(), Some(codes::RTM_EC_NOT_IN_ROOM));
+        // A client with the wrong secret is refused.
+        let wrong = emu.client_with("wrong", ClientConfig::default());
+        let e = wrong.get_voice_room_list().unwrap_err();
+        assert_eq!(e.server_code(), Some(codes::RTM_EC_INVALID_PID_OR_SIGN));
+
+        let line = emu.wait_log_line(&["pullIntoVoiceRoom", "rid=10", "toUids=[1,2]", "-> 0 ok"]);
+        assert!(line.contains(" INFO "), "{line}");
+        assert!(line.contains(" ms)"), "the time taken: {line}");
+        assert!(!line.contains("sign="), "{line}");
+        emu.wait_log_line(&["pullIntoRTCRoom", "type=2", "-> 0 ok"]);
+        emu.wait_log_line(&["getVoiceRoomMembers", "rid=99", "-> 200040"]);
+        emu.wait_log_line(&["getVoiceRoomList", "-> 200002"]);
+        let quests = emu.stderr().lines().filter(|l| l.contains("->")).count();
+        assert_eq!(quests, 5, "{}", emu.stderr());
+
+        // -q: no line per quest.
+        let quiet = Emu::start(&["--secret", SECRET, "-q"]);
+        quiet.client().get_voice_room_list().unwrap();
+        thread::sleep(Duration::from_millis(100));
+        assert!(
+            !quiet.stderr().contains("getVoiceRoomList"),
+            "{}",
+            quiet.stderr()
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Encryption
+// ---------------------------------------------------------------------------
+
+#[test]
+fn encrypted_in_each_mode_and_key_size_on_both_curves() {
+    watchdog(Duration::from_secs(60), || {
+        let dir = TempDir::new("keys");
+        for curve in ["secp256k1", "secp256r1"] {
+            let keys = dir.path(curve);
+            let keys_arg = keys.to_str().unwrap();
+            let (status, out, err) =
+                run_to_end(&["--generate-key", keys_arg, "--ecc-curve", curve]);
+            assert!(status.success(), "{err}");
+            assert!(out.contains("server-public.pem"), "{out}");
+            let private = keys.join("server-private.pem");
+            let public = ServerPublicKey::from_pem_file(keys.join("server-public.pem")).unwrap();
+            assert_eq!(public.curve().to_string(), curve);
+            // Existing keys are never overwritten.
+            let (status, _, err) = run_to_end(&["--generate-key", keys_arg]);
+            assert!(!status.success());
+            assert!(err.contains("not overwritten"), "{err}");
+
+            let emu = Emu::start(&[
+                "--secret",
+                SECRET,
+                "--ecc-private-key",
+                private.to_str().unwrap(),
+            ]);
+            let encryption = emu.banner_value("encryption").unwrap();
+            assert!(encryption.starts_with(curve), "{encryption}");
+            let mut rid = 0;
+            for mode in [CipherMode::Stream, CipherMode::Package] {
+                for bits in [KeyBits::Aes128, KeyBits::Aes256] {
+                    rid += 1;
+                    let config = ClientConfig::default()
+                        .encryption(EncryptionConfig::new(public.clone()).mode(mode).bits(bits));
+                    let client = emu.client_with(SECRET, config);
+                    client.pull_into_voice_room(rid, &[rid]).unwrap();
+                    let members = client.get_voice_room_members(rid).unwrap();
+                    assert_eq!(members.uids, [rid], "{curve} {mode:?} {bits:?}");
+                }
+            }
+            emu.wait_log_line(&["getVoiceRoomMembers", "rid=4", "-> 0 ok"]);
+            // A plain client cannot talk to an encrypted emulator.
+            let plain = emu.client();
+            assert!(plain
+                .get_voice_room_list()
+                .unwrap_err()
+                .is_connection_error());
+        }
+    });
+}
+
+#[test]
+fn a_raw_private_key_needs_its_curve() {
+    watchdog(Duration::from_secs(30), || {
+        let dir = TempDir::new("raw");
+        let raw = dir.path("server.key");
+        let scalar: Vec<u8> = (1..=32).collect();
+        std::fs::write(&raw, &scalar).unwrap();
+        let key = rtm_server_sdk::fpnn::crypto::ServerPrivateKey::from_bytes(
+            rtm_server_sdk::fpnn::crypto::Curve::Secp256r1,
+            &scalar,
+        )
+        .unwrap();
+        let emu = Emu::start(&[
+            "--secret",
+            SECRET,
+            "--ecc-private-key",
+            raw.to_str().unwrap(),
+            "--ecc-curve",
+            "secp256r1",
+        ]);
+        let config = ClientConfig::default().encryption(EncryptionConfig::new(key.public_key()));
+        let client = emu.client_with(SECRET, config);
+        assert!(client.get_rtc_room_list().unwrap().is_empty());
+        // A file that is no key is a clear error at start.
+        std::fs::write(&raw, b"not a key").unwrap();
+        let (status, _, err) = run_to_end(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--ecc-private-key",
+            raw.to_str().unwrap(),
+        ]);
+        assert!(!status.success());
+        assert!(
+            err.contains("--ecc-private-key") && err.contains("not a private key"),
+            "{err}"
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------
+// State
+// ---------------------------------------------------------------------------
+
+#[cfg(unix)]
+#[test]
+fn state_survives_a_restart() {
+    watchdog(Duration::from_secs(30), || {
+        let dir = TempDir::new("state");
+        let file = dir.path("state.json");
+        let state = file.to_str().unwrap();
+        let args = ["--secret", SECRET, "--state", state, "--save-every", "0"];
+        let emu = Emu::start(&args);
+        assert!(emu.banner_value("state").unwrap().contains("(new)"));
+        let client = emu.client();
+        client.pull_into_voice_room(10, &[1, 2]).unwrap();
+        client
+            .pull_into_rtc_room(20, &[3, 4], RtcRoomType::Voice, RtcRoomOptions::default())
+            .unwrap();
+        client.set_rtc_room_mic_status(20, true).unwrap();
+        drop(client);
+        assert!(!file.exists(), "nothing is saved before the stop");
+        let (status, rest) = emu.terminate();
+        assert!(status.success(), "{status:?}");
+        assert!(
+            rest.iter().any(|l| l.starts_with("state saved to")),
+            "{rest:?}"
+        );
+        // No temporary file is left beside the state.
+        assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 1);
+
+        let emu = Emu::start(&args);
+        assert!(emu.banner_value("state").unwrap().contains("(loaded)"));
+        let client = emu.client();
+        assert_eq!(client.get_voice_room_list().unwrap(), [10]);
+        assert_eq!(client.get_voice_room_members(10).unwrap().uids, [1, 2]);
+        let rtc = client.get_rtc_room_members(20).unwrap();
+        assert_eq!(rtc.uids, [3, 4]);
+        assert_eq!(rtc.owner, Some(3));
+
+        // The state of another project is refused.
+        let (status, _, err) =
+            run_to_end(&["--listen", "127.0.0.1:0", "--pid", "42", "--state", state]);
+        assert!(!status.success());
+        assert!(err.contains("belongs to project 11000001"), "{err}");
+    });
+}
+
+#[test]
+fn state_is_saved_periodically() {
+    watchdog(Duration::from_secs(30), || {
+        let dir = TempDir::new("periodic");
+        let file = dir.path("state.json");
+        let state = file.to_str().unwrap();
+        let args = ["--secret", SECRET, "--state", state, "--save-every", "1"];
+        let emu = Emu::start(&args);
+        emu.client().pull_into_voice_room(77, &[7]).unwrap();
+        assert!(wait_until(Duration::from_secs(5), || {
+            std::fs::read_to_string(&file).is_ok_and(|s| s.contains("\"77\""))
+        }));
+        // A crash after a periodic save keeps what was saved.
+        emu.kill();
+        let emu = Emu::start(&args);
+        assert_eq!(emu.client().get_voice_room_list().unwrap(), [77]);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Faults
+// ---------------------------------------------------------------------------
+
+#[test]
+fn delay_holds_back_only_the_delayed_method() {
+    watchdog(Duration::from_secs(30), || {
+        let emu = Emu::start(&["--secret", SECRET, "--delay", "getVoiceRoomList=700"]);
+        assert!(emu
+            .banner_value("faults")
+            .unwrap()
+            .contains("--delay getVoiceRoomList=700"));
+        let slow_client = emu.client();
+        let fast_client = emu.client();
+        // Both connected first, so that connecting is not measured.
+        slow_client.get_rtc_room_list().unwrap();
+        fast_client.get_rtc_room_list().unwrap();
+        let started = Instant::now();
+        let slow = thread::spawn(move || {
+            slow_client.get_voice_room_list().unwrap();
+            started.elapsed()
+        });
+        thread::sleep(Duration::from_millis(50));
+        // Another connection is answered at once meanwhile.
+        let t = Instant::now();
+        fast_client.get_rtc_room_list().unwrap();
+        assert!(
+            t.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            t.elapsed()
+        );
+        let slow = slow.join().unwrap();
+        assert!(slow >= Duration::from_millis(700), "{slow:?}");
+        emu.wait_log_line(&["getVoiceRoomList", "+ 700 ms delay"]);
+
+        // `*` delays every method; the same connection keeps being served.
+        let emu = Emu::start(&[
+            "--secret",
+            SECRET,
+            "--delay",
+            "*=300",
+            "--delay",
+            "getRTCRoomList=0",
+        ]);
+        let client = emu.client();
+        client.get_rtc_room_list().unwrap();
+        let t = Instant::now();
+        client.get_rtc_room_list().unwrap();
+        assert!(
+            t.elapsed() < Duration::from_millis(250),
+            "{:?}",
+            t.elapsed()
+        );
+        let t = Instant::now();
+        client.get_voice_room_list().unwrap();
+        assert!(
+            t.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
+        );
+    });
+}
+
+#[test]
+fn fail_answers_the_given_code() {
+    watchdog(Duration::from_secs(30), || {
+        let emu = Emu::start(&[
+            "--secret",
+            SECRET,
+            "--fail",
+            "pullIntoVoiceRoom=200010",
+            "--fail",
+            "getRTCRoomList=30000",
+        ]);
+        let client = emu.client();
+        let e = client.pull_into_voice_room(1, &[1]).unwrap_err();
+        assert_eq!(e.server_code(), Some(200010));
+        assert_eq!(
+            client.get_rtc_room_list().unwrap_err().server_code(),
+            Some(30000)
+        );
+        // Nothing was done, and other methods work.
+        assert!(client.get_voice_room_list().unwrap().is_empty());
+        emu.wait_log_line(&["pullIntoVoiceRoom", "-> 200010"]);
+    });
+}
+
+#[test]
+fn drop_after_closes_each_connection_and_the_client_recovers() {
+    watchdog(Duration::from_secs(30), || {
+        let emu = Emu::start(&["--secret", SECRET, "--drop-after", "2"]);
+        // A raw connection gets two answers, then loses its connection.
+        let mut raw = RawConn::connect(&emu.endpoint, 1);
+        for _ in 0..2 {
+            let a = raw.call("getVoiceRoomList", RawConn::plain_params);
+            assert!(a.is_ok(), "{a:?}");
+        }
+        raw.send("getVoiceRoomList", RawConn::plain_params);
+        raw.expect_closed();
+        // The crate's client resends once on a new connection: every call
+        // succeeds.
+        let client = emu.client();
+        for rid in 1..=5 {
+            client.pull_into_voice_room(rid, &[1]).unwrap();
+        }
+        assert_eq!(client.get_voice_room_list().unwrap(), [1, 2, 3, 4, 5]);
+        emu.wait_log_line(&["-> closed, not answered (--drop-after)"]);
+    });
+}
+
+#[test]
+fn refuse_connections_lets_no_client_in() {
+    watchdog(Duration::from_secs(30), || {
+        let emu = Emu::start(&["--secret", SECRET, "--refuse-connections"]);
+        assert!(emu
+            .banner_value("faults")
+            .unwrap()
+            .contains("--refuse-connections"));
+        let e = emu.client().get_voice_room_list().unwrap_err();
+        assert!(e.is_connection_error(), "{e:?}");
+        let mut raw = RawConn::connect(&emu.endpoint, 1);
+        raw.send("getVoiceRoomList", RawConn::plain_params);
+        raw.expect_closed();
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Raw frames, as other SDKs encode them
+// ---------------------------------------------------------------------------
+
+type Params = fn(&mut Vec<u8>, &RawConn, &str) -> usize;
+
+/// Salt ranges for raw connections (never the same salt twice).
+static NEXT_SALTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1000);
+
+/// A hand-written FPNN client: header version of choice, payloads encoded
+/// byte by byte.
+struct RawConn {
+    stream: TcpStream,
+    decoder: Decoder,
+    version: u8,
+    seq: u32,
+    salt: u64,
+}
+
+impl RawConn {
+    fn connect(endpoint: &str, version: u8) -> RawConn {
+        let stream = TcpStream::connect(endpoint).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        RawConn {
+            stream,
+            decoder: Decoder::new(1 << 20),
+            version,
+            seq: 0,
+            salt: NEXT_SALTS.fetch_add(1 << 20, std::sync::atomic::Ordering::SeqCst),
+        }
+    }
+
+    /// The four signature keys with the pid as uint32, the salt as uint64
+    /// above `i64::MAX`, the ts as int32, `sign` last; returns how many.
+    fn signature(&self, out: &mut Vec<u8>, method: &str, ts: i64) -> usize {
+        let salt = u64::MAX - self.salt;
+        let sign = hex::encode_upper(Md5::digest(format!("{PID}:{SECRET}:{salt}:{method}:{ts}")));
+        rmp::encode::write_str(out, "ts").unwrap();
+        rmp::encode::write_i32(out, i32::try_from(ts).unwrap()).unwrap();
+        rmp::encode::write_str(out, "salt").unwrap();
+        rmp::encode::write_u64(out, salt).unwrap();
+        rmp::encode::write_str(out, "pid").unwrap();
+        rmp::encode::write_u32(out, u32::try_from(PID).unwrap()).unwrap();
+        rmp::encode::write_str(out, "sign").unwrap();
+        // On a version-0 connection the sign goes as bin, as an SDK that
+        // sends text as bytes would.
+        if self.version == 0 {
+            rmp::encode::write_bin(out, sign.as_bytes()).unwrap();
+        } else {
+            rmp::encode::write_str(out, &sign).unwrap();
+        }
+        4
+    }
+
+    fn plain_params(out: &mut Vec<u8>, conn: &RawConn, method: &str) -> usize {
+        conn.signature(out, method, now_s())
+    }
+
+    /// Sends a two-way quest; `params` writes the map's entries and returns
+    /// how many it wrote.
+    fn send(&mut self, method: &str, params: Params) -> u32 {
+        self.salt += 1;
+        self.seq += 1;
+        let mut body = Vec::new();
+        let n = params(&mut body, self, method);
+        let mut payload = Vec::new();
+        rmp::encode::write_map_len(&mut payload, u32::try_from(n).unwrap()).unwrap();
+        payload.extend_from_slice(&body);
+        let mut frame = Vec::new();
+        frame.extend_from_slice(b"FPNN");
+        frame.push(self.version);
+        frame.push(0x80); // msgpack
+        frame.push(1); // two-way
+        frame.push(u8::try_from(method.len()).unwrap());
+        frame.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_le_bytes());
+        frame.extend_from_slice(&self.seq.to_le_bytes());
+        frame.extend_from_slice(method.as_bytes());
+        frame.extend_from_slice(&payload);
+        let _ = self.stream.write_all(&frame);
+        self.seq
+    }
+
+    fn read_answer(&mut self) -> rtm_server_sdk::fpnn::codec::Answer {
+        loop {
+            if let Some(frame) = self.decoder.next_frame().unwrap() {
+                match frame {
+                    Frame::Answer(a) => return a,
+                    Frame::Quest(q) => panic!("unexpected quest {}", q.method),
+                }
+            }
+            let mut buf = [0u8; 4096];
+            let n = self.stream.read(&mut buf).expect("an answer");
+            assert!(n > 0, "the connection closed");
+            self.decoder.feed(&buf[..n]);
+        }
+    }
+
+    fn call(&mut self, method: &str, params: Params) -> rtm_server_sdk::Result<Value> {
+        let seq = self.send(method, params);
+        let a = self.read_answer();
+        assert_eq!(a.seq, seq);
+        a.into_result()
+    }
+
+    fn expect_closed(&mut self) {
+        let mut buf = [0u8; 64];
+        match self.stream.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("expected the connection to close, got {other:?}"),
+        }
+    }
+}
+
+fn now_s() -> i64 {
+    rtm_server_sdk::rtm::unix_seconds()
+}
+
+fn ids(v: &Value, key: &str) -> Vec<i64> {
+    map_get(v, key)
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("no `{key}` in {v}"))
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn raw_frames_as_other_sdks_encode_them() {
+    watchdog(Duration::from_secs(30), || {
+        let emu = Emu::start(&["--secret", SECRET]);
+        for version in [0u8, 1] {
+            let mut c = RawConn::connect(&emu.endpoint, version);
+            // Parameters first, signature keys after; every int width.
+            fn pull(out: &mut Vec<u8>, c: &RawConn, method: &str) -> usize {
+                rmp::encode::write_str(out, "toUids").unwrap();
+                rmp::encode::write_array_len(out, 8).unwrap();
+                rmp::encode::write_pfix(out, 1).unwrap(); // positive fixint
+                rmp::encode::write_u8(out, 2).unwrap(); // uint8 (cc)
+                rmp::encode::write_u16(out, 3).unwrap(); // uint16 (cd)
+                rmp::encode::write_u32(out, 4).unwrap(); // uint32 (ce)
+                rmp::encode::write_u64(out, 5).unwrap(); // uint64 (cf)
+                rmp::encode::write_i8(out, 6).unwrap(); // int8 (d0)
+                rmp::encode::write_i16(out, 7).unwrap(); // int16 (d1)
+                rmp::encode::write_i32(out, 8).unwrap(); // int32 (d2)
+                let n = c.signature(out, method, now_s());
+                rmp::encode::write_str(out, "rid").unwrap();
+                rmp::encode::write_i64(out, 300).unwrap(); // int64 (d3)
+                n + 2
+            }
+            let a = c.call("pullIntoVoiceRoom", pull);
+            assert!(a.is_ok(), "version {version}: {a:?}");
+            fn pull_negative(out: &mut Vec<u8>, c: &RawConn, method: &str) -> usize {
+                rmp::encode::write_str(out, "rid").unwrap();
+                rmp::encode::write_i16(out, 300).unwrap();
+                rmp::encode::write_str(out, "toUids").unwrap();
+                rmp::encode::write_array_len(out, 3).unwrap();
+                rmp::encode::write_nfix(out, -1).unwrap(); // negative fixint
+                rmp::encode::write_i8(out, -100).unwrap();
+                rmp::encode::write_i64(out, -(1 << 40)).unwrap();
+                c.signature(out, method, now_s()) + 2
+            }
+            assert!(c.call("pullIntoVoiceRoom", pull_negative).is_ok());
+            fn members(out: &mut Vec<u8>, c: &RawConn, method: &str) -> usize {
+                let n = c.signature(out, method, now_s());
+                rmp::encode::write_str(out, "rid").unwrap();
+                rmp::encode::write_u16(out, 300).unwrap();
+                n + 1
+            }
+            let m = c.call("getVoiceRoomMembers", members).unwrap();
+            assert_eq!(
+                ids(&m, "uids"),
+                [-(1 << 40), -100, -1, 1, 2, 3, 4, 5, 6, 7, 8]
+            );
+            assert_eq!(ids(&m, "managers"), [1]);
+            // Text as bin (`events` of addlisten) is taken like str.
+            fn listen(out: &mut Vec<u8>, c: &RawConn, method: &str) -> usize {
+                rmp::encode::write_str(out, "events").unwrap();
+                rmp::encode::write_array_len(out, 2).unwrap();
+                rmp::encode::write_bin(out, b"login").unwrap();
+                rmp::encode::write_str(out, "logout").unwrap();
+                c.signature(out, method, now_s()) + 1
+            }
+            assert!(c.call("addlisten", listen).is_ok());
+            // A ts far from the clock: the gateway's time error.
+            fn stale(out: &mut Vec<u8>, c: &RawConn, method: &str) -> usize {
+                c.signature(out, method, now_s() - 7200)
+            }
+            let e = c.call("getVoiceRoomList", stale).unwrap_err();
+            assert_eq!(e.server_code(), Some(codes::RTM_EC_INVALID_SERVER_TIME));
+            // A uint64 above i64::MAX where an id is expected: a type error.
+            fn huge(out: &mut Vec<u8>, c: &RawConn, method: &str) -> usize {
+                rmp::encode::write_str(out, "rid").unwrap();
+                rmp::encode::write_u64(out, u64::MAX).unwrap();
+                c.signature(out, method, now_s()) + 1
+            }
+            let e = c.call("closeVoiceRoom", huge).unwrap_err();
+            assert_eq!(e.server_code(), Some(codes::FPNN_EC_PROTO_TYPE_CONVERT));
+            fn close(out: &mut Vec<u8>, c: &RawConn, method: &str) -> usize {
+                rmp::encode::write_str(out, "rid").unwrap();
+                rmp::encode::write_u32(out, 300).unwrap();
+                c.signature(out, method, now_s()) + 1
+            }
+            assert!(c.call("closeVoiceRoom", close).is_ok());
+        }
+        // --max-clock-skew 0 turns the ts check off.
+        let emu = Emu::start(&["--secret", SECRET, "--max-clock-skew", "0"]);
+        assert_eq!(emu.banner_value("ts check").as_deref(), Some("off"));
+        let mut c = RawConn::connect(&emu.endpoint, 0);
+        fn stale(out: &mut Vec<u8>, c: &RawConn, method: &str) -> usize {
+            c.signature(out, method, now_s() - 7200)
+        }
+        assert!(c.call("getVoiceRoomList", stale).is_ok());
+    });
+}
