@@ -9,10 +9,13 @@
 
 mod auth;
 mod client;
+mod data;
 mod listen;
 pub(crate) mod params;
 mod push;
+mod relations;
 mod rtc;
+mod users;
 mod voice;
 
 pub use auth::{next_salt, sign, unix_seconds};
@@ -20,4 +23,5 @@ pub use client::RtmServerClient;
 pub use listen::{ListenState, ListenStatus, ListenTargets};
 pub use push::{MessageBody, PushEvent, PushHandler, PushMessage};
 pub use rtc::{AdminCommand, RtcRoomMembers, RtcRoomOptions, RtcRoomType};
+pub use users::UserInfo;
 pub use voice::VoiceRoomMembers;

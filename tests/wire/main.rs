@@ -11,8 +11,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod relations;
 mod rooms_voice_rtc;
 mod rows;
+mod users;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -136,4 +138,14 @@ fn check(
 #[test]
 fn voice_and_rtc_rooms() {
     check_rows(rooms_voice_rtc::rows());
+}
+
+#[test]
+fn users() {
+    check_rows(users::rows());
+}
+
+#[test]
+fn relations() {
+    check_rows(relations::rows());
 }
