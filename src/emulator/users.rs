@@ -84,6 +84,11 @@ fn active(list: &BTreeMap<i64, i64>, uid: i64, now: i64) -> bool {
     list.get(&uid).is_some_and(|&until| until > now)
 }
 
+/// Deletes every stored message that `uid` sent (`clearusermsg`).
+fn clear_messages_from(st: &mut RtmState, uid: i64) {
+    st.messages.log.retain(|m| m.from != uid);
+}
+
 /// A fresh random token: 32 uppercase hex digits.
 fn new_token() -> String {
     use rand_core::RngCore;
@@ -228,7 +233,7 @@ fn dispatch(st: &mut RtmState, _cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<
         }
         "clearusermsg" => {
             let uid = int(p, "uid")?;
-            st.messages.log.retain(|m| m.from != uid);
+            clear_messages_from(st, uid);
             Ok(empty())
         }
         "addsessions" => {
@@ -330,5 +335,50 @@ impl RtmEmulator {
             .get(&uid)
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::messages::{StoredMessage, Target};
+
+    fn message(id: i64, target: Target, from: i64) -> StoredMessage {
+        StoredMessage {
+            id,
+            target,
+            from,
+            mtype: 30,
+            mid: id,
+            msg: Value::from("hi"),
+            attrs: String::new(),
+            mtime: 0,
+        }
+    }
+
+    #[test]
+    fn clearing_a_users_messages_keeps_the_others() {
+        let mut st = RtmState::default();
+        st.messages.log = vec![
+            message(1, Target::P2p(2), 1),
+            message(2, Target::P2p(1), 2),
+            message(3, Target::Group(9), 1),
+            message(4, Target::Room(8), 3),
+            message(5, Target::Broadcast, 1),
+        ];
+        clear_messages_from(&mut st, 1);
+        let left: Vec<i64> = st.messages.log.iter().map(|m| m.id).collect();
+        assert_eq!(left, [2, 4]);
+    }
+
+    #[test]
+    fn tokens_are_random_hex() {
+        let a = new_token();
+        let b = new_token();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
     }
 }
