@@ -107,5 +107,5 @@ pub mod emulator;
 
 pub use error::{codes, Error, ProtocolError, Result};
 pub use fpnn::{ClientConfig, FpnnClient};
-pub use rtm::{AdminCommand, RtcRoomMembers, RtcRoomType, RtmServerClient, VoiceRoomMembers};
 pub use rtm::UserInfo;
+pub use rtm::{AdminCommand, RtcRoomMembers, RtcRoomType, RtmServerClient, VoiceRoomMembers};
