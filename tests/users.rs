@@ -60,6 +60,12 @@ fn tokens_are_fresh_and_revocable() {
         assert!(!emu.is_token_valid(7, &t3));
         assert!(emu.user_tokens(7).is_empty());
         assert_eq!(emu.user_tokens(8), [other]);
+
+        // The emulator keeps the 64 most recent tokens of a user.
+        let tokens: Vec<String> = (0..66).map(|_| c.get_token(9).unwrap()).collect();
+        assert_eq!(emu.user_tokens(9), tokens[2..]);
+        assert!(!emu.is_token_valid(9, &tokens[1]));
+        assert!(emu.is_token_valid(9, &tokens[2]) && emu.is_token_valid(9, &tokens[65]));
     })
 }
 
