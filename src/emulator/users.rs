@@ -5,10 +5,10 @@
 //!
 //! * `gettoken` issues a fresh random token (32 uppercase hex digits) each
 //!   time; every token issued to a user stays valid until `removetoken`,
-//!   which revokes them all (the emulator keeps the
-//!   64 most recent tokens of each user; older ones
-//!   lapse). Tokens do not expire with time, and `kickout` leaves them
-//!   valid. A test asks [`RtmEmulator::is_token_valid`].
+//!   which revokes them all (the emulator keeps the 64 most recent tokens
+//!   of each user; older ones lapse). Tokens do not expire with time, and
+//!   `kickout` leaves them valid. A test asks
+//!   [`RtmEmulator::is_token_valid`].
 //! * Nobody is online until a test says so with [`RtmEmulator::set_online`]:
 //!   `getonlineusers` answers those of the asked uids who are online (in
 //!   the order asked, without repeats), and `kickout` takes the user
