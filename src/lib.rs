@@ -108,3 +108,4 @@ pub mod emulator;
 pub use error::{codes, Error, ProtocolError, Result};
 pub use fpnn::{ClientConfig, FpnnClient};
 pub use rtm::{AdminCommand, RtcRoomMembers, RtcRoomType, RtmServerClient, VoiceRoomMembers};
+pub use rtm::{DevicePushOptions, GroupInfo, InviteGrant, PushOptionType, RoomInfo};

@@ -11,6 +11,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod devices;
+mod groups;
+mod imserver;
+mod rooms;
 mod rooms_voice_rtc;
 mod rows;
 
@@ -136,4 +140,24 @@ fn check(
 #[test]
 fn voice_and_rtc_rooms() {
     check_rows(rooms_voice_rtc::rows());
+}
+
+#[test]
+fn groups() {
+    check_rows(groups::rows());
+}
+
+#[test]
+fn rooms() {
+    check_rows(rooms::rows());
+}
+
+#[test]
+fn devices() {
+    check_rows(devices::rows());
+}
+
+#[test]
+fn imserver() {
+    check_rows(imserver::rows());
 }
