@@ -182,3 +182,26 @@ impl RtmEmulator {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_survives_json() {
+        let mut d = Devices::default();
+        d.devices
+            .entry(1)
+            .or_default()
+            .insert("t".into(), "fcm".into());
+        let opts = d.options.entry(1).or_default();
+        opts.p2p.insert(2, BTreeSet::from([30, 31]));
+        opts.group.insert(-7, BTreeSet::new());
+        let text = serde_json::to_string(&d).unwrap();
+        let back: Devices = serde_json::from_str(&text).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), text);
+        assert_eq!(back.devices[&1]["t"], "fcm");
+        assert_eq!(back.options[&1].p2p[&2], BTreeSet::from([30, 31]));
+        assert!(back.options[&1].group[&-7].is_empty());
+    }
+}

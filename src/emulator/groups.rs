@@ -311,4 +311,18 @@ mod tests {
         prune(&mut bans, 3000);
         assert_eq!(bans, BTreeMap::from([(2, 5000)]));
     }
+
+    #[test]
+    fn the_state_survives_json() {
+        let mut g = Groups::default();
+        let group = g.group_mut(-7);
+        group.members.extend([1, 2]);
+        group.bans.insert(2, 5_000);
+        group.private_info = "x".into();
+        g.all_bans.insert(4, 9_000);
+        let text = serde_json::to_string(&g).unwrap();
+        let back: Groups = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.groups, g.groups);
+        assert_eq!(back.all_bans, g.all_bans);
+    }
 }

@@ -269,3 +269,46 @@ impl RtmEmulator {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_survives_json() {
+        let mut im = ImServer::default();
+        im.user_infos
+            .insert(-3, BTreeMap::from([("k".to_string(), "v".to_string())]));
+        im.groups.insert(
+            7,
+            ImGroup {
+                gid: 7,
+                owner: 1,
+                members: BTreeSet::from([1, 2]),
+                dismissed: true,
+                ..ImGroup::default()
+            },
+        );
+        im.apply.entry(1).or_default().insert(
+            9,
+            ApplyGrant {
+                grant_type: 2,
+                extra: Some("e".into()),
+            },
+        );
+        im.invite.entry(0).or_default().insert(
+            i64::MAX,
+            Invite {
+                invite_type: 3,
+                invite_manage_type: 4,
+            },
+        );
+        let text = serde_json::to_string(&im).unwrap();
+        let back: ImServer = serde_json::from_str(&text).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), text);
+        assert_eq!(back.groups[&7], im.groups[&7]);
+        assert_eq!(back.apply[&1][&9], im.apply[&1][&9]);
+        assert_eq!(back.invite[&0][&i64::MAX].invite_manage_type, 4);
+        assert_eq!(back.user_infos[&-3]["k"], "v");
+    }
+}

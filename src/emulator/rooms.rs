@@ -281,3 +281,22 @@ impl RtmEmulator {
         st.rooms.is_banned(rid, uid, st.now_ms())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_survives_json() {
+        let mut r = RoomsState::default();
+        let room = r.room_mut(5);
+        room.members.insert(1);
+        room.bans.insert(2, 1_000);
+        room.public_info = "p".into();
+        r.all_bans.insert(3, 2_000);
+        let text = serde_json::to_string(&r).unwrap();
+        let back: RoomsState = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.rooms, r.rooms);
+        assert_eq!(back.all_bans, r.all_bans);
+    }
+}
