@@ -223,6 +223,18 @@ fn room_members_counts_and_user_rooms() {
         let counts = client.get_room_count(&[5, 6]).unwrap();
         assert_eq!(counts, HashMap::from([(5, 1), (6, 0)]));
         assert_eq!(emu.room(5).unwrap().members, BTreeSet::from([2]));
+        // `cn` is keyed by decimal strings, each asked rid once.
+        let raw = client
+            .call(
+                "getroomcount",
+                map(vec![(
+                    "rids",
+                    Value::from(vec![Value::from(5), Value::from(5)]),
+                )]),
+            )
+            .unwrap();
+        let cn = rtm_server_sdk::fpnn::codec::map_get(&raw, "cn").unwrap();
+        assert_eq!(cn, &map(vec![("5", Value::from(1))]));
 
         // The callback forms.
         cb!(client.add_room_member_with_callback(6, 1)).unwrap();

@@ -17,7 +17,8 @@
 //!   the ban in that group (an all-groups ban stays). `isbanofgroup` is true
 //!   while either ban lasts. A ban does not stop a user from being added to
 //!   the group (it stops the user from speaking there).
-//! * Membership needs no user record: any uid can join.
+//! * Membership needs no user record: any uid can join. An empty `uids`
+//!   list changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -12,9 +12,9 @@
 //!   emulator has no users' connections).
 //! * `addroommembers` and `delroommembers` answer `successedUids`: the uids
 //!   actually added (not yet members) or removed (members until then), each
-//!   once, in the order of the quest.
-//! * `getroomcount` answers `cn` keyed by each asked rid as a decimal
-//!   string, with 0 for a room without members.
+//!   once, in the order of the quest (an empty list changes nothing).
+//! * `getroomcount` answers `cn` keyed by each asked rid (once) as a
+//!   decimal string, with 0 for a room without members.
 //! * `adduserrooms` and `deleteuserrooms` add the user to (remove the user
 //!   from) each listed room.
 //! * Bans follow the group rules (see the group family): `btime` seconds
@@ -225,10 +225,11 @@ fn dispatch(st: &mut RtmState, _cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<
         }
         "getroomcount" => {
             let rids = int_list(p, "rids")?;
-            let cn = rids.into_iter().map(|rid| {
-                let n = r.members(rid).map_or(0, BTreeSet::len);
-                (rid, Value::from(n))
-            });
+            // Each asked rid once, in order.
+            let cn: BTreeMap<i64, Value> = rids
+                .into_iter()
+                .map(|rid| (rid, Value::from(r.members(rid).map_or(0, BTreeSet::len))))
+                .collect();
             Ok(obj(vec![("cn", id_keyed(cn))]))
         }
         "adduserrooms" => {
