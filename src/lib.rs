@@ -118,5 +118,4 @@ pub use rmpv::Value;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 pub use fpnn::{ClientConfig, FpnnClient};
-pub use rtm::UserInfo;
 pub use rtm::{AdminCommand, RtcRoomMembers, RtcRoomType, RtmServerClient, VoiceRoomMembers};

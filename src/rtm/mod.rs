@@ -10,18 +10,26 @@
 mod auth;
 mod client;
 mod data;
+mod devices;
+mod groups;
+mod imserver;
 mod listen;
 pub(crate) mod params;
 mod push;
 mod relations;
+mod rooms;
 mod rtc;
 mod users;
 mod voice;
 
 pub use auth::{next_salt, sign, unix_seconds};
 pub use client::RtmServerClient;
+pub use devices::{DevicePushOptions, PushOptionType};
+pub use groups::GroupInfo;
+pub use imserver::InviteGrant;
 pub use listen::{ListenState, ListenStatus, ListenTargets};
 pub use push::{MessageBody, PushEvent, PushHandler, PushMessage};
+pub use rooms::RoomInfo;
 pub use rtc::{AdminCommand, RtcRoomMembers, RtcRoomOptions, RtcRoomType};
 pub use users::UserInfo;
 pub use voice::VoiceRoomMembers;

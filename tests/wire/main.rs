@@ -11,7 +11,11 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod devices;
+mod groups;
+mod imserver;
 mod relations;
+mod rooms;
 mod rooms_voice_rtc;
 mod rows;
 mod users;
@@ -148,4 +152,24 @@ fn users() {
 #[test]
 fn relations() {
     check_rows(relations::rows());
+}
+
+#[test]
+fn groups() {
+    check_rows(groups::rows());
+}
+
+#[test]
+fn rooms() {
+    check_rows(rooms::rows());
+}
+
+#[test]
+fn devices() {
+    check_rows(devices::rows());
+}
+
+#[test]
+fn imserver() {
+    check_rows(imserver::rows());
 }
