@@ -102,6 +102,9 @@ mod users;
 #[cfg(test)]
 mod testutil;
 
+pub use groups::Group;
+pub use imserver::{ApplyGrant, ImGroup};
+pub use rooms::Room;
 pub use rtm::{
     EmulatorFaults, EmulatorOptions, ListenState, QuestObserver, QuestOutcome, QuestRecord, Rooms,
     RtcRoom, RtmEmulator, UserFlags, VoiceRoom,

@@ -2,22 +2,35 @@
 //!
 //! * [`RtmServerClient`]: the client; every method has a blocking form and
 //!   a `*_with_callback` form.
-//! * voice rooms (the 2021 API) and RTC rooms (the current API): see the
-//!   methods of [`RtmServerClient`].
+//! * one module per API family (below), whose docs show it at work; the
+//!   methods themselves are all on [`RtmServerClient`], and the types are
+//!   re-exported here.
 //! * [`sign`] and [`next_salt`]: the signing primitives, public for users
 //!   who build quests themselves.
 
 mod auth;
 mod client;
-mod listen;
+pub mod data;
+pub mod devices;
+pub mod groups;
+pub mod imserver;
+pub mod listen;
 pub(crate) mod params;
-mod push;
-mod rtc;
-mod voice;
+pub mod push;
+pub mod relations;
+pub mod rooms;
+pub mod rtc;
+pub mod users;
+pub mod voice;
 
 pub use auth::{next_salt, sign, unix_seconds};
 pub use client::RtmServerClient;
+pub use devices::{DevicePushOptions, PushOptionType};
+pub use groups::GroupInfo;
+pub use imserver::InviteGrant;
 pub use listen::{ListenState, ListenStatus, ListenTargets};
 pub use push::{MessageBody, PushEvent, PushHandler, PushMessage};
+pub use rooms::RoomInfo;
 pub use rtc::{AdminCommand, RtcRoomMembers, RtcRoomOptions, RtcRoomType};
+pub use users::UserInfo;
 pub use voice::VoiceRoomMembers;
