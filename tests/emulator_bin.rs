@@ -669,6 +669,8 @@ struct RawConn {
     version: u8,
     seq: u32,
     salt: u64,
+    /// The header version of every frame read that started a read.
+    answer_versions: Vec<u8>,
 }
 
 impl RawConn {
@@ -683,6 +685,7 @@ impl RawConn {
             version,
             seq: 0,
             salt: NEXT_SALTS.fetch_add(1 << 20, std::sync::atomic::Ordering::SeqCst),
+            answer_versions: Vec::new(),
         }
     }
 
@@ -747,6 +750,9 @@ impl RawConn {
             let mut buf = [0u8; 4096];
             let n = self.stream.read(&mut buf).expect("an answer");
             assert!(n > 0, "the connection closed");
+            if self.decoder.buffered() == 0 && n > 4 {
+                self.answer_versions.push(buf[4]);
+            }
             self.decoder.feed(&buf[..n]);
         }
     }
@@ -858,6 +864,10 @@ fn raw_frames_as_other_sdks_encode_them() {
                 c.signature(out, method, now_s()) + 1
             }
             assert!(c.call("closeVoiceRoom", close).is_ok());
+            // Every answer echoes the quest's header version, as the C++
+            // gateway's do.
+            assert!(!c.answer_versions.is_empty());
+            assert!(c.answer_versions.iter().all(|&v| v == version), "{version}");
         }
         // --max-clock-skew 0 turns the ts check off.
         let emu = Emu::start(&["--secret", SECRET, "--max-clock-skew", "0"]);

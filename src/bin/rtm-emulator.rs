@@ -36,9 +36,9 @@ each quest on standard error: the connection, the method, a summary of the
 parameters, the answer's code and the time taken (-q for less, -v for
 more). Ctrl-C or SIGTERM stops it cleanly (saving --state first).
 
-It accepts what every official SDK sends: FPNN header version 0 or 1, any
-msgpack integer width (fixint, uint8..uint64, int8..int64), map keys in
-any order, text as str or bin.";
+It accepts what every official SDK sends: FPNN header version 0 or 1
+(echoed in its answers), any msgpack integer width (fixint, uint8..uint64,
+int8..int64), map keys in any order, text as str or bin.";
 
 const AFTER_LONG_HELP: &str = "\
 Examples:

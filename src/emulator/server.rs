@@ -6,13 +6,17 @@
 //! one timer thread per server sends delayed answers ([`Reply::After`] and
 //! [`Faults::set_answer_delay`]). Writes go through a mutex on a clone of
 //! the connection's socket, so any thread may answer or push.
+//!
+//! Frames of any header version are accepted, and every answer carries the
+//! version of the client's first frame, as the C++ server's answers echo
+//! the quest's header (Python clients send 0, the others 1).
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -23,7 +27,7 @@ use crate::codes;
 use crate::error::{Error, ProtocolError};
 use crate::fpnn::codec::{
     decode_frame, encode_answer, encode_error_answer, encode_quest, map_get, Answer, Decoder,
-    Frame, Header, Quest, DEFAULT_MAX_SEND_PAYLOAD, HEADER_LEN,
+    Frame, Header, Quest, DEFAULT_MAX_SEND_PAYLOAD, HEADER_LEN, VERSION,
 };
 use crate::fpnn::crypto::{Decryptor, Encryptor, ServerPrivateKey};
 
@@ -354,6 +358,9 @@ struct ConnInner {
     writer: Mutex<Writer>,
     closed: AtomicBool,
     next_seq: AtomicU32,
+    /// The header version of the client's first frame, echoed in every
+    /// answer as the C++ server does (Python sends 0, the others 1).
+    version: AtomicU8,
     pending: Mutex<HashMap<u32, crossbeam_channel::Sender<PushResult>>>,
     server: Weak<Shared>,
 }
@@ -552,6 +559,7 @@ impl ServerConn {
         }
         drop(server);
         let mut frame = Vec::new();
+        let is_answer = matches!(reply, Reply::Answer(_) | Reply::Error { .. });
         match reply {
             Reply::Answer(payload) => {
                 let Some(seq) = seq else { return };
@@ -576,6 +584,9 @@ impl ServerConn {
                 return;
             }
             Reply::None | Reply::After(..) => return,
+        }
+        if is_answer && frame.len() > 4 {
+            frame[4] = self.inner.version.load(Ordering::SeqCst);
         }
         if let Err(e) = self.write_frame(&frame) {
             log::debug!("conn {}: reply to {seq:?} not sent: {e}", self.id());
@@ -925,6 +936,7 @@ fn start_conn(shared: &Arc<Shared>, stream: TcpStream) -> io::Result<()> {
             }),
             closed: AtomicBool::new(false),
             next_seq: AtomicU32::new(1),
+            version: AtomicU8::new(VERSION),
             pending: Mutex::new(HashMap::new()),
             server: Arc::downgrade(shared),
         }),
@@ -970,6 +982,8 @@ fn read_loop(shared: &Arc<Shared>, conn: &ServerConn, mut stream: TcpStream) -> 
     let mut decoder = Decoder::new(shared.max_payload);
     // Encrypted server: raw bytes buffered until the whole `*key` frame is in.
     let mut handshake: Option<Vec<u8>> = shared.encryption.as_ref().map(|_| Vec::new());
+    // Plain connection: the first bytes, until the version byte is in.
+    let mut first_bytes: Option<Vec<u8>> = Some(Vec::new()).filter(|_| handshake.is_none());
     let mut decryptor: Option<Decryptor> = None;
     let mut plain = Vec::new();
     loop {
@@ -1013,6 +1027,13 @@ fn read_loop(shared: &Arc<Shared>, conn: &ServerConn, mut stream: TcpStream) -> 
                 plain = Vec::new();
             }
         } else {
+            if let Some(first) = first_bytes.as_mut() {
+                first.extend_from_slice(&input[..input.len().min(8)]);
+                if first.len() > 4 {
+                    conn.inner.version.store(first[4], Ordering::SeqCst);
+                    first_bytes = None;
+                }
+            }
             decoder.feed(input);
         }
         loop {
@@ -1091,6 +1112,7 @@ fn try_handshake(
         .accept(&public_key, stream_mode, bits, max_frame)
         .map_err(|e| format!("`*key` refused: {e}"))?;
     lock(&conn.inner.writer).encryptor = Some(encryptor);
+    conn.inner.version.store(header.version, Ordering::SeqCst);
     log::debug!(
         "conn {}: encrypted ({} mode, AES-{bits})",
         conn.id(),
@@ -1177,6 +1199,29 @@ mod tests {
         assert!(server.received().is_empty());
         assert_eq!(server.connection_count(), 1);
         assert_eq!(server.connections().len(), 1);
+    }
+
+    #[test]
+    fn answers_echo_the_clients_header_version() {
+        let server = FpnnServer::start(echo(), ServerOptions::new()).unwrap();
+        for version in [0u8, 1, 7] {
+            let mut socket = TcpStream::connect(server.endpoint()).unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut frame = Vec::new();
+            encode_quest(&mut frame, Some(9), "echo", &Value::Map(Vec::new())).unwrap();
+            frame[4] = version;
+            // The header in two writes: the version byte arrives alone.
+            socket.write_all(&frame[..4]).unwrap();
+            thread::sleep(Duration::from_millis(20));
+            socket.write_all(&frame[4..]).unwrap();
+            let mut header = [0u8; HEADER_LEN];
+            socket.read_exact(&mut header).unwrap();
+            assert_eq!(&header[..4], b"FPNN");
+            assert_eq!(header[4], version);
+            assert_eq!(header[6], 2, "an answer");
+        }
     }
 
     #[test]
