@@ -32,7 +32,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -386,6 +386,10 @@ pub struct EmulatorFaults {
     fails: Mutex<HashMap<String, i64>>,
     /// Close a connection when it sends more quests than this; 0: off.
     drop_after: AtomicU64,
+    /// Whether `delays` / `fails` may hold anything (a lock-free fast path
+    /// for the usual case of no faults).
+    any_delay: AtomicBool,
+    any_fail: AtomicBool,
 }
 
 impl EmulatorFaults {
@@ -397,6 +401,7 @@ impl EmulatorFaults {
     /// this connection or another, are answered meanwhile.
     pub fn set_delay(&self, method: &str, delay: Duration) {
         lock(&self.delays).insert(method.to_string(), delay);
+        self.any_delay.store(true, Ordering::SeqCst);
     }
 
     /// Removes the delay set for `method` (or `"*"`).
@@ -406,6 +411,9 @@ impl EmulatorFaults {
 
     /// The delay in force for `method` (zero: none).
     pub fn delay_for(&self, method: &str) -> Duration {
+        if !self.any_delay.load(Ordering::SeqCst) {
+            return Duration::ZERO;
+        }
         let delays = lock(&self.delays);
         delays
             .get(method)
@@ -420,6 +428,7 @@ impl EmulatorFaults {
     /// `"*"` one.
     pub fn set_fail(&self, method: &str, code: i64) {
         lock(&self.fails).insert(method.to_string(), code);
+        self.any_fail.store(true, Ordering::SeqCst);
     }
 
     /// Removes the failure set for `method` (or `"*"`).
@@ -429,6 +438,9 @@ impl EmulatorFaults {
 
     /// The error code injected for `method`, if any.
     pub fn fail_for(&self, method: &str) -> Option<i64> {
+        if !self.any_fail.load(Ordering::SeqCst) {
+            return None;
+        }
         let fails = lock(&self.fails);
         fails.get(method).or_else(|| fails.get("*")).copied()
     }
@@ -436,7 +448,8 @@ impl EmulatorFaults {
     /// Serves `n` RTM quests per connection, then closes the connection
     /// when it sends the next one, without answering it (the client sees
     /// its connection close with a quest in flight). Each new connection
-    /// gets `n` quests again. 0 (the default) turns it off.
+    /// gets `n` quests again; quests are counted while the setting is on.
+    /// 0 (the default) turns it off.
     pub fn set_drop_after(&self, n: u64) {
         self.drop_after.store(n, Ordering::SeqCst);
     }
@@ -448,8 +461,14 @@ impl EmulatorFaults {
 
     /// Turns every RTM fault off.
     pub fn clear(&self) {
-        lock(&self.delays).clear();
-        lock(&self.fails).clear();
+        let mut delays = lock(&self.delays);
+        delays.clear();
+        self.any_delay.store(false, Ordering::SeqCst);
+        drop(delays);
+        let mut fails = lock(&self.fails);
+        fails.clear();
+        self.any_fail.store(false, Ordering::SeqCst);
+        drop(fails);
         self.set_drop_after(0);
     }
 }
@@ -842,11 +861,13 @@ impl Service for RtmService {
         let method = quest.method.as_str();
         let faults = &self.0.faults;
         let drop_after = faults.drop_after();
-        let count = {
+        let count = if drop_after > 0 {
             let mut counts = lock(&self.0.quest_counts);
             let n = counts.entry(conn.id()).or_insert(0);
             *n += 1;
             *n
+        } else {
+            0
         };
         let (reply, delay) = if drop_after > 0 && count > drop_after {
             log::debug!(
@@ -2094,7 +2115,8 @@ mod tests {
         assert!(call(&mut c, "getVoiceRoomMembers", vec![("rid", 99.into())]).is_err());
         c.call("*ping", &map(vec![]));
         c.call("noSuchMethod", &map(vec![]));
-        emu.faults().set_drop_after(3);
+        emu.faults().set_drop_after(1);
+        assert!(call(&mut c, "getRTCRoomList", vec![]).is_ok());
         c.send(
             "getVoiceRoomList",
             &signed_with(PID, SECRET, "getVoiceRoomList", vec![]),
@@ -2108,6 +2130,7 @@ mod tests {
                 "pullIntoVoiceRoom",
                 "getVoiceRoomMembers",
                 "noSuchMethod",
+                "getRTCRoomList",
                 "getVoiceRoomList"
             ]
         );
@@ -2119,14 +2142,15 @@ mod tests {
             records[2].outcome.code(),
             codes::FPNN_EC_CORE_UNKNOWN_METHOD
         );
-        assert_eq!(records[3].outcome, QuestOutcome::Closed);
+        assert_eq!(records[3].outcome, QuestOutcome::Ok);
+        assert_eq!(records[4].outcome, QuestOutcome::Closed);
         assert!(records.iter().all(|r| r.conn_id == records[0].conn_id));
         assert!(records[0].elapsed < Duration::from_secs(1));
         // Removing the observer stops the records.
         emu.set_quest_observer(None);
         let mut c = RawClient::connect(&emu.endpoint());
         assert!(call(&mut c, "getVoiceRoomList", vec![]).is_ok());
-        assert_eq!(lock(&seen).len(), 4);
+        assert_eq!(lock(&seen).len(), 5);
     }
 
     #[test]
