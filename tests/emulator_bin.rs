@@ -504,6 +504,17 @@ fn state_survives_a_restart() {
             run_to_end(&["--listen", "127.0.0.1:0", "--pid", "42", "--state", state]);
         assert!(!status.success());
         assert!(err.contains("belongs to project 11000001"), "{err}");
+        // A state file in a directory that does not exist is refused at
+        // start, not at the first save.
+        let nowhere = dir.path("missing/state.json");
+        let (status, _, err) = run_to_end(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--state",
+            nowhere.to_str().unwrap(),
+        ]);
+        assert!(!status.success());
+        assert!(err.contains("does not exist"), "{err}");
     });
 }
 

@@ -400,6 +400,17 @@ fn run(args: Args) -> Result<(), String> {
                 state_line = format!("{} (loaded)", path.display());
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let dir = match path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => Path::new("."),
+                };
+                if !dir.is_dir() {
+                    return Err(format!(
+                        "--state {}: the directory {} does not exist",
+                        path.display(),
+                        dir.display()
+                    ));
+                }
                 state_line = format!("{} (new)", path.display());
             }
             Err(e) => return Err(format!("--state {}: {e}", path.display())),
@@ -469,13 +480,19 @@ fn run(args: Args) -> Result<(), String> {
     println!("ready (Ctrl-C stops)");
     let _ = std::io::stdout().flush();
 
-    let save = |emu: &RtmEmulator| {
-        if let Some(path) = &args.state {
-            match emu.save_state(path) {
-                Ok(()) => log::debug!("state saved to {}", path.display()),
-                Err(e) => log::error!("cannot save the state to {}: {e}", path.display()),
+    // Saves the state (when --state is given); false when that failed.
+    let save = |emu: &RtmEmulator| match &args.state {
+        Some(path) => match emu.save_state(path) {
+            Ok(()) => {
+                log::debug!("state saved to {}", path.display());
+                true
             }
-        }
+            Err(e) => {
+                log::error!("cannot save the state to {}: {e}", path.display());
+                false
+            }
+        },
+        None => true,
     };
     let tick = if args.state.is_some() && args.save_every > 0 {
         Duration::from_secs(args.save_every)
@@ -484,12 +501,14 @@ fn run(args: Args) -> Result<(), String> {
     };
     // Until Ctrl-C or SIGTERM, saving at every tick.
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(tick) {
-        save(&emu);
+        let _ = save(&emu);
     }
     log::info!("stopping");
     // Stopping first: no quest changes the state after the last save.
     emu.stop();
-    save(&emu);
+    if !save(&emu) {
+        return Err("stopped, but the state could not be saved (see above)".into());
+    }
     if let Some(path) = &args.state {
         println!("state saved to {}", path.display());
     }
