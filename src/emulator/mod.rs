@@ -12,6 +12,15 @@
 //!   signature, keeps rooms in memory and lets a test inspect them
 //!   ([`RtmEmulator::rooms`], [`RtmEmulator::listen_state`]). See the
 //!   [`rtm`] module for the exact rules.
+//! * [`EmulatorOptions`] start an emulator with RTM-level faults
+//!   ([`EmulatorFaults`]: per-method delays and errors, dropping a
+//!   connection after N quests), a quest observer ([`QuestRecord`]), a `ts`
+//!   window, or a saved state ([`persist`]: the whole state as JSON).
+//!   [`keys`] reads a server's ECC private key (PEM or raw) and makes key
+//!   pairs for encrypted emulators.
+//! * The `rtm-emulator` program (`cargo run --features emulator --bin
+//!   rtm-emulator -- --help`) runs the emulator as a standalone RTM gateway
+//!   for clients in any language, with these options as flags.
 //!
 //! Everything listens on `127.0.0.1`, on a free port unless
 //! [`ServerOptions::addr`] says otherwise; nothing else touches the network.
