@@ -329,16 +329,16 @@ fn plain_client_and_one_log_line_per_quest() {
         emu.wait_log_line(&["getVoiceRoomList", "-> 200002"]);
         let quests = emu.stderr().lines().filter(|l| l.contains("->")).count();
         assert_eq!(quests, 5, "{}", emu.stderr());
+        // The connections too.
+        emu.wait_log_line(&["conn 1: connected from 127.0.0.1:"]);
+        drop(wrong);
+        emu.wait_log_line(&["conn 2: closed by the client"]);
 
-        // -q: no line per quest.
+        // -q: no line per quest or connection.
         let quiet = Emu::start(&["--secret", SECRET, "-q"]);
         quiet.client().get_voice_room_list().unwrap();
         thread::sleep(Duration::from_millis(100));
-        assert!(
-            !quiet.stderr().contains("getVoiceRoomList"),
-            "{}",
-            quiet.stderr()
-        );
+        assert!(quiet.stderr().is_empty(), "{}", quiet.stderr());
     });
 }
 
@@ -386,12 +386,14 @@ fn encrypted_in_each_mode_and_key_size_on_both_curves() {
                 }
             }
             emu.wait_log_line(&["getVoiceRoomMembers", "rid=4", "-> 0 ok"]);
-            // A plain client cannot talk to an encrypted emulator.
+            // A plain client cannot talk to an encrypted emulator; the log
+            // says why.
             let plain = emu.client();
             assert!(plain
                 .get_voice_room_list()
                 .unwrap_err()
                 .is_connection_error());
+            emu.wait_log_line(&["WARN", "closed by the emulator", "*key"]);
         }
     });
 }

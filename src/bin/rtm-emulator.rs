@@ -15,7 +15,7 @@ use log::{LevelFilter, Log, Metadata, Record};
 use rand_core::{OsRng, RngCore};
 use rtm_server_sdk::emulator::keys::{generate_key_pair, read_private_key};
 use rtm_server_sdk::emulator::{
-    EmulatorOptions, QuestOutcome, QuestRecord, RtmEmulator, ServerOptions,
+    ConnectionEvent, EmulatorOptions, QuestOutcome, QuestRecord, RtmEmulator, ServerOptions,
 };
 use rtm_server_sdk::fpnn::crypto::Curve;
 
@@ -32,9 +32,10 @@ Point a client at the endpoint it prints, with the same pid and secret.
 
 At start it prints `endpoint: HOST:PORT`, `pid: N`, `secret: ...` (only
 when it made one up) and `file gate: ...` on standard output, then logs
-each quest on standard error: the connection, the method, a summary of the
-parameters, the answer's code and the time taken (-q for less, -v for
-more). Ctrl-C or SIGTERM stops it cleanly (saving --state first).
+each connection and each quest on standard error: the connection, the
+method, a summary of the parameters, the answer's code and the time taken
+(-q for less, -v for more). A client the emulator disconnects (a bad frame,
+a refused encryption handshake) is a warning that says why. Ctrl-C or SIGTERM stops it cleanly (saving --state first).
 
 It accepts what every official SDK sends: FPNN header version 0 or 1
 (echoed in its answers), any msgpack integer width (fixint, uint8..uint64,
@@ -171,12 +172,13 @@ struct Args {
     #[arg(long, value_name = "METHOD=CODE", value_parser = parse_fail, help_heading = "Faults")]
     fail: Vec<(String, i64)>,
 
-    /// More log: -v adds connections and failures (debug), -vv everything.
+    /// More log: -v adds the emulator's debug lines (handshakes, why a
+    /// quest failed), -vv everything.
     #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet", help_heading = "Output")]
     verbose: u8,
 
-    /// Less log: -q only warnings (no line per quest), -qq only errors,
-    /// -qqq nothing.
+    /// Less log: -q only warnings (no line per quest or connection), -qq
+    /// only errors, -qqq nothing.
     #[arg(short, long, action = ArgAction::Count, help_heading = "Output")]
     quiet: u8,
 }
@@ -278,6 +280,25 @@ fn log_quest(r: &QuestRecord) {
         r.method,
         r.params
     );
+}
+
+/// The log line of a connection opening or closing; a connection the
+/// emulator closed because of the client (a bad frame, a refused
+/// handshake) is a warning.
+fn log_connection(e: &ConnectionEvent) {
+    match e {
+        ConnectionEvent::Opened { conn_id, peer } => {
+            log::info!("conn {conn_id}: connected from {peer}");
+        }
+        ConnectionEvent::Closed {
+            conn_id, reason, ..
+        } => match reason.as_deref() {
+            None => log::info!("conn {conn_id}: closed by the client"),
+            Some("closed by the server") => log::info!("conn {conn_id}: closed by the emulator"),
+            Some(why) => log::warn!("conn {conn_id}: closed by the emulator: {why}"),
+        },
+        other => log::info!("{other:?}"),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -389,6 +410,7 @@ fn run(args: Args) -> Result<(), String> {
 
     let mut options = EmulatorOptions::new().server(server);
     options.observer = Some(Arc::new(log_quest));
+    options.connection_observer = Some(Arc::new(log_connection));
     if args.max_clock_skew > 0 {
         options = options.max_clock_skew(Duration::from_secs(args.max_clock_skew));
     }

@@ -115,7 +115,7 @@ pub use groups::Group;
 pub use imserver::{ApplyGrant, ImGroup};
 pub use rooms::Room;
 pub use rtm::{
-    EmulatorFaults, EmulatorOptions, ListenState, QuestObserver, QuestOutcome, QuestRecord, Rooms,
-    RtcRoom, RtmEmulator, UserFlags, VoiceRoom,
+    ConnectionEvent, ConnectionObserver, EmulatorFaults, EmulatorOptions, ListenState,
+    QuestObserver, QuestOutcome, QuestRecord, Rooms, RtcRoom, RtmEmulator, UserFlags, VoiceRoom,
 };
 pub use server::{Faults, FpnnServer, Reply, ServerConn, ServerOptions, Service};

@@ -277,6 +277,8 @@ pub(crate) struct RtmShared {
     faults: EmulatorFaults,
     /// Called after each RTM quest (see [`RtmEmulator::set_quest_observer`]).
     observer: Mutex<Option<QuestObserver>>,
+    /// Called when a connection opens or closes.
+    connection_observer: Mutex<Option<ConnectionObserver>>,
     /// The `ts` window in milliseconds; `u64::MAX`: not checked.
     max_clock_skew_ms: AtomicU64,
     /// How many RTM quests each open connection sent (for
@@ -291,6 +293,34 @@ pub(crate) struct RtmShared {
 /// Called by the emulator after each RTM quest, on the connection's thread
 /// (keep it short). See [`RtmEmulator::set_quest_observer`].
 pub type QuestObserver = Arc<dyn Fn(&QuestRecord) + Send + Sync>;
+
+/// Called by the emulator when a connection opens or closes, on the
+/// connection's thread. See [`RtmEmulator::set_connection_observer`].
+pub type ConnectionObserver = Arc<dyn Fn(&ConnectionEvent) + Send + Sync>;
+
+/// A connection opening or closing, given to the connection observer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionEvent {
+    /// A client connected (before any handshake).
+    Opened {
+        /// The connection ([`ServerConn::id`]).
+        conn_id: u64,
+        /// The client's address.
+        peer: SocketAddr,
+    },
+    /// The connection ended.
+    Closed {
+        /// The connection ([`ServerConn::id`]).
+        conn_id: u64,
+        /// The client's address.
+        peer: SocketAddr,
+        /// Why the emulator closed it (a frame it could not decode, a
+        /// refused `*key` handshake, ...; see [`ServerConn::close_reason`]),
+        /// or `None` when the client closed it.
+        reason: Option<String>,
+    },
+}
 
 /// How an RTM emulator starts (see [`RtmEmulator::start_with_options`]).
 ///
@@ -317,6 +347,8 @@ pub struct EmulatorOptions {
     pub faults: EmulatorFaults,
     /// Called after each RTM quest.
     pub observer: Option<QuestObserver>,
+    /// Called when a connection opens or closes.
+    pub connection_observer: Option<ConnectionObserver>,
     /// A state to start from, as written by [`RtmEmulator::state_json`]
     /// (or saved by [`RtmEmulator::save_state`]).
     pub state_json: Option<String>,
@@ -329,6 +361,7 @@ impl fmt::Debug for EmulatorOptions {
             .field("max_clock_skew", &self.max_clock_skew)
             .field("faults", &self.faults)
             .field("observer", &self.observer.is_some())
+            .field("connection_observer", &self.connection_observer.is_some())
             .field("state_json", &self.state_json.as_ref().map(String::len))
             .finish()
     }
@@ -361,6 +394,16 @@ impl EmulatorOptions {
     #[must_use]
     pub fn observer(mut self, observer: impl Fn(&QuestRecord) + Send + Sync + 'static) -> Self {
         self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// Calls `observer` when a connection opens or closes.
+    #[must_use]
+    pub fn connection_observer(
+        mut self,
+        observer: impl Fn(&ConnectionEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.connection_observer = Some(Arc::new(observer));
         self
     }
 
@@ -684,6 +727,7 @@ impl RtmEmulator {
             conns: Mutex::new(HashMap::new()),
             faults: options.faults,
             observer: Mutex::new(options.observer),
+            connection_observer: Mutex::new(options.connection_observer),
             max_clock_skew_ms: AtomicU64::new(skew_ms(options.max_clock_skew)),
             quest_counts: Mutex::new(HashMap::new()),
         });
@@ -702,6 +746,13 @@ impl RtmEmulator {
     /// The standalone `rtm-emulator` program logs every quest this way.
     pub fn set_quest_observer(&self, observer: Option<QuestObserver>) {
         *lock(&self.shared.observer) = observer;
+    }
+
+    /// Calls `observer` when a connection opens or closes (with why the
+    /// emulator closed it, if it did), on the connection's thread; `None`
+    /// removes it.
+    pub fn set_connection_observer(&self, observer: Option<ConnectionObserver>) {
+        *lock(&self.shared.connection_observer) = observer;
     }
 
     /// Answers 200008 (`RTM_EC_INVALID_SERVER_TIME`) to a quest whose `ts`
@@ -908,12 +959,27 @@ impl Service for RtmService {
 
     fn on_connect(&self, conn: &ServerConn) {
         lock(&self.0.conns).insert(conn.id(), conn.clone());
+        let observer = lock(&self.0.connection_observer).clone();
+        if let Some(observer) = observer {
+            observer(&ConnectionEvent::Opened {
+                conn_id: conn.id(),
+                peer: conn.peer_addr(),
+            });
+        }
     }
 
     fn on_disconnect(&self, conn: &ServerConn) {
         lock(&self.0.conns).remove(&conn.id());
         lock(&self.0.quest_counts).remove(&conn.id());
         lock(&self.0.state).listen.remove(&conn.id());
+        let observer = lock(&self.0.connection_observer).clone();
+        if let Some(observer) = observer {
+            observer(&ConnectionEvent::Closed {
+                conn_id: conn.id(),
+                peer: conn.peer_addr(),
+                reason: conn.close_reason(),
+            });
+        }
     }
 }
 
@@ -2151,6 +2217,38 @@ mod tests {
         let mut c = RawClient::connect(&emu.endpoint());
         assert!(call(&mut c, "getVoiceRoomList", vec![]).is_ok());
         assert_eq!(lock(&seen).len(), 5);
+    }
+
+    #[test]
+    fn connection_observer_sees_opens_and_closes_with_reasons() {
+        let events: Arc<Mutex<Vec<ConnectionEvent>>> = Arc::default();
+        let sink = events.clone();
+        let key = ServerPrivateKey::generate(Curve::Secp256k1);
+        let options = EmulatorOptions::new()
+            .server(ServerOptions::new().encryption(key))
+            .connection_observer(move |e: &ConnectionEvent| lock(&sink).push(e.clone()));
+        let emu = RtmEmulator::start_with_options(PID, SECRET, options).unwrap();
+        // Not a `*key` first on an encrypted emulator: closed, with why.
+        let mut c = RawClient::connect(&emu.endpoint());
+        c.send("getVoiceRoomList", &map(vec![]));
+        c.expect_closed();
+        let t = Instant::now();
+        while lock(&events).len() < 2 && t.elapsed() < Duration::from_secs(3) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let events = lock(&events).clone();
+        assert!(
+            matches!(events[0], ConnectionEvent::Opened { conn_id: 1, .. }),
+            "{events:?}"
+        );
+        match &events[1] {
+            ConnectionEvent::Closed {
+                conn_id: 1,
+                reason: Some(reason),
+                ..
+            } => assert!(reason.contains("not a two-way `*key`"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

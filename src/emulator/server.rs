@@ -357,6 +357,8 @@ struct ConnInner {
     stream: TcpStream,
     writer: Mutex<Writer>,
     closed: AtomicBool,
+    /// Why the server closed the connection (see [`ServerConn::close_reason`]).
+    close_reason: Mutex<Option<String>>,
     next_seq: AtomicU32,
     /// The header version of the client's first frame, echoed in every
     /// answer as the C++ server does (Python sends 0, the others 1).
@@ -397,6 +399,14 @@ impl ServerConn {
     /// Whether the connection has been closed (by either side).
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::SeqCst)
+    }
+
+    /// Once the connection has ended (from [`Service::on_disconnect`] on):
+    /// why the server closed it (a frame it could not decode, a refused
+    /// `*key` handshake, "closed by the server" for [`Reply::Close`], a
+    /// fault or a stop), or `None` when the client closed it.
+    pub fn close_reason(&self) -> Option<String> {
+        lock(&self.inner.close_reason).clone()
     }
 
     /// Answers the held two-way quest `seq` (see [`Reply::None`]); callable
@@ -935,6 +945,7 @@ fn start_conn(shared: &Arc<Shared>, stream: TcpStream) -> io::Result<()> {
                 buf: Vec::new(),
             }),
             closed: AtomicBool::new(false),
+            close_reason: Mutex::new(None),
             next_seq: AtomicU32::new(1),
             version: AtomicU8::new(VERSION),
             pending: Mutex::new(HashMap::new()),
@@ -965,9 +976,16 @@ fn start_conn(shared: &Arc<Shared>, stream: TcpStream) -> io::Result<()> {
 fn run_conn(shared: Arc<Shared>, conn: ServerConn, stream: TcpStream) {
     log::debug!("conn {}: accepted from {}", conn.id(), conn.peer_addr());
     shared.service.on_connect(&conn);
-    if let Err(reason) = read_loop(&shared, &conn, stream) {
-        log::debug!("conn {}: closing: {reason}", conn.id());
-    }
+    let reason = match read_loop(&shared, &conn, stream) {
+        Err(reason) => {
+            log::debug!("conn {}: closing: {reason}", conn.id());
+            Some(reason)
+        }
+        // Closed here before the read ended: by the server.
+        Ok(()) if conn.is_closed() => Some("closed by the server".to_string()),
+        Ok(()) => None,
+    };
+    *lock(&conn.inner.close_reason) = reason;
     conn.close();
     lock(&shared.conns).remove(&conn.id());
     conn.fail_pending();
@@ -1222,6 +1240,44 @@ mod tests {
             assert_eq!(header[4], version);
             assert_eq!(header[6], 2, "an answer");
         }
+    }
+
+    #[test]
+    fn close_reasons() {
+        let reasons: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+        struct Recording(Arc<Mutex<Vec<Option<String>>>>);
+        impl Service for Recording {
+            fn on_quest(&self, _: &ServerConn, q: &Quest) -> Reply {
+                match q.method.as_str() {
+                    "close" => Reply::Close,
+                    _ => Reply::ok(),
+                }
+            }
+            fn on_disconnect(&self, conn: &ServerConn) {
+                lock(&self.0).push(conn.close_reason());
+            }
+        }
+        let server = FpnnServer::start(Recording(reasons.clone()), ServerOptions::new()).unwrap();
+        let wait_for = |n: usize| {
+            let t = Instant::now();
+            while lock(&reasons).len() < n && t.elapsed() < Duration::from_secs(3) {
+                thread::sleep(Duration::from_millis(5));
+            }
+            lock(&reasons).last().cloned().expect("a disconnect")
+        };
+        let mut c = RawClient::connect(&server.endpoint());
+        c.call("x", &map(vec![]));
+        drop(c);
+        assert_eq!(wait_for(1), None);
+        let mut c = RawClient::connect(&server.endpoint());
+        c.send("close", &map(vec![]));
+        c.expect_closed();
+        assert_eq!(wait_for(2).as_deref(), Some("closed by the server"));
+        let mut c = RawClient::connect(&server.endpoint());
+        c.write_raw(b"GET / HTTP/1.1\r\n\r\n");
+        c.expect_closed();
+        let reason = wait_for(3).unwrap();
+        assert!(reason.contains("bad frame"), "{reason}");
     }
 
     #[test]
