@@ -28,7 +28,7 @@ fn drop_completes_10000_pending_callbacks_and_joins_threads() {
             let ok = ok.clone();
             let other = other.clone();
             client.call_with_callback("hold", Value::Map(vec![]), None, move |r| match r {
-                Err(Error::ConnectionClosed { .. }) => {
+                Err(Error::ClientClosed) => {
                     ok.fetch_add(1, Ordering::SeqCst);
                 }
                 _ => {
