@@ -420,7 +420,9 @@ impl Limiter {
         if self.count.fetch_add(1, Ordering::SeqCst) < self.max {
             true
         } else {
-            self.release(1);
+            // Undoes this thread's own add: no room was made, nobody to
+            // wake (and a sleeper calls this holding `room`).
+            self.count.fetch_sub(1, Ordering::SeqCst);
             false
         }
     }
