@@ -19,7 +19,7 @@ use common::{map, wait_until, watchdog, Variant};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use rmpv::Value;
-use rtm_server_sdk::emulator::{FpnnServer, Reply, ServerOptions};
+use rtm_server_sdk::emulator::{FpnnServer, Reply};
 use rtm_server_sdk::fpnn::codec::{
     encode_answer, encode_error_answer, encode_quest, Decoder, Frame, Quest,
 };
