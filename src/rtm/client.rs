@@ -170,6 +170,11 @@ impl RtmServerClient {
         fpnn.set_quest_handler(push.clone());
         fpnn.core()
             .set_connect_hook(listen::restore_hook(signer.clone(), listen.clone()));
+        // Listening needs the connection: redial in the background then.
+        let listening = listen.clone();
+        fpnn.core().set_wanted(Arc::new(move || {
+            *lock(&listening) != ListenState::default()
+        }));
         Ok(RtmServerClient {
             inner: Arc::new(RtmInner {
                 signer,
@@ -192,7 +197,9 @@ impl RtmServerClient {
     /// Installs the handler of connection events; see
     /// [`FpnnClient::set_event_handler`].
     pub fn set_event_handler(&self, handler: impl Fn(&ConnectionEvent) + Send + Sync + 'static) {
-        self.inner.fpnn.set_event_handler(handler)
+        self.inner
+            .fpnn
+            .set_event_handler(move |_, event| handler(event))
     }
 
     /// A handle to the same client whose calls wait at most `timeout` for
