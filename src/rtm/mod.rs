@@ -9,6 +9,7 @@
 
 mod auth;
 mod client;
+pub mod files;
 mod listen;
 pub(crate) mod params;
 mod push;
@@ -17,6 +18,7 @@ mod voice;
 
 pub use auth::{next_salt, sign, unix_seconds};
 pub use client::RtmServerClient;
+pub use files::{AudioInfo, FileOptions, FileType, DEFAULT_FILE_GATE_IDLE, FILE_SEND_TIMEOUT};
 pub use listen::{ListenState, ListenStatus, ListenTargets};
 pub use push::{MessageBody, PushEvent, PushHandler, PushMessage};
 pub use rtc::{AdminCommand, RtcRoomMembers, RtcRoomOptions, RtcRoomType};
