@@ -394,8 +394,10 @@ mod tests {
 
     #[test]
     fn state_round_trips_through_json() {
-        let mut files = Files::default();
-        files.gate_endpoint = "127.0.0.1:1".into();
+        let mut files = Files {
+            gate_endpoint: "127.0.0.1:1".into(),
+            ..Files::default()
+        };
         files.tokens.insert(
             "t".into(),
             Grant {

@@ -33,7 +33,7 @@
 //! A file is one FPNN frame: a file whose step-2 quest would exceed the
 //! client's [`ClientConfig::max_send_payload`] (8 MiB by default, the FPNN
 //! server's default limit) is refused with
-//! [`Error::InvalidArgument`](crate::Error::InvalidArgument), naming both
+//! [`Error::InvalidArgument`], naming both
 //! sizes, before anything is sent (the quest adds the attrs and about a
 //! hundred bytes of keys to the file). Raise the limit with
 //! `ClientConfig::default().max_send_payload(bytes)` when your file gate
