@@ -280,6 +280,38 @@ fn fake_rtm(gate: String) -> FpnnServer {
 }
 
 #[test]
+fn an_encrypted_rtm_connection_sends_files_to_a_plain_gate() {
+    watchdog(Duration::from_secs(30), || {
+        let variant = common::Variant::encrypted(
+            rtm_server_sdk::fpnn::crypto::Curve::Secp256r1,
+            rtm_server_sdk::fpnn::crypto::CipherMode::Stream,
+            rtm_server_sdk::fpnn::crypto::KeyBits::Aes256,
+        );
+        let (options, keys) = variant.setup();
+        let emu = RtmEmulator::start_with(PID, SECRET, options).unwrap();
+        assert!(emu.server().is_encrypted() && !emu.file_gate().is_encrypted());
+        let client = RtmServerClient::with_config(
+            PID,
+            SECRET,
+            emu.endpoint(),
+            keys.config(ClientConfig::default()),
+        )
+        .unwrap();
+        client
+            .send_room_file(1, 3, b"secret-ish", &FileOptions::default())
+            .unwrap();
+        let (method, payload) = last_gate_quest(&emu);
+        assert_eq!(method, "sendroomfile");
+        assert_eq!(
+            map_get(&payload, "file"),
+            Some(&Value::Binary(b"secret-ish".to_vec()))
+        );
+        // The gate saw no key exchange.
+        assert!(emu.file_gate().received().iter().all(|(m, _)| m != "*key"));
+    })
+}
+
+#[test]
 fn a_gate_closing_mid_send_fails_that_file_only() {
     watchdog(Duration::from_secs(30), || {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();

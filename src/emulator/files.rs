@@ -393,6 +393,46 @@ mod tests {
     }
 
     #[test]
+    fn a_sent_file_is_a_stored_message_with_its_url_size_and_name() {
+        use crate::rtm::FileOptions;
+        let emu = RtmEmulator::start(5, "s").unwrap();
+        let client = crate::RtmServerClient::new(5, "s", emu.endpoint()).unwrap();
+        let options = FileOptions {
+            name: Some("a.txt".into()),
+            attrs: r#"{"k":1}"#.into(),
+            ..FileOptions::default()
+        };
+        let mtime = client.send_group_file(3, 9, b"hello", &options).unwrap();
+        client.send_files(3, &[4, 6], b"to two", &options).unwrap();
+        let st = lock(&emu.shared.state);
+        let log = &st.messages.log;
+        assert_eq!(log.len(), 3);
+        let m = &log[0];
+        assert_eq!(
+            (m.target, m.from, m.mtype, m.mtime),
+            (Target::Group(9), 3, 50, mtime)
+        );
+        let msg: serde_json::Value = serde_json::from_str(m.msg.as_str().unwrap()).unwrap();
+        let file = &st.files.stored[0];
+        assert_eq!(msg["url"], file.url.as_str());
+        assert_eq!(msg["size"], 5);
+        assert_eq!(file.bytes, b"hello");
+        assert_eq!(file.name.as_deref(), Some("a.txt"));
+        let attrs: serde_json::Value = serde_json::from_str(&m.attrs).unwrap();
+        assert_eq!(attrs["rtm"]["filename"], "a.txt");
+        assert_eq!(attrs["custom"]["k"], 1);
+        // `sendfiles`: one P2P message per receiver, one stored file.
+        assert_eq!(
+            (log[1].target, log[2].target),
+            (Target::P2p(4), Target::P2p(6))
+        );
+        assert_eq!(log[1].mid, log[2].mid);
+        assert_eq!(log[1].msg, log[2].msg);
+        assert_eq!(st.files.stored.len(), 2);
+        assert_eq!(file.mid, m.mid);
+    }
+
+    #[test]
     fn state_round_trips_through_json() {
         let mut files = Files {
             gate_endpoint: "127.0.0.1:1".into(),

@@ -13,9 +13,10 @@
 //! Each method exists in both forms ([`send_file`](RtmServerClient::send_file)
 //! and [`send_file_with_callback`](RtmServerClient::send_file_with_callback),
 //! and so on); all five go through one generic two-step path. The callback
-//! form never blocks its caller: step 2 starts from step 1's callback, and
-//! the result reaches the closure on one of the RTM client's callback
-//! threads.
+//! form never blocks its caller: step 2 starts from step 1's callback (on
+//! a callback thread, which dials the gate when it has no connection,
+//! bounded by the connect timeout), and the result reaches the closure on
+//! one of the RTM client's callback threads.
 //!
 //! # The attrs
 //!
@@ -833,6 +834,14 @@ impl FileGates {
     }
 }
 
+impl Drop for FileGates {
+    fn drop(&mut self) {
+        // The gate clients close as their last handles drop; the reaper
+        // lets go of this cache now rather than at its next deadline.
+        reaper_kick();
+    }
+}
+
 fn close_all(clients: Vec<FpnnClient>) {
     for c in clients {
         log::debug!("closing the file gate client of {}", c.endpoint());
@@ -907,28 +916,36 @@ fn reaper_loop() {
                 next = Some(next.map_or(due, |n| n.min(due)));
             }
         }
-        let mut st = lock(&REAPER.state);
         // Let go of the caches without gates (they register again with
-        // their next gate) and of the dropped ones.
+        // their next gate) and of the dropped ones. A cache is dropped
+        // (which kicks the reaper) only once the lock is released.
+        let mut held = Vec::new();
+        let mut st = lock(&REAPER.state);
         st.caches.retain(|weak| match weak.upgrade() {
             None => false,
             Some(cache) => {
-                let mut cs = lock(&cache.state);
-                if cs.gates.is_empty() {
-                    cs.registered = false;
-                    false
-                } else {
-                    true
-                }
+                let keep = {
+                    let mut cs = lock(&cache.state);
+                    if cs.gates.is_empty() {
+                        cs.registered = false;
+                    }
+                    !cs.gates.is_empty()
+                };
+                held.push(cache);
+                keep
             }
         });
-        if st.caches.is_empty() {
+        let done = st.caches.is_empty();
+        if done {
             st.running = false;
-            drop(st);
-            drop(caches);
+        }
+        drop(st);
+        drop(held);
+        drop(caches);
+        if done {
             return;
         }
-        drop(caches);
+        let mut st = lock(&REAPER.state);
         while !st.kicked {
             match next {
                 Some(due) => {

@@ -4,6 +4,7 @@
 //!   a `*_with_callback` form.
 //! * voice rooms (the 2021 API) and RTC rooms (the current API): see the
 //!   methods of [`RtmServerClient`].
+//! * [`files`]: sending files through the file gate (both forms).
 //! * [`sign`] and [`next_salt`]: the signing primitives, public for users
 //!   who build quests themselves.
 
