@@ -346,6 +346,19 @@ impl RtmEmulator {
 
     /// The endpoint of the file gate (`"127.0.0.1:PORT"`), which
     /// `filetoken` answers.
+    ///
+    /// The gate is a second, never encrypted listener of this emulator,
+    /// started and stopped with it. It takes the five step-2 commands
+    /// unsigned, and refuses with 200003
+    /// (`RTM_EC_INVALID_FILE_OR_SIGN_OR_TOKEN`) a token that is unknown,
+    /// already used (a token is used up by its first step-2 quest, whatever
+    /// follows), older than [`FILE_TOKEN_TTL`](Self::FILE_TOKEN_TTL), or
+    /// issued for another command, sender or target, and a wrong
+    /// `rtm.sign` in the attrs (missing: 200004; an mtype outside 40..=50:
+    /// 200007). A file it takes is stored ([`file`](Self::file)) and
+    /// becomes a file message, stored and pushed to the listeners like any
+    /// message, with `msg` the JSON `{"size", "url", "surl"?}` (`surl` for
+    /// images) and the attrs as sent.
     pub fn file_gate_endpoint(&self) -> String {
         self.file_gate.endpoint()
     }
