@@ -890,3 +890,57 @@ fn a_path_is_read_and_named() {
         }
     })
 }
+
+/// The threads of this process named `name`.
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|comm| comm.trim() == name)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn many_callback_sends_share_one_gate_and_one_reaper() {
+    watchdog(Duration::from_secs(30), || {
+        let (emu, client) = setup();
+        let others: Vec<RtmServerClient> = (0..2)
+            .map(|_| RtmServerClient::new(PID, SECRET, emu.endpoint()).unwrap())
+            .collect();
+        let (tx, rx) = bounded(64);
+        for n in 0..20u8 {
+            let tx = tx.clone();
+            client.send_group_file_with_callback(
+                1,
+                7,
+                &[n; 100],
+                &FileOptions::default(),
+                move |r| tx.send(r).unwrap(),
+            );
+        }
+        for _ in 0..20 {
+            assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap() > 0);
+        }
+        for other in &others {
+            other
+                .send_file(1, 2, b"x", &FileOptions::default())
+                .unwrap();
+        }
+        let mut stored: Vec<Vec<u8>> = emu
+            .file_urls()
+            .iter()
+            .map(|u| emu.file(u).unwrap())
+            .collect();
+        stored.sort();
+        let mut expected: Vec<Vec<u8>> = (0..20u8).map(|n| vec![n; 100]).collect();
+        expected.extend([b"x".to_vec(), b"x".to_vec()]);
+        expected.sort();
+        assert_eq!(stored, expected);
+        // One gate connection per client, one reaper thread for the process.
+        assert_eq!(emu.file_gate().connection_count(), 3);
+        assert_eq!(threads_named("rtm-file-gates"), 1);
+    })
+}
