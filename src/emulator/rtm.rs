@@ -213,6 +213,17 @@ pub(crate) struct Ctx<'a> {
     pub outbox: Vec<(u64, &'static str, Value)>,
 }
 
+impl<'a> Ctx<'a> {
+    /// The context of a quest on `conn`, with an empty outbox.
+    pub(crate) fn new(conn: &'a ServerConn, pid: i64) -> Ctx<'a> {
+        Ctx {
+            conn,
+            pid,
+            outbox: Vec::new(),
+        }
+    }
+}
+
 /// One API family of the emulator: its methods and its handler.
 pub(crate) struct Family {
     pub methods: &'static [&'static str],
@@ -264,6 +275,8 @@ struct RtmService(Arc<RtmShared>);
 /// [`stop`](Self::stop), or dropping it, stops the server.
 pub struct RtmEmulator {
     server: FpnnServer,
+    /// The file gate (see `files.rs`), started and stopped with the server.
+    pub(crate) file_gate: FpnnServer,
     pub(crate) shared: Arc<RtmShared>,
 }
 
@@ -304,8 +317,14 @@ impl RtmEmulator {
             state: Mutex::new(RtmState::default()),
             conns: Mutex::new(HashMap::new()),
         });
+        let max_payload = options.max_payload;
         let server = FpnnServer::start(RtmService(shared.clone()), options)?;
-        Ok(RtmEmulator { server, shared })
+        let file_gate = super::files::start_gate(shared.clone(), max_payload)?;
+        Ok(RtmEmulator {
+            server,
+            file_gate,
+            shared,
+        })
     }
 
     /// The endpoint a client dials: `"127.0.0.1:PORT"`.
@@ -328,9 +347,11 @@ impl RtmEmulator {
         &self.server
     }
 
-    /// Stops the emulator (idempotent); the room state stays readable.
+    /// Stops the emulator and its file gate (idempotent); the room state
+    /// stays readable.
     pub fn stop(&mut self) {
         self.server.stop();
+        self.file_gate.stop();
     }
 
     /// Moves the emulator's clock forward by `by` (bans, tokens and
@@ -448,7 +469,7 @@ impl Service for RtmService {
         let result = self
             .authenticate(method, &quest.payload)
             .and_then(|()| self.dispatch(&mut cx, method, &quest.payload));
-        self.send_outbox(std::mem::take(&mut cx.outbox));
+        self.0.send_outbox(std::mem::take(&mut cx.outbox));
         match result {
             Ok(v) => Reply::Answer(v),
             Err(r) => {
@@ -500,15 +521,18 @@ impl RtmService {
         st.seen_order.push_back(key);
         Ok(())
     }
+}
 
-    /// Sends the pushes a quest produced, from a helper thread (a push
-    /// waits for the client's answer, which the connection's own reader
-    /// thread must stay free to read).
-    fn send_outbox(&self, outbox: Vec<(u64, &'static str, Value)>) {
+impl RtmShared {
+    /// Sends the pushes a quest produced to the RTM connections, from a
+    /// helper thread (a push waits for the client's answer, which the
+    /// connection's own reader thread must stay free to read). The file
+    /// gate sends its pushes here too.
+    pub(crate) fn send_outbox(&self, outbox: Vec<(u64, &'static str, Value)>) {
         if outbox.is_empty() {
             return;
         }
-        let conns = lock(&self.0.conns);
+        let conns = lock(&self.conns);
         let targets: Vec<(ServerConn, &'static str, Value)> = outbox
             .into_iter()
             .filter_map(|(id, m, v)| conns.get(&id).map(|c| (c.clone(), m, v)))
@@ -530,7 +554,9 @@ impl RtmService {
             log::warn!("emulator: cannot spawn a push thread: {e}");
         }
     }
+}
 
+impl RtmService {
     fn dispatch(&self, cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<Value> {
         let mut guard = lock(&self.0.state);
         let st = &mut *guard;

@@ -54,6 +54,8 @@ pub(crate) struct RtmInner {
     pub(crate) listen: Arc<Mutex<ListenState>>,
     push: Arc<PushDispatch>,
     fpnn: FpnnClient,
+    /// The file-gate clients (see `files.rs`).
+    files: Arc<super::files::FileGates>,
 }
 
 /// The project's credentials; signs quests.
@@ -175,12 +177,14 @@ impl RtmServerClient {
         fpnn.core().set_wanted(Arc::new(move || {
             *lock(&listening) != ListenState::default()
         }));
+        let files = Arc::new(super::files::FileGates::new(fpnn.config()));
         Ok(RtmServerClient {
             inner: Arc::new(RtmInner {
                 signer,
                 listen,
                 push,
                 fpnn,
+                files,
             }),
             timeout: None,
         })
@@ -251,9 +255,15 @@ impl RtmServerClient {
         self.inner.fpnn.connect()
     }
 
-    /// Closes the client; see [`FpnnClient::close`].
+    /// Closes the client; see [`FpnnClient::close`]. The file-gate
+    /// connections close too.
     pub fn close(&self) {
-        self.inner.fpnn.close()
+        self.inner.fpnn.close();
+        self.inner.files.close();
+    }
+
+    pub(crate) fn file_gates(&self) -> &Arc<super::files::FileGates> {
+        &self.inner.files
     }
 
     pub(crate) fn inner_listen(&self) -> Arc<Mutex<ListenState>> {
