@@ -18,7 +18,7 @@ use md5::{Digest, Md5};
 use rmpv::Value;
 use rtm_server_sdk::fpnn::codec::{map_get, Decoder, Frame};
 use rtm_server_sdk::fpnn::crypto::{CipherMode, EncryptionConfig, KeyBits, ServerPublicKey};
-use rtm_server_sdk::rtm::{RtcRoomOptions, RtcRoomType};
+use rtm_server_sdk::rtm::{FileOptions, RtcRoomOptions, RtcRoomType};
 use rtm_server_sdk::{codes, ClientConfig, RtmServerClient};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rtm-emulator");
@@ -292,7 +292,11 @@ fn generated_secret_is_printed_and_signs() {
         let secret = emu.banner_value("secret").expect("a generated secret");
         assert_eq!(secret.len(), 36, "{secret}");
         assert_eq!(emu.banner_value("pid").as_deref(), Some("11000001"));
-        assert_eq!(emu.banner_value("file gate").as_deref(), Some("none"));
+        let gate = emu.banner_value("file gate").unwrap();
+        assert!(
+            gate.starts_with("127.0.0.1:") && gate != emu.endpoint,
+            "{gate}"
+        );
         assert!(emu.endpoint.starts_with("127.0.0.1:"), "{}", emu.endpoint);
         let client = emu.client_with(&secret, ClientConfig::default());
         assert!(client.get_voice_room_list().unwrap().is_empty());
@@ -329,6 +333,18 @@ fn plain_client_and_one_log_line_per_quest() {
         emu.wait_log_line(&["getVoiceRoomList", "-> 200002"]);
         let quests = emu.stderr().lines().filter(|l| l.contains("->")).count();
         assert_eq!(quests, 5, "{}", emu.stderr());
+        // A file goes through the file gate, logged too.
+        let options = FileOptions {
+            name: Some("a.txt".into()),
+            ..Default::default()
+        };
+        client.send_file(1, 2, b"file bytes", &options).unwrap();
+        emu.wait_log_line(&["filetoken", "cmd=\"sendfile\"", "-> 0 ok"]);
+        emu.wait_log_line(&[
+            "file gate conn 1: sendfile",
+            "file=<bin 10 bytes>",
+            "-> 0 ok",
+        ]);
         // The connections too.
         emu.wait_log_line(&["conn 1: connected from 127.0.0.1:"]);
         drop(wrong);
@@ -470,6 +486,9 @@ fn state_survives_a_restart() {
         client
             .add_project_black(8, Duration::from_secs(3600))
             .unwrap();
+        client
+            .send_file(5, 6, b"kept file", &FileOptions::default())
+            .unwrap();
         drop(client);
         assert!(!file.exists(), "nothing is saved before the stop");
         let (status, rest) = emu.terminate();
@@ -478,8 +497,10 @@ fn state_survives_a_restart() {
             rest.iter().any(|l| l.starts_with("state saved to")),
             "{rest:?}"
         );
-        // No temporary file is left beside the state.
+        // No temporary file is left beside the state; the file sent is in it.
         assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 1);
+        let saved = std::fs::read_to_string(&file).unwrap();
+        assert!(saved.contains(&hex::encode(b"kept file")), "{saved}");
 
         let emu = Emu::start(&args);
         assert!(emu.banner_value("state").unwrap().contains("(loaded)"));

@@ -275,7 +275,8 @@ fn log_quest(r: &QuestRecord) {
         format!(" + {} ms delay", r.delay.as_millis())
     };
     log::info!(
-        "conn {}: {} {{{}}} -> {answer} ({took:.2} ms{delay})",
+        "{}conn {}: {} {{{}}} -> {answer} ({took:.2} ms{delay})",
+        if r.file_gate { "file gate " } else { "" },
         r.conn_id,
         r.method,
         r.params
@@ -481,7 +482,7 @@ fn run(args: Args) -> Result<(), String> {
     if generated {
         println!("secret: {secret}");
     }
-    println!("file gate: none");
+    println!("file gate: {}", emu.file_gate_endpoint());
     println!("encryption: {encryption}");
     println!("state: {state_line}");
     println!(

@@ -117,9 +117,12 @@ impl RtmEmulator {
     pub fn restore_state_json(&self, json: &str) -> io::Result<()> {
         let mut new = parse_state(json, self.shared.pid)?;
         let mut st = lock(&self.shared.state);
+        // What belongs to this run, not to the file: the connections'
+        // listen state, the anti-replay memory, the file gate's endpoint.
         new.listen = std::mem::take(&mut st.listen);
         new.seen = std::mem::take(&mut st.seen);
         new.seen_order = std::mem::take(&mut st.seen_order);
+        new.files.gate_endpoint = std::mem::take(&mut st.files.gate_endpoint);
         *st = new;
         Ok(())
     }
@@ -288,8 +291,9 @@ mod tests {
         emu.load_state(&path).unwrap();
         assert_eq!(emu.rooms(), rooms);
         assert!(emu.rtc_room(20).unwrap().user_flags[&3].audio_forbidden);
-        // The connection kept its listen state.
+        // The connection kept its listen state, the file gate its endpoint.
         assert!(emu.listen_state()[0].uids.contains(&9));
+        assert_eq!(emu.file_gate_endpoint(), emu.file_gate().endpoint());
 
         // Another emulator starts from the file, clock offset included.
         let options = EmulatorOptions::new().state_json(json.clone());

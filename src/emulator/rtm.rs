@@ -231,6 +231,17 @@ pub(crate) struct Ctx<'a> {
     pub outbox: Vec<(u64, &'static str, Value)>,
 }
 
+impl<'a> Ctx<'a> {
+    /// The context of a quest on `conn`, with an empty outbox.
+    pub(crate) fn new(conn: &'a ServerConn, pid: i64) -> Ctx<'a> {
+        Ctx {
+            conn,
+            pid,
+            outbox: Vec::new(),
+        }
+    }
+}
+
 /// One API family of the emulator: its methods and its handler.
 pub(crate) struct Family {
     pub methods: &'static [&'static str],
@@ -567,6 +578,10 @@ pub struct QuestRecord {
     /// The extra delay before the answer is sent
     /// ([`EmulatorFaults::set_delay`]).
     pub delay: Duration,
+    /// True for a quest on the file gate
+    /// ([`RtmEmulator::file_gate_endpoint`]), whose connections are
+    /// numbered apart from the RTM ones.
+    pub file_gate: bool,
 }
 
 /// The keys every signed quest carries, left out of [`QuestRecord::params`].
@@ -666,6 +681,8 @@ struct RtmService(Arc<RtmShared>);
 /// [`stop`](Self::stop), or dropping it, stops the server.
 pub struct RtmEmulator {
     server: FpnnServer,
+    /// The file gate (see `files.rs`), started and stopped with the server.
+    pub(crate) file_gate: FpnnServer,
     pub(crate) shared: Arc<RtmShared>,
 }
 
@@ -731,8 +748,14 @@ impl RtmEmulator {
             max_clock_skew_ms: AtomicU64::new(skew_ms(options.max_clock_skew)),
             quest_counts: Mutex::new(HashMap::new()),
         });
+        let max_payload = options.server.max_payload;
         let server = FpnnServer::start(RtmService(shared.clone()), options.server)?;
-        Ok(RtmEmulator { server, shared })
+        let file_gate = super::files::start_gate(shared.clone(), max_payload)?;
+        Ok(RtmEmulator {
+            server,
+            file_gate,
+            shared,
+        })
     }
 
     /// The RTM fault switches (delays, injected errors, dropped
@@ -794,9 +817,11 @@ impl RtmEmulator {
         &self.server
     }
 
-    /// Stops the emulator (idempotent); the room state stays readable.
+    /// Stops the emulator and its file gate (idempotent); the room state
+    /// stays readable.
     pub fn stop(&mut self) {
         self.server.stop();
+        self.file_gate.stop();
     }
 
     /// Moves the emulator's clock forward by `by` (bans, tokens and
@@ -930,26 +955,8 @@ impl Service for RtmService {
             let reply = self.handle(conn, method, &quest.payload);
             (reply, faults.delay_for(method))
         };
-        let observer = lock(&self.0.observer).clone();
-        if let Some(observer) = observer {
-            let outcome = match &reply {
-                Reply::Error { code, message } => QuestOutcome::Error {
-                    code: *code,
-                    message: message.clone(),
-                },
-                Reply::Close => QuestOutcome::Closed,
-                _ => QuestOutcome::Ok,
-            };
-            observer(&QuestRecord {
-                conn_id: conn.id(),
-                peer: conn.peer_addr(),
-                method: method.to_string(),
-                params: summarize_params(&quest.payload),
-                outcome,
-                elapsed: started.elapsed(),
-                delay,
-            });
-        }
+        self.0
+            .report_quest(conn, method, &quest.payload, &reply, started, delay, false);
         if delay.is_zero() {
             reply
         } else {
@@ -1007,7 +1014,7 @@ impl RtmService {
             outbox: Vec::new(),
         };
         let result = self.dispatch(&mut cx, method, payload);
-        self.send_outbox(std::mem::take(&mut cx.outbox));
+        self.0.send_outbox(std::mem::take(&mut cx.outbox));
         match result {
             Ok(v) => Reply::Answer(v),
             Err(r) => {
@@ -1069,15 +1076,53 @@ impl RtmService {
         st.seen_order.push_back(key);
         Ok(())
     }
+}
 
-    /// Sends the pushes a quest produced, from a helper thread (a push
-    /// waits for the client's answer, which the connection's own reader
-    /// thread must stay free to read).
-    fn send_outbox(&self, outbox: Vec<(u64, &'static str, Value)>) {
+impl RtmShared {
+    /// Gives the quest observer, if any, the record of a quest handled
+    /// since `started` (the RTM service and the file gate both report).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn report_quest(
+        &self,
+        conn: &ServerConn,
+        method: &str,
+        payload: &Value,
+        reply: &Reply,
+        started: Instant,
+        delay: Duration,
+        file_gate: bool,
+    ) {
+        let observer = lock(&self.observer).clone();
+        let Some(observer) = observer else { return };
+        let outcome = match reply {
+            Reply::Error { code, message } => QuestOutcome::Error {
+                code: *code,
+                message: message.clone(),
+            },
+            Reply::Close => QuestOutcome::Closed,
+            _ => QuestOutcome::Ok,
+        };
+        observer(&QuestRecord {
+            conn_id: conn.id(),
+            peer: conn.peer_addr(),
+            method: method.to_string(),
+            params: summarize_params(payload),
+            outcome,
+            elapsed: started.elapsed(),
+            delay,
+            file_gate,
+        });
+    }
+
+    /// Sends the pushes a quest produced to the RTM connections, from a
+    /// helper thread (a push waits for the client's answer, which the
+    /// connection's own reader thread must stay free to read). The file
+    /// gate sends its pushes here too.
+    pub(crate) fn send_outbox(&self, outbox: Vec<(u64, &'static str, Value)>) {
         if outbox.is_empty() {
             return;
         }
-        let conns = lock(&self.0.conns);
+        let conns = lock(&self.conns);
         let targets: Vec<(ServerConn, &'static str, Value)> = outbox
             .into_iter()
             .filter_map(|(id, m, v)| conns.get(&id).map(|c| (c.clone(), m, v)))
@@ -1099,7 +1144,9 @@ impl RtmService {
             log::warn!("emulator: cannot spawn a push thread: {e}");
         }
     }
+}
 
+impl RtmService {
     fn dispatch(&self, cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<Value> {
         let mut guard = lock(&self.0.state);
         let st = &mut *guard;

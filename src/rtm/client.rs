@@ -54,6 +54,8 @@ pub(crate) struct RtmInner {
     pub(crate) listen: Arc<Mutex<ListenState>>,
     push: Arc<PushDispatch>,
     fpnn: FpnnClient,
+    /// The file-gate clients (see `files.rs`).
+    files: Arc<super::files::FileGates>,
 }
 
 /// The project's credentials; signs quests.
@@ -170,12 +172,19 @@ impl RtmServerClient {
         fpnn.set_quest_handler(push.clone());
         fpnn.core()
             .set_connect_hook(listen::restore_hook(signer.clone(), listen.clone()));
+        // Listening needs the connection: redial in the background then.
+        let listening = listen.clone();
+        fpnn.core().set_wanted(Arc::new(move || {
+            *lock(&listening) != ListenState::default()
+        }));
+        let files = Arc::new(super::files::FileGates::new(fpnn.config()));
         Ok(RtmServerClient {
             inner: Arc::new(RtmInner {
                 signer,
                 listen,
                 push,
                 fpnn,
+                files,
             }),
             timeout: None,
         })
@@ -189,20 +198,57 @@ impl RtmServerClient {
         *lock(&self.inner.push.handler) = Some(Arc::new(handler));
     }
 
-    /// Installs the handler of connection events; see
-    /// [`FpnnClient::set_event_handler`].
-    pub fn set_event_handler(&self, handler: impl Fn(&ConnectionEvent) + Send + Sync + 'static) {
-        self.inner.fpnn.set_event_handler(handler)
+    /// Installs the handler of connection events (see [`ConnectionEvent`]
+    /// and [`FpnnClient::set_event_handler`]), replacing any previous one.
+    ///
+    /// The handler is given the client: use that reference rather than
+    /// capturing a clone of the client in the closure (a captured clone
+    /// would keep the client alive for as long as the handler is
+    /// installed, so that dropping every other handle would not close it).
+    ///
+    /// ```
+    /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
+    /// # let client = rtm_server_sdk::RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
+    /// use rtm_server_sdk::fpnn::ConnectionEvent;
+    /// client.set_event_handler(|client, event| match event {
+    ///     ConnectionEvent::Connected { .. } => log::info!("project {} connected", client.pid()),
+    ///     other => log::warn!("{other:?}"),
+    /// });
+    /// client.connect()?;
+    /// # Ok::<(), rtm_server_sdk::Error>(())
+    /// ```
+    pub fn set_event_handler(
+        &self,
+        handler: impl Fn(&RtmServerClient, &ConnectionEvent) + Send + Sync + 'static,
+    ) {
+        let weak = self.downgrade();
+        self.inner.fpnn.set_event_handler(move |_, event| {
+            if let Some(inner) = weak.upgrade() {
+                handler(
+                    &RtmServerClient {
+                        inner,
+                        timeout: None,
+                    },
+                    event,
+                )
+            }
+        })
     }
 
     /// A handle to the same client whose calls wait at most `timeout` for
     /// their answer (zero means the configured default).
     ///
-    /// ```no_run
-    /// # use std::time::Duration;
-    /// # fn demo(client: &rtm_server_sdk::RtmServerClient) -> rtm_server_sdk::Result<()> {
-    /// let rooms = client.with_timeout(Duration::from_secs(2)).get_voice_room_list()?;
-    /// # let _ = rooms; Ok(()) }
+    /// The timeout reaches every call made through the handle, the raw
+    /// ones of [`fpnn`](Self::fpnn) included.
+    ///
+    /// ```
+    /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
+    /// # let client = rtm_server_sdk::RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
+    /// use std::time::Duration;
+    /// let quick = client.with_timeout(Duration::from_secs(2));
+    /// let rooms = quick.get_voice_room_list()?;
+    /// assert_eq!(quick.fpnn().timeout(), Some(Duration::from_secs(2)));
+    /// # let _ = rooms; Ok::<(), rtm_server_sdk::Error>(())
     /// ```
     pub fn with_timeout(&self, timeout: Duration) -> RtmServerClient {
         RtmServerClient {
@@ -227,10 +273,14 @@ impl RtmServerClient {
         self.inner.signer.pid
     }
 
-    /// The underlying FPNN client, for unsigned raw quests.
+    /// The underlying FPNN client, for unsigned raw quests, with this
+    /// handle's per-call timeout (see [`with_timeout`](Self::with_timeout)).
     #[must_use]
-    pub fn fpnn(&self) -> &FpnnClient {
-        &self.inner.fpnn
+    pub fn fpnn(&self) -> FpnnClient {
+        match self.timeout {
+            Some(t) => self.inner.fpnn.with_timeout(t),
+            None => self.inner.fpnn.clone(),
+        }
     }
 
     /// Connects now, so that a wrong endpoint fails fast.
@@ -244,9 +294,15 @@ impl RtmServerClient {
         self.inner.fpnn.connect()
     }
 
-    /// Closes the client; see [`FpnnClient::close`].
+    /// Closes the client; see [`FpnnClient::close`]. The file-gate
+    /// connections close too.
     pub fn close(&self) {
-        self.inner.fpnn.close()
+        self.inner.fpnn.close();
+        self.inner.files.close();
+    }
+
+    pub(crate) fn file_gates(&self) -> &Arc<super::files::FileGates> {
+        &self.inner.files
     }
 
     pub(crate) fn inner_listen(&self) -> Arc<Mutex<ListenState>> {

@@ -5,6 +5,7 @@
 //! * one module per API family (below), whose docs show it at work; the
 //!   methods themselves are all on [`RtmServerClient`], and the types are
 //!   re-exported here.
+//! * [`files`]: sending files through the file gate (both forms).
 //! * [`sign`] and [`next_salt`]: the signing primitives, public for users
 //!   who build quests themselves.
 
@@ -12,6 +13,7 @@ mod auth;
 mod client;
 pub mod data;
 pub mod devices;
+pub mod files;
 pub mod groups;
 pub mod imserver;
 pub mod listen;
@@ -26,6 +28,7 @@ pub mod voice;
 pub use auth::{next_salt, sign, unix_seconds};
 pub use client::RtmServerClient;
 pub use devices::{DevicePushOptions, PushOptionType};
+pub use files::{AudioInfo, FileOptions, FileType, DEFAULT_FILE_GATE_IDLE, FILE_SEND_TIMEOUT};
 pub use groups::GroupInfo;
 pub use imserver::InviteGrant;
 pub use listen::{ListenState, ListenStatus, ListenTargets};

@@ -12,6 +12,7 @@
 mod common;
 
 mod devices;
+mod files;
 mod groups;
 mod imserver;
 mod relations;
@@ -172,4 +173,9 @@ fn devices() {
 #[test]
 fn imserver() {
     check_rows(imserver::rows());
+}
+
+#[test]
+fn files() {
+    check_rows(files::rows());
 }
