@@ -140,13 +140,15 @@ impl RtmServerClient {
         fpnn.set_quest_handler(push.clone());
         fpnn.core()
             .set_connect_hook(listen::restore_hook(signer.clone(), listen.clone()));
+        let inner = Arc::new(RtmInner {
+            signer,
+            listen,
+            push,
+            fpnn,
+        });
+        inner.push.set_client(Arc::downgrade(&inner));
         Ok(RtmServerClient {
-            inner: Arc::new(RtmInner {
-                signer,
-                listen,
-                push,
-                fpnn,
-            }),
+            inner,
             timeout: None,
         })
     }
@@ -221,6 +223,14 @@ impl RtmServerClient {
             .core()
             .pool()
             .submit(crate::fpnn::pool::Job::Task(Box::new(f)));
+    }
+
+    /// A handle to the client `inner` (no per-call timeout).
+    pub(crate) fn from_inner(inner: Arc<RtmInner>) -> RtmServerClient {
+        RtmServerClient {
+            inner,
+            timeout: None,
+        }
     }
 
     pub(crate) fn downgrade(&self) -> Weak<RtmInner> {
