@@ -53,7 +53,6 @@ use crate::Result;
 /// assert!(query.desc);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub struct HistoryQuery {
     /// Newest first (`true`, the default) or oldest first.
     pub desc: bool,
@@ -225,7 +224,6 @@ pub struct MessageCount {
 /// each is sent only when set (a window bound when above 0, the types when
 /// not empty).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub struct MsgCountOptions {
     /// The start of the time window, in milliseconds (0: open).
     pub begin: i64,

@@ -298,7 +298,6 @@ impl ToParam for ClearProjectTarget {
 /// assert_eq!(options.mid, Some(42));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub struct SendOptions {
     /// The message's attributes (`attrs`), always sent (`""` by default).
     pub attrs: String,

@@ -105,7 +105,6 @@ impl ToParam for ProfanityAction {
 /// # let _ = options;
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub struct TranslateOptions {
     /// `type`: chat or mail (the service's default: chat).
     pub text_type: Option<TextType>,
@@ -152,7 +151,6 @@ impl ToParam for MediaSource {
 /// # let _ = options;
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub struct AudioOptions {
     /// `codec`, e.g. `"amr-wb"`.
     pub codec: Option<String>,
