@@ -11,6 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod messages;
 mod rooms_voice_rtc;
 mod rows;
 
@@ -136,4 +137,9 @@ fn check(
 #[test]
 fn voice_and_rtc_rooms() {
     check_rows(rooms_voice_rtc::rows());
+}
+
+#[test]
+fn messages() {
+    check_rows(messages::rows());
 }
