@@ -13,7 +13,7 @@ use rtm_server_sdk::rtm::{
 };
 
 use crate::row;
-use crate::rows::{entry, Row};
+use crate::rows::{entry, Extra, Row};
 
 fn ints(v: &[i64]) -> Value {
     Value::Array(v.iter().map(|&i| Value::from(i)).collect())
@@ -87,7 +87,7 @@ fn full_query(e: &[(Value, Value)]) -> Result<(), String> {
     is(e, "desc", Value::Boolean(false))
 }
 
-fn kind(t: i64, xid: i64) -> fn(&[(Value, Value)]) -> Result<(), String> {
+fn kind(t: i64, xid: i64) -> Extra {
     // One fn per (type, xid) pair used below.
     match (t, xid) {
         (1, 3) => |e| {
