@@ -704,3 +704,105 @@ fn slow_moderation_waits_120_s_by_default() {
         assert!(err.is_timeout());
     })
 }
+
+#[test]
+fn the_emulator_refuses_bad_input() {
+    watchdog(Duration::from_secs(30), || {
+        let (_emu, client) = setup();
+        let code = |method: &str, entries: Vec<(&str, rmpv::Value)>| {
+            client
+                .call(method, common::map(entries))
+                .unwrap_err()
+                .code()
+                .unwrap()
+        };
+        let send = |mtype: i64, msg: rmpv::Value| {
+            vec![
+                ("mtype", mtype.into()),
+                ("from", 1.into()),
+                ("to", 2.into()),
+                ("mid", 3.into()),
+                ("msg", msg),
+            ]
+        };
+        assert_eq!(
+            code("sendmsg", vec![("mtype", 30.into())]),
+            codes::FPNN_EC_PROTO_KEY_NOT_FOUND
+        );
+        assert_eq!(
+            code("sendmsg", send(30, 5.into())),
+            codes::FPNN_EC_PROTO_TYPE_CONVERT
+        );
+        assert_eq!(
+            code("sendmsg", send(200, "x".into())),
+            codes::RTM_EC_INVALID_MTYPE
+        );
+        let mut to_many = send(30, "x".into());
+        to_many[2] = ("tos", rmpv::Value::Array(vec![]));
+        assert_eq!(code("sendmsgs", to_many), codes::RTM_EC_EMPTY_PARAMETER);
+        let mut bad_gid = send(30, "x".into());
+        bad_gid[2] = ("gid", "seven".into());
+        assert_eq!(
+            code("sendgroupmsg", bad_gid),
+            codes::FPNN_EC_PROTO_TYPE_CONVERT
+        );
+        let history = vec![
+            ("gid", 1.into()),
+            ("desc", true.into()),
+            ("num", 10.into()),
+            ("begin", 0.into()),
+            ("end", 0.into()),
+            ("lastid", 0.into()),
+        ];
+        assert_eq!(
+            code("getgroupmsg", history),
+            codes::FPNN_EC_PROTO_KEY_NOT_FOUND,
+            "uid"
+        );
+        let err = client
+            .edit_message(1, 1, 2, ConversationType::P2p, "x", "", Duration::ZERO)
+            .unwrap_err();
+        assert_eq!(err.code(), Some(codes::RTM_EC_MESSAGE_NOT_FOUND));
+        client
+            .send_chat(1, 2, "x", SendOptions::default().mid(1))
+            .unwrap();
+        let edit = vec![
+            ("mid", 1.into()),
+            ("from", 1.into()),
+            ("xid", 2.into()),
+            ("type", 1.into()),
+            ("msg", "y".into()),
+            ("attrs", "".into()),
+            ("timeLimit", (-1).into()),
+        ];
+        assert_eq!(code("editmsg", edit), codes::RTM_EC_INVALID_PARAMETER);
+        assert_eq!(
+            code("clearprojectmsg", vec![("type", 5.into())]),
+            codes::RTM_EC_INVALID_PARAMETER
+        );
+        let s2t = vec![
+            ("audio", "a".into()),
+            ("type", 3.into()),
+            ("lang", "en".into()),
+        ];
+        assert_eq!(
+            code("speech2text", s2t),
+            codes::RTM_EC_UNSUPPORTED_TRANSCRIBE_TYPE
+        );
+        let tr = vec![
+            ("text", "hi".into()),
+            ("dst", "en".into()),
+            ("type", "memo".into()),
+        ];
+        assert_eq!(code("translate", tr), codes::RTM_EC_INVALID_PARAMETER);
+        let tr = vec![("text", "".into()), ("dst", "en".into())];
+        assert_eq!(code("translate", tr), codes::RTM_EC_EMPTY_PARAMETER);
+        assert_eq!(
+            code("profanity", vec![("text", "x".into())]),
+            codes::FPNN_EC_PROTO_KEY_NOT_FOUND
+        );
+        // The message sent above is still there, unedited.
+        let m = client.get_message(1, 1, 2, ConversationType::P2p).unwrap();
+        assert_eq!(m.body.as_text(), Some("x"));
+    })
+}

@@ -581,8 +581,78 @@ fn dispatch(st: &mut RtmState, cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<V
 impl RtmEmulator {
     /// The number of messages the emulator holds (every conversation; a
     /// `sendmsgs` to n users counts n).
+    ///
+    /// How the emulator treats messages, in short: every send is stored
+    /// with a cursor id (increasing from 1, never reused) and the
+    /// emulator's clock in milliseconds as `mtime`, and pushed to the
+    /// connections listening to its user, group or room. History pages
+    /// hold at most `num` messages, newest first with `desc`, after the
+    /// cursor `lastid` when it is above 0, within `begin..=end` (0 is
+    /// open) and of the `mtypes` asked for; the answer's `lastid` is the
+    /// cursor of the page's last message. A P2P history holds both
+    /// directions. A reused `mid` (same sender and conversation) is
+    /// refused with 200053, a message not found with 200070, an edit
+    /// after its `timeLimit` (seconds) with 200021. Senders, groups and
+    /// rooms are not checked for existence or membership.
     #[must_use]
     pub fn message_count(&self) -> usize {
         lock(&self.shared.state).messages.log.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_survives_json() {
+        let mut m = Messages::default();
+        for (i, (target, msg)) in [
+            (Target::P2p(2), Body::Text("hi".into())),
+            (Target::Group(-3), Body::Binary(vec![0, 255])),
+            (Target::Broadcast, Body::Text(String::new())),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            m.last_id += 1;
+            m.log.push(StoredMessage {
+                id: m.last_id,
+                target,
+                from: 1,
+                mtype: 30 + i as i64,
+                mid: 9,
+                msg,
+                attrs: "a".into(),
+                mtime: 1_600_000_000_000,
+            });
+        }
+        let json = serde_json::to_string(&m).unwrap();
+        let back: Messages = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.log, m.log);
+        assert_eq!(back.last_id, 3);
+    }
+
+    #[test]
+    fn conversations_hold_their_messages() {
+        let m = |target, from| StoredMessage {
+            id: 1,
+            target,
+            from,
+            mtype: 30,
+            mid: 1,
+            msg: Body::Text(String::new()),
+            attrs: String::new(),
+            mtime: 0,
+        };
+        assert!(Conv::P2p(1, 2).holds(&m(Target::P2p(2), 1)));
+        assert!(Conv::P2p(1, 2).holds(&m(Target::P2p(1), 2)));
+        assert!(!Conv::P2p(1, 2).holds(&m(Target::P2p(3), 1)));
+        assert!(!Conv::P2p(1, 2).holds(&m(Target::Group(2), 1)));
+        assert!(Conv::Group(5).holds(&m(Target::Group(5), 1)));
+        assert!(!Conv::Group(5).holds(&m(Target::Room(5), 1)));
+        assert!(Conv::Broadcast.holds(&m(Target::Broadcast, 7)));
+        assert!(in_window(5, 0, 0) && in_window(5, 5, 5) && !in_window(5, 6, 0));
+        assert!(!in_window(5, 0, 4));
     }
 }

@@ -104,6 +104,7 @@ impl HistoryQuery {
     /// the iterator asks for the next page until a page is the last one
     /// ([`next_page`](Self::next_page)) or `fetch` fails (the error is the
     /// last item).
+    #[must_use = "the pages are read only when the iterator is used"]
     pub fn pages<F>(self, fetch: F) -> HistoryPages<F>
     where
         F: FnMut(&HistoryQuery) -> Result<HistoryPage>,
