@@ -87,11 +87,12 @@ impl Default for HistoryQuery {
 impl HistoryQuery {
     /// The query of the page after `page` (`page` answered this query), or
     /// `None` when `page` was the last one (it held fewer than `num`
-    /// messages).
+    /// messages; or its cursor did not move, which only a misbehaving
+    /// server answers, so that a paging loop always ends).
     #[must_use]
     pub fn next_page(&self, page: &HistoryPage) -> Option<HistoryQuery> {
         let full = self.num > 0 && page.messages.len() >= self.num as usize;
-        full.then(|| HistoryQuery {
+        (full && page.last_id != self.last_id).then(|| HistoryQuery {
             last_id: page.last_id,
             begin: page.begin,
             end: page.end,
@@ -579,5 +580,52 @@ rtm_methods! {
             "msg": msg, "attrs": attrs, "timeLimit": Seconds(time_limit),
         },
         answer: |_| Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(n: usize, last_id: i64) -> HistoryPage {
+        HistoryPage {
+            num: n as i64,
+            last_id,
+            begin: 1,
+            end: 2,
+            messages: vec![HistoryMessage::default(); n],
+        }
+    }
+
+    #[test]
+    fn paging_ends() {
+        let q = HistoryQuery {
+            num: 2,
+            ..Default::default()
+        };
+        let next = q.next_page(&page(2, 9)).unwrap();
+        assert_eq!((next.last_id, next.begin, next.end, next.num), (9, 1, 2, 2));
+        assert!(
+            q.next_page(&page(1, 9)).is_none(),
+            "a short page is the last"
+        );
+        assert!(
+            next.next_page(&page(2, 9)).is_none(),
+            "a cursor that does not move"
+        );
+        // The iterator stops after an error.
+        let mut calls = 0;
+        let items: Vec<_> = q
+            .pages(|_| {
+                calls += 1;
+                if calls == 1 {
+                    Ok(page(2, calls))
+                } else {
+                    Err(crate::Error::ClientClosed)
+                }
+            })
+            .collect();
+        assert_eq!(items.len(), 2);
+        assert!(items[1].is_err());
     }
 }

@@ -199,7 +199,8 @@ pub struct SpeechText {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CheckResult {
-    /// The verdict code (`result`; the service documents 0 as passed).
+    /// The verdict code (`result`; the emulator answers 0 for passed and 2
+    /// for flagged).
     pub result: i64,
     /// The text with the flagged words masked (text check only, when
     /// sent).
