@@ -40,7 +40,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// An I/O error on an established connection (read or write failed).
+    /// An I/O error outside a connection's traffic (for example a thread
+    /// that could not be started). A read or write that fails on an
+    /// established connection is [`Error::ConnectionClosed`] instead, with
+    /// the I/O error as its source. FPNN code 20012.
     #[error("I/O error: {0}")]
     Io(#[source] Arc<io::Error>),
 
@@ -54,13 +57,15 @@ pub enum Error {
         source: Arc<io::Error>,
     },
 
-    /// Establishing the connection (TCP connect plus any handshake) took
-    /// longer than the connect timeout.
+    /// Establishing the connection (name resolution, TCP connect and any
+    /// handshake) took longer than the connect timeout, or the call's own
+    /// timeout ran out while it waited for the connection: the call was
+    /// never sent. FPNN code 20012.
     #[error("connecting to {endpoint} timed out after {timeout:?}")]
     ConnectTimeout {
         /// The `host:port` that was dialled.
         endpoint: String,
-        /// The connect timeout in force.
+        /// How long was waited: the connect timeout, or the call's timeout.
         timeout: Duration,
     },
 
@@ -75,18 +80,37 @@ pub enum Error {
     },
 
     /// The connection closed while the call was in flight, or before it could
-    /// be sent. FPNN code 20002. The next call connects again (unless the
-    /// client itself was closed, see [`Error::ClientClosed`]).
+    /// be sent: the server closed it, a read or write on it failed (the I/O
+    /// error is the [`source`](std::error::Error::source)), the keepalive
+    /// found it silent, or the server broke the protocol. FPNN code 20002.
+    /// The next call connects again (unless the client itself was closed,
+    /// see [`Error::ClientClosed`]).
     #[error("connection closed: {reason}")]
     ConnectionClosed {
         /// Why the connection ended.
         reason: String,
+        /// The I/O error that ended it, when one did.
+        #[source]
+        source: Option<Arc<io::Error>>,
     },
 
     /// The client was closed by [`close`](crate::fpnn::FpnnClient::close) or
-    /// dropped; it accepts no more calls.
+    /// dropped: calls cut off by the close, and every later call, fail with
+    /// it. FPNN code 20002.
     #[error("the client is closed")]
     ClientClosed,
+
+    /// The client already has as many calls pending as
+    /// [`ClientConfig::max_pending`](crate::ClientConfig::max_pending)
+    /// allows (calls in flight plus calls waiting for a connection). A
+    /// callback call gets it at once; a blocking call gets it when no room
+    /// came up within its timeout. Nothing was sent. FPNN code 20011 (work
+    /// queue full), the code an FPNN server gives when it is overloaded.
+    #[error("too many calls pending (the limit is {limit})")]
+    TooManyPending {
+        /// The configured limit.
+        limit: usize,
+    },
 
     /// The server answered with an exception (an FPNN or RTM error code and a
     /// message). See [`crate::codes`] for the named codes.
@@ -186,7 +210,9 @@ impl Error {
     /// [`Timeout`](Error::Timeout) is 20003, [`ConnectionClosed`](Error::ConnectionClosed)
     /// and [`ClientClosed`](Error::ClientClosed) are 20002, connect failures and I/O errors
     /// are 20012 (invalid connection), protocol violations are 20009
-    /// (invalid package). Other errors have no code.
+    /// (invalid package), [`TooManyPending`](Error::TooManyPending) is 20011
+    /// (work queue full). Other errors have no code.
+    #[must_use]
     pub fn code(&self) -> Option<i64> {
         use crate::codes::*;
         match self {
@@ -199,11 +225,13 @@ impl Error {
                 Some(FPNN_EC_CORE_INVALID_CONNECTION)
             }
             Error::Protocol(_) => Some(FPNN_EC_CORE_INVALID_PACKAGE),
+            Error::TooManyPending { .. } => Some(FPNN_EC_CORE_WORK_QUEUE_FULL),
             _ => None,
         }
     }
 
     /// The server's error code, only for [`Error::Server`].
+    #[must_use]
     pub fn server_code(&self) -> Option<i64> {
         match self {
             Error::Server { code, .. } => Some(*code),
@@ -213,6 +241,7 @@ impl Error {
 
     /// True for a quest timeout or a connect timeout, and for a server
     /// exception carrying the timeout code 20003.
+    #[must_use]
     pub fn is_timeout(&self) -> bool {
         matches!(self, Error::Timeout { .. } | Error::ConnectTimeout { .. })
             || self.server_code() == Some(crate::codes::FPNN_EC_CORE_TIMEOUT)
@@ -222,6 +251,7 @@ impl Error {
     /// connect, connect timeout, connection closed, client closed, protocol
     /// violation (after which the connection is closed), and encryption
     /// failures.
+    #[must_use]
     pub fn is_connection_error(&self) -> bool {
         matches!(
             self,
@@ -236,11 +266,13 @@ impl Error {
     }
 
     /// True when the call failed because the client was closed by the user.
+    #[must_use]
     pub fn is_client_closed(&self) -> bool {
         matches!(self, Error::ClientClosed)
     }
 
     /// True for an exception answered by the server.
+    #[must_use]
     pub fn is_server_error(&self) -> bool {
         matches!(self, Error::Server { .. })
     }
@@ -248,6 +280,15 @@ impl Error {
     pub(crate) fn closed(reason: impl fmt::Display) -> Error {
         Error::ConnectionClosed {
             reason: reason.to_string(),
+            source: None,
+        }
+    }
+
+    /// The error of a connection that a failed read or write ended.
+    pub(crate) fn lost(e: io::Error) -> Error {
+        Error::ConnectionClosed {
+            reason: format!("the connection failed: {e}"),
+            source: Some(Arc::new(e)),
         }
     }
 
@@ -259,98 +300,172 @@ impl Error {
     }
 }
 
-/// Named FPNN and RTM error codes (PROTOCOL.md section 4).
+/// Named FPNN and RTM error codes (the codes this crate itself produces are
+/// listed in `docs/protocol.md`, section "Error codes").
 ///
 /// Codes not listed here are passed through unchanged in
 /// [`Error::Server`]; treat them as opaque.
 pub mod codes {
-    #![allow(missing_docs)]
-
     /// No error.
     pub const FPNN_EC_OK: i64 = 0;
 
     // FPNN protocol codes.
+    /// Unknown codec error.
     pub const FPNN_EC_PROTO_UNKNOWN_ERROR: i64 = 10001;
+    /// Unsupported protocol, format or encoding.
     pub const FPNN_EC_PROTO_NOT_SUPPORTED: i64 = 10002;
+    /// Invalid package.
     pub const FPNN_EC_PROTO_INVALID_PACKAGE: i64 = 10003;
+    /// JSON conversion failed.
     pub const FPNN_EC_PROTO_JSON_CONVERT: i64 = 10004;
+    /// A key of the payload is not a string.
     pub const FPNN_EC_PROTO_STRING_KEY: i64 = 10005;
+    /// The payload root is not a map.
     pub const FPNN_EC_PROTO_MAP_VALUE: i64 = 10006;
+    /// Wrong message type (mtype).
     pub const FPNN_EC_PROTO_METHOD_TYPE: i64 = 10007;
+    /// Unsupported pack type.
     pub const FPNN_EC_PROTO_PROTO_TYPE: i64 = 10008;
+    /// A required key is missing from the payload.
     pub const FPNN_EC_PROTO_KEY_NOT_FOUND: i64 = 10009;
+    /// A parameter has the wrong type.
     pub const FPNN_EC_PROTO_TYPE_CONVERT: i64 = 10010;
+    /// Invalid file signature.
     pub const FPNN_EC_PROTO_FILE_SIGN: i64 = 10011;
+    /// The file does not exist.
     pub const FPNN_EC_PROTO_FILE_NOT_EXIST: i64 = 10012;
 
     // FPNN core codes.
+    /// Unknown error (also: an exception answer without a code, a quest handler that panicked).
     pub const FPNN_EC_CORE_UNKNOWN_ERROR: i64 = 20001;
+    /// The connection closed with the call pending ([`Error::ConnectionClosed`](crate::Error::ConnectionClosed), [`Error::ClientClosed`](crate::Error::ClientClosed)).
     pub const FPNN_EC_CORE_CONNECTION_CLOSED: i64 = 20002;
+    /// The call timed out ([`Error::Timeout`](crate::Error::Timeout)).
     pub const FPNN_EC_CORE_TIMEOUT: i64 = 20003;
+    /// The method is unknown to (or not registered by) the peer; the client answers unhandled server quests with it.
     pub const FPNN_EC_CORE_UNKNOWN_METHOD: i64 = 20004;
+    /// Encoding error.
     pub const FPNN_EC_CORE_ENCODING: i64 = 20005;
+    /// Decoding error.
     pub const FPNN_EC_CORE_DECODING: i64 = 20006;
+    /// Send error.
     pub const FPNN_EC_CORE_SEND_ERROR: i64 = 20007;
+    /// Receive error.
     pub const FPNN_EC_CORE_RECV_ERROR: i64 = 20008;
+    /// Invalid package ([`Error::Protocol`](crate::Error::Protocol)).
     pub const FPNN_EC_CORE_INVALID_PACKAGE: i64 = 20009;
+    /// HTTP error.
     pub const FPNN_EC_CORE_HTTP_ERROR: i64 = 20010;
+    /// The worker queue is full: a busy server, or this client's pending cap ([`Error::TooManyPending`](crate::Error::TooManyPending)).
     pub const FPNN_EC_CORE_WORK_QUEUE_FULL: i64 = 20011;
+    /// Invalid connection: the client could not connect ([`Error::Connect`](crate::Error::Connect), [`Error::ConnectTimeout`](crate::Error::ConnectTimeout)).
     pub const FPNN_EC_CORE_INVALID_CONNECTION: i64 = 20012;
+    /// Forbidden.
     pub const FPNN_EC_CORE_FORBIDDEN: i64 = 20013;
+    /// The server is stopping.
     pub const FPNN_EC_CORE_SERVER_STOPPING: i64 = 20014;
+    /// Cancelled (C++ servers only).
     pub const FPNN_EC_CORE_CANCELLED: i64 = 20015;
 
     // FPNN compression codes.
+    /// Compression error.
     pub const FPNN_EC_ZIP_COMPRESS: i64 = 30001;
+    /// Decompression error.
     pub const FPNN_EC_ZIP_DECOMPRESS: i64 = 30002;
 
     // RTM codes (the union of the Go and Python lists; Go spellings, with
     // the obvious typos of the originals corrected).
+    /// Invalid project id or user id.
     pub const RTM_EC_INVALID_PID_OR_UID: i64 = 200001;
+    /// Invalid project id or signature (a wrong secret key).
     pub const RTM_EC_INVALID_PID_OR_SIGN: i64 = 200002;
+    /// Invalid file, signature or token.
     pub const RTM_EC_INVALID_FILE_OR_SIGN_OR_TOKEN: i64 = 200003;
+    /// File attributes without a signature or extension.
     pub const RTM_EC_ATTRS_WITHOUT_SIGN_OR_EXT: i64 = 200004;
+    /// Invalid message type.
     pub const RTM_EC_INVALID_MTYPE: i64 = 200005;
+    /// The same signature was used twice; the client re-signs and resends once.
     pub const RTM_EC_SAME_SIGN: i64 = 200006;
+    /// Invalid file message type.
     pub const RTM_EC_INVALID_FILE_MTYPE: i64 = 200007;
+    /// The request time (`ts`) is too far from the server's clock.
     pub const RTM_EC_INVALID_SERVER_TIME: i64 = 200008;
+    /// Too many requests: rate limited.
     pub const RTM_EC_FREQUENCY_LIMITED: i64 = 200010;
+    /// Refresh rate limited.
     pub const RTM_EC_REFRESH_SCREEN_LIMITED: i64 = 200011;
+    /// A user cannot kick themselves out.
     pub const RTM_EC_KICKOUT_SELF: i64 = 200012;
+    /// The method is forbidden for this project.
     pub const RTM_EC_FORBIDDEN_METHOD: i64 = 200020;
+    /// Permission denied.
     pub const RTM_EC_PERMISSION_DENIED: i64 = 200021;
+    /// Unauthorized.
     pub const RTM_EC_UNAUTHORIZED: i64 = 200022;
+    /// Duplicated authentication.
     pub const RTM_EC_DUPLICATED_AUTH: i64 = 200023;
+    /// Authentication denied.
     pub const RTM_EC_AUTH_DENIED: i64 = 200024;
+    /// Administrator login.
     pub const RTM_EC_ADMIN_LOGIN: i64 = 200025;
+    /// Administrators only.
     pub const RTM_EC_ADMIN_ONLY: i64 = 200026;
+    /// Invalid authentication token.
     pub const RTM_EC_INVALID_AUTH_TOKEN: i64 = 200027;
+    /// The message or its attributes are too large.
     pub const RTM_EC_LARGE_MESSAGE_OR_ATTRS: i64 = 200030;
+    /// The file or its attributes are too large.
     pub const RTM_EC_LARGE_FILE_OR_ATTRS: i64 = 200031;
+    /// A parameter list has too many items.
     pub const RTM_EC_TOO_MANY_ITEMS_IN_PARAMETERS: i64 = 200032;
+    /// A required parameter is empty.
     pub const RTM_EC_EMPTY_PARAMETER: i64 = 200033;
+    /// A parameter is invalid.
     pub const RTM_EC_INVALID_PARAMETER: i64 = 200034;
+    /// The user is not in the room.
     pub const RTM_EC_NOT_IN_ROOM: i64 = 200040;
+    /// The user is not a member of the group.
     pub const RTM_EC_NOT_GROUP_MEMBER: i64 = 200041;
+    /// The group has the largest number of members allowed.
     pub const RTM_EC_MAX_GROUP_MEMBER_COUNT: i64 = 200042;
+    /// The users are not friends.
     pub const RTM_EC_NOT_FRIEND: i64 = 200043;
+    /// The user is banned in the group.
     pub const RTM_EC_BANNED_IN_GROUP: i64 = 200044;
+    /// The user is banned in the room.
     pub const RTM_EC_BANNED_IN_ROOM: i64 = 200045;
+    /// The group is empty.
     pub const RTM_EC_EMPTY_GROUP: i64 = 200046;
+    /// The largest number of rooms was reached.
     pub const RTM_EC_MAX_ROOM_COUNT: i64 = 200047;
+    /// The largest number of friends was reached.
     pub const RTM_EC_MAX_FRIEND_COUNT: i64 = 200048;
+    /// The user is blocked.
     pub const RTM_EC_BLOCKED_USER: i64 = 200049;
+    /// Unsupported language.
     pub const RTM_EC_UNSUPPORTED_LANGUAGE: i64 = 200050;
+    /// The translation is empty.
     pub const RTM_EC_EMPTY_TRANSLATION: i64 = 200051;
+    /// A user cannot send to themselves.
     pub const RTM_EC_SEND_TO_SELF: i64 = 200052;
+    /// A message id was used twice.
     pub const RTM_EC_DUPLICATED_MID: i64 = 200053;
+    /// The message contains sensitive words.
     pub const RTM_EC_SENSITIVE_WORDS: i64 = 200054;
+    /// The user is not online.
     pub const RTM_EC_NOT_ONLINE: i64 = 200055;
+    /// Translation failed.
     pub const RTM_EC_TRANSLATION_ERROR: i64 = 200056;
+    /// Stopped by the profanity filter.
     pub const RTM_EC_PROFANITY_STOP: i64 = 200057;
+    /// The feature is not configured in the console.
     pub const RTM_EC_NO_CONFIG_IN_CONSOLE: i64 = 200060;
+    /// Unsupported transcription type.
     pub const RTM_EC_UNSUPPORTED_TRANSCRIBE_TYPE: i64 = 200061;
+    /// The message was not found.
     pub const RTM_EC_MESSAGE_NOT_FOUND: i64 = 200070;
+    /// Unknown RTM error.
     pub const RTM_EC_UNKNOWN_ERROR: i64 = 200999;
 }
 

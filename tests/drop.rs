@@ -1,20 +1,29 @@
-//! Dropping a client with 10,000 callbacks pending. In its own test binary so
-//! that the thread count of the process belongs to this test alone.
+//! Dropping clients: with 10,000 callbacks pending, and with handlers that
+//! call the client. In their own test binary so that the thread count of the
+//! process belongs to these tests alone (they run one at a time).
 
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::{thread_count, wait_until, watchdog};
 use rmpv::Value;
 use rtm_server_sdk::emulator::{FpnnServer, Reply, ServerOptions};
-use rtm_server_sdk::fpnn::{ClientConfig, FpnnClient};
+use rtm_server_sdk::fpnn::{ClientConfig, ConnectionEvent, FpnnClient, QuestReply};
 use rtm_server_sdk::Error;
+
+/// The tests of this binary count the process's threads: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 #[test]
 fn drop_completes_10000_pending_callbacks_and_joins_threads() {
+    let _serial = serial();
     watchdog(Duration::from_secs(60), || {
         let server =
             FpnnServer::start(|_: &_, _: &_| Reply::None, ServerOptions::default()).unwrap();
@@ -28,7 +37,7 @@ fn drop_completes_10000_pending_callbacks_and_joins_threads() {
             let ok = ok.clone();
             let other = other.clone();
             client.call_with_callback("hold", Value::Map(vec![]), None, move |r| match r {
-                Err(Error::ConnectionClosed { .. }) => {
+                Err(Error::ClientClosed) => {
                     ok.fetch_add(1, Ordering::SeqCst);
                 }
                 _ => {
@@ -51,6 +60,74 @@ fn drop_completes_10000_pending_callbacks_and_joins_threads() {
         // connection thread ends when it sees the socket close.
         assert!(
             wait_until(Duration::from_secs(2), || thread_count() == before),
+            "threads left: {} (before: {before})",
+            thread_count()
+        );
+    });
+}
+
+#[test]
+fn handlers_that_call_the_client_do_not_keep_it_alive() {
+    let _serial = serial();
+    watchdog(Duration::from_secs(60), || {
+        let server =
+            FpnnServer::start(|_: &_, _: &_| Reply::ok(), ServerOptions::default()).unwrap();
+        let before = thread_count();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let clients: Vec<FpnnClient> = (0..10)
+            .map(|_| {
+                let client = FpnnClient::new(server.endpoint(), ClientConfig::default()).unwrap();
+                // The natural code: reply to a push, or react to an event,
+                // by calling the client the handler is given.
+                let n = calls.clone();
+                client.set_quest_handler(move |c: &FpnnClient, _: &str, _: &Value, _: bool| {
+                    let n = n.clone();
+                    c.call_with_callback("x", Value::Map(vec![]), None, move |_| {
+                        n.fetch_add(1, Ordering::SeqCst);
+                    });
+                    QuestReply::empty()
+                });
+                client.set_event_handler(|c: &FpnnClient, e: &ConnectionEvent| {
+                    let _ = (c.endpoint(), e);
+                });
+                client.connect().unwrap();
+                client
+            })
+            .collect();
+        assert!(wait_until(Duration::from_secs(5), || server
+            .connections()
+            .len()
+            == 10));
+        for conn in server.connections() {
+            conn.push("hello", Value::Map(vec![])).unwrap();
+        }
+        assert!(wait_until(Duration::from_secs(5), || calls
+            .load(Ordering::SeqCst)
+            == 10));
+        drop(clients);
+        assert!(
+            wait_until(Duration::from_secs(5), || thread_count() == before),
+            "threads left: {} (before: {before})",
+            thread_count()
+        );
+        assert!(wait_until(Duration::from_secs(5), || server
+            .connections()
+            .is_empty()));
+
+        // A handler that captured a clone anyway: close() releases it.
+        let client = FpnnClient::new(server.endpoint(), ClientConfig::default()).unwrap();
+        let captured = client.clone();
+        let alive = Arc::new(());
+        let token = alive.clone();
+        client.set_event_handler(move |_: &FpnnClient, _: &ConnectionEvent| {
+            let _ = (&captured, &token);
+        });
+        client.connect().unwrap();
+        client.close();
+        assert_eq!(Arc::strong_count(&alive), 1, "the handler was dropped");
+        drop(client);
+        assert!(
+            wait_until(Duration::from_secs(5), || thread_count() == before),
             "threads left: {} (before: {before})",
             thread_count()
         );

@@ -18,7 +18,7 @@ use rtm_server_sdk::fpnn::{ConnectionEvent, KeepaliveConfig, ReconnectStrategy};
 use rtm_server_sdk::rtm::{
     ListenStatus, ListenTargets, MessageBody, PushEvent, PushHandler, PushMessage,
 };
-use rtm_server_sdk::{ClientConfig, FpnnClient, RtmServerClient};
+use rtm_server_sdk::{ClientConfig, Error, FpnnClient, RtmServerClient};
 
 const PID: i64 = 11000001;
 const SECRET: &str = "fault-secret";
@@ -188,14 +188,20 @@ fn refused_connections_follow_the_back_off_schedule_and_close_stops_them() {
             ServerOptions::default(),
         )
         .unwrap();
+        // Keepalive asks for the connection to be kept: without it (or a
+        // listen state) nothing needs it and nothing is redialled.
         let client = FpnnClient::new(
             server.endpoint(),
-            ClientConfig::default().reconnect(fast_reconnect()),
+            ClientConfig::default()
+                .reconnect(fast_reconnect())
+                .keepalive(KeepaliveConfig::default()),
         )
         .unwrap();
         let events = Arc::new(Mutex::new(Vec::<(Instant, ConnectionEvent)>::new()));
         let sink = events.clone();
-        client.set_event_handler(move |e| sink.lock().unwrap().push((Instant::now(), e.clone())));
+        client.set_event_handler(move |_: &FpnnClient, e: &ConnectionEvent| {
+            sink.lock().unwrap().push((Instant::now(), e.clone()))
+        });
         client.connect().unwrap();
         thread::sleep(Duration::from_millis(50));
         server.stop();
@@ -468,12 +474,503 @@ fn dropping_the_rtm_client_completes_pending_callbacks_once() {
                 .unwrap()
                 .unwrap_err();
             // Not resent: the client is gone.
-            assert!(
-                matches!(err, rtm_server_sdk::Error::ConnectionClosed { .. }),
-                "{err:?}"
-            );
+            assert!(err.is_client_closed(), "{err:?}");
         }
         drop(tx);
         assert!(rx.recv().is_err(), "no callback ran twice");
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Bounds: no call waits past its bound, nothing panics on a value.
+// ---------------------------------------------------------------------------
+
+fn empty() -> Value {
+    Value::Map(vec![])
+}
+
+/// A server whose `hold` is never answered and everything else is
+/// answered `{}` at once.
+fn hold_server() -> FpnnServer {
+    FpnnServer::start(
+        |_: &_, q: &rtm_server_sdk::fpnn::codec::Quest| match q.method.as_str() {
+            "hold" => Reply::None,
+            _ => Reply::Answer(Value::Map(vec![])),
+        },
+        ServerOptions::default(),
+    )
+    .unwrap()
+}
+
+type Events = Arc<Mutex<Vec<(Instant, ConnectionEvent)>>>;
+
+fn record_events(client: &FpnnClient) -> Events {
+    let events: Events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    client.set_event_handler(move |_: &FpnnClient, e: &ConnectionEvent| {
+        sink.lock().unwrap().push((Instant::now(), e.clone()))
+    });
+    events
+}
+
+#[test]
+fn waiting_callers_share_one_dial_and_each_returns_within_its_own_bound() {
+    watchdog(Duration::from_secs(30), || {
+        let stalled = common::stalled_endpoint();
+        let client = FpnnClient::new(
+            stalled.endpoint.clone(),
+            ClientConfig::default()
+                .connect_timeout(Duration::from_secs(2))
+                .reconnect(None),
+        )
+        .unwrap();
+        let events = record_events(&client);
+        let t0 = Instant::now();
+        let bound = Duration::from_secs(1);
+        let blocked: Vec<_> = (0..8)
+            .map(|_| {
+                let c = client.clone();
+                thread::spawn(move || {
+                    let t = Instant::now();
+                    let r = c.call_timeout("x", empty(), bound);
+                    (t.elapsed(), r)
+                })
+            })
+            .collect();
+        // Callback calls made while connecting return at once.
+        let (tx, rx) = unbounded();
+        for _ in 0..20 {
+            let tx = tx.clone();
+            let t = Instant::now();
+            client.call_with_callback("x", empty(), bound, move |r| {
+                tx.send((Instant::now(), r)).unwrap()
+            });
+            assert!(
+                t.elapsed() < Duration::from_millis(100),
+                "a callback call blocked for {:?}",
+                t.elapsed()
+            );
+        }
+        for b in blocked {
+            let (took, r) = b.join().unwrap();
+            let err = r.unwrap_err();
+            assert!(matches!(err, Error::ConnectTimeout { .. }), "{err:?}");
+            assert!(took < bound * 3 / 2, "a blocked caller took {took:?}");
+        }
+        for _ in 0..20 {
+            let (at, r) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert!(r.unwrap_err().is_timeout());
+            assert!(
+                at - t0 < bound * 3 / 2,
+                "a callback came after {:?}",
+                at - t0
+            );
+        }
+        assert_eq!(client.pending_calls(), 0);
+        // The one dial fails after its 2 s: one event, delivered at once.
+        assert!(wait_until(Duration::from_secs(5), || events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, e)| matches!(
+                e,
+                ConnectionEvent::ConnectFailed { .. }
+            ))));
+        thread::sleep(Duration::from_millis(300));
+        let events = events.lock().unwrap().clone();
+        assert_eq!(events.len(), 1, "one event per dial attempt: {events:?}");
+        let at = events[0].0 - t0;
+        assert!(
+            at >= Duration::from_millis(1900) && at < Duration::from_millis(3000),
+            "the ConnectFailed event came after {at:?}"
+        );
+        match &events[0].1 {
+            ConnectionEvent::ConnectFailed {
+                error,
+                will_reconnect: false,
+                ..
+            } => assert!(error.is_timeout(), "{error:?}"),
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+#[test]
+fn close_and_drop_return_at_once_while_a_dial_is_in_progress() {
+    watchdog(Duration::from_secs(30), || {
+        let stalled = common::stalled_endpoint();
+        let config = ClientConfig::default().connect_timeout(Duration::from_secs(10));
+        let client = FpnnClient::new(stalled.endpoint.clone(), config.clone()).unwrap();
+        let c2 = client.clone();
+        let dialer = thread::spawn(move || c2.connect());
+        thread::sleep(Duration::from_millis(200));
+        let t0 = Instant::now();
+        client.close();
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "close() took {:?} while a 10 s dial was in progress",
+            t0.elapsed()
+        );
+        let err = dialer.join().unwrap().unwrap_err();
+        assert!(err.is_client_closed(), "{err:?}");
+        assert!(t0.elapsed() < Duration::from_secs(1));
+
+        // Dropping the last handle, with a callback call queued.
+        let client = FpnnClient::new(stalled.endpoint.clone(), config).unwrap();
+        let (tx, rx) = unbounded();
+        client.call_with_callback("x", empty(), None, move |r| tx.send(r).unwrap());
+        thread::sleep(Duration::from_millis(200));
+        let t0 = Instant::now();
+        drop(client);
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "drop took {:?}",
+            t0.elapsed()
+        );
+        let err = rx
+            .recv_timeout(Duration::from_secs(1))
+            .unwrap()
+            .unwrap_err();
+        assert!(err.is_client_closed(), "{err:?}");
+    });
+}
+
+#[test]
+fn callback_calls_made_while_disconnected_are_queued_then_sent() {
+    watchdog(Duration::from_secs(30), || {
+        let server = hold_server();
+        let client = FpnnClient::new(server.endpoint(), ClientConfig::default()).unwrap();
+        let (tx, rx) = unbounded();
+        for _ in 0..50 {
+            let tx = tx.clone();
+            client.call_with_callback("x", empty(), None, move |r| tx.send(r).unwrap());
+        }
+        for _ in 0..50 {
+            let r = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(r.unwrap(), empty());
+        }
+        assert_eq!(server.connection_count(), 1, "one dial for all of them");
+        assert_eq!(client.pending_calls(), 0);
+    });
+}
+
+#[test]
+fn huge_durations_never_panic_and_the_timer_keeps_working() {
+    watchdog(Duration::from_secs(30), || {
+        let server = hold_server();
+        let client = FpnnClient::new(
+            server.endpoint(),
+            ClientConfig::default()
+                .connect_timeout(Duration::MAX)
+                .quest_timeout(Duration::MAX)
+                .keepalive(
+                    KeepaliveConfig::default()
+                        .interval(Duration::MAX)
+                        .timeout(Duration::MAX)
+                        .max_retries(u32::MAX),
+                )
+                .reconnect(
+                    ReconnectStrategy::default()
+                        .first_interval(Duration::MAX)
+                        .max_interval(Duration::MAX)
+                        .flash_window(Duration::MAX),
+                ),
+        )
+        .unwrap();
+        client.connect().unwrap();
+        assert_eq!(
+            client.call_timeout("x", empty(), Duration::MAX).unwrap(),
+            empty()
+        );
+        assert_eq!(
+            client
+                .with_timeout(Duration::MAX)
+                .call("x", empty())
+                .unwrap(),
+            empty()
+        );
+        let (tx, rx) = unbounded();
+        let tx2 = tx.clone();
+        client.call_with_callback("x", empty(), Duration::MAX, move |r| tx2.send(r).unwrap());
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap().unwrap(),
+            empty()
+        );
+        // The timer still expires callbacks after all of that.
+        thread::sleep(Duration::from_millis(100));
+        let t0 = Instant::now();
+        client.call_with_callback("hold", empty(), Duration::from_millis(200), move |r| {
+            tx.send(r).unwrap()
+        });
+        let err = rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+        assert!(t0.elapsed() < Duration::from_millis(300) * 3 / 2 + Duration::from_millis(200));
+        // A server that closes the connection: the huge back-off does not
+        // panic the supervisor (keepalive is on: it redials at once, the
+        // first attempts are immediate).
+        for c in server.connections() {
+            c.close();
+        }
+        assert!(wait_until(Duration::from_secs(5), || server
+            .connection_count()
+            == 2));
+        assert_eq!(client.call("x", empty()).unwrap(), empty());
+    });
+}
+
+#[test]
+fn zero_means_the_default_everywhere() {
+    watchdog(Duration::from_secs(30), || {
+        let server = hold_server();
+        let client = FpnnClient::new(
+            server.endpoint(),
+            ClientConfig::default()
+                .connect_timeout(Duration::ZERO)
+                .quest_timeout(Duration::ZERO)
+                .callback_threads(0)
+                .max_pending(0),
+        )
+        .unwrap();
+        client.connect().unwrap();
+        let config = client.config();
+        assert_eq!(
+            config.connect_timeout,
+            rtm_server_sdk::fpnn::DEFAULT_CONNECT_TIMEOUT
+        );
+        assert_eq!(
+            config.quest_timeout,
+            rtm_server_sdk::fpnn::DEFAULT_QUEST_TIMEOUT
+        );
+        assert_eq!(config.callback_threads, 2);
+        assert_eq!(
+            config.max_pending,
+            rtm_server_sdk::fpnn::DEFAULT_MAX_PENDING
+        );
+        assert_eq!(
+            client.call_timeout("x", empty(), Duration::ZERO).unwrap(),
+            empty()
+        );
+        assert_eq!(client.with_timeout(Duration::ZERO).timeout(), None);
+        let (tx, rx) = unbounded();
+        client.call_with_callback("x", empty(), Duration::ZERO, move |r| tx.send(r).unwrap());
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap().unwrap(),
+            empty()
+        );
+    });
+}
+
+#[test]
+fn the_pending_cap_refuses_callbacks_at_once_and_makes_blocking_calls_wait_for_room() {
+    watchdog(Duration::from_secs(30), || {
+        let server = hold_server();
+        let client =
+            FpnnClient::new(server.endpoint(), ClientConfig::default().max_pending(10)).unwrap();
+        client.connect().unwrap();
+        let (tx, rx) = unbounded();
+        for _ in 0..10 {
+            let tx = tx.clone();
+            client.call_with_callback("hold", empty(), Duration::from_millis(600), move |r| {
+                tx.send(r).unwrap()
+            });
+        }
+        assert_eq!(client.pending_calls(), 10);
+        // The 11th callback call: refused at once, on a callback thread.
+        let (tx11, rx11) = unbounded();
+        let t0 = Instant::now();
+        client.call_with_callback("x", empty(), None, move |r| tx11.send(r).unwrap());
+        let err = rx11
+            .recv_timeout(Duration::from_millis(500))
+            .unwrap()
+            .unwrap_err();
+        assert!(t0.elapsed() < Duration::from_millis(500));
+        assert!(
+            matches!(err, Error::TooManyPending { limit: 10 }),
+            "{err:?}"
+        );
+        assert_eq!(err.code(), Some(20011));
+        // A blocking call with a short bound: refused when it runs out.
+        let t0 = Instant::now();
+        let err = client
+            .call_timeout("x", empty(), Duration::from_millis(200))
+            .unwrap_err();
+        assert!(matches!(err, Error::TooManyPending { .. }), "{err:?}");
+        assert!(t0.elapsed() >= Duration::from_millis(190));
+        assert!(t0.elapsed() < Duration::from_millis(300) + Duration::from_millis(100));
+        // A blocking call with room for it coming: waits, then succeeds.
+        let answer = client.call_timeout("x", empty(), Duration::from_secs(5));
+        assert_eq!(answer.unwrap(), empty());
+        for _ in 0..10 {
+            let err = rx
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap()
+                .unwrap_err();
+            assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+        }
+        assert!(wait_until(Duration::from_secs(2), || client
+            .pending_calls()
+            == 0));
+
+        // Calls queued while connecting count too.
+        let stalled = common::stalled_endpoint();
+        let client = FpnnClient::new(
+            stalled.endpoint.clone(),
+            ClientConfig::default().max_pending(5),
+        )
+        .unwrap();
+        let (tx, rx) = unbounded();
+        for _ in 0..6 {
+            let tx = tx.clone();
+            client.call_with_callback("x", empty(), None, move |r| tx.send(r).unwrap());
+        }
+        let err = rx
+            .recv_timeout(Duration::from_secs(1))
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, Error::TooManyPending { limit: 5 }), "{err:?}");
+        assert_eq!(client.pending_calls(), 5);
+        client.close();
+        for _ in 0..5 {
+            assert!(rx
+                .recv_timeout(Duration::from_secs(1))
+                .unwrap()
+                .unwrap_err()
+                .is_client_closed());
+        }
+        assert_eq!(client.pending_calls(), 0);
+    });
+}
+
+#[test]
+fn a_reset_connection_completes_calls_with_connection_closed_keeping_the_io_error() {
+    watchdog(Duration::from_secs(30), || {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = listener.local_addr().unwrap().to_string();
+        let server = thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf).unwrap();
+            thread::sleep(Duration::from_millis(100));
+            // Abort: an RST, so the client's read fails with ECONNRESET.
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(s);
+        });
+        let client = FpnnClient::new(endpoint, ClientConfig::default().reconnect(None)).unwrap();
+        let err = client
+            .call_timeout("x", empty(), Duration::from_secs(10))
+            .unwrap_err();
+        server.join().unwrap();
+        assert!(matches!(err, Error::ConnectionClosed { .. }), "{err:?}");
+        assert_eq!(err.code(), Some(20002));
+        let source = std::error::Error::source(&err).expect("the I/O error is kept");
+        let io = source
+            .downcast_ref::<Arc<std::io::Error>>()
+            .unwrap_or_else(|| panic!("not an io::Error: {source:?}"));
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionReset, "{io:?}");
+    });
+}
+
+#[test]
+fn malformed_endpoints_are_refused_and_names_resolve_within_the_connect_timeout() {
+    watchdog(Duration::from_secs(30), || {
+        for bad in [
+            "nonsense",
+            "host:",
+            ":99999",
+            "",
+            "127.0.0.1",
+            "127.0.0.1:99999",
+            "127.0.0.1:0",
+            "::1:80",
+            "[::1]",
+            "a b:80",
+        ] {
+            let r = FpnnClient::new(bad, ClientConfig::default());
+            assert!(
+                matches!(r, Err(Error::InvalidArgument(_))),
+                "{bad:?}: {r:?}"
+            );
+        }
+        for good in [
+            "localhost:1",
+            "[::1]:80",
+            "example.com:13315",
+            "10.0.0.1:65535",
+        ] {
+            FpnnClient::new(good, ClientConfig::default()).unwrap();
+        }
+        // A name (resolved on the dial thread, within the connect timeout).
+        let server = hold_server();
+        let port = server.local_addr().port();
+        let client = FpnnClient::new(format!("localhost:{port}"), ClientConfig::default()).unwrap();
+        assert_eq!(client.call("x", empty()).unwrap(), empty());
+    });
+}
+
+#[test]
+fn callbacks_on_a_closed_client_run_on_another_thread_after_the_call_returned() {
+    watchdog(Duration::from_secs(30), || {
+        let client = FpnnClient::new("127.0.0.1:1", ClientConfig::default()).unwrap();
+        client.close();
+        let me = thread::current().id();
+        let (tx, rx) = unbounded();
+        // A caller holding a lock its callback takes must not deadlock.
+        let lock = Arc::new(Mutex::new(0));
+        let held = lock.lock().unwrap();
+        for _ in 0..3 {
+            let tx = tx.clone();
+            let lock = lock.clone();
+            client.call_with_callback("x", empty(), None, move |r| {
+                *lock.lock().unwrap() += 1;
+                tx.send((thread::current().id(), r)).unwrap()
+            });
+        }
+        drop(held);
+        for _ in 0..3 {
+            let (id, r) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert_ne!(id, me, "the callback ran on the caller's thread");
+            assert!(r.unwrap_err().is_client_closed());
+        }
+        assert_eq!(*lock.lock().unwrap(), 3);
+    });
+}
+
+#[test]
+fn an_idle_client_does_not_redial_after_the_server_closes_it() {
+    watchdog(Duration::from_secs(30), || {
+        let server = hold_server();
+        let client = FpnnClient::new(
+            server.endpoint(),
+            ClientConfig::default().reconnect(fast_reconnect()),
+        )
+        .unwrap();
+        let events = record_events(&client);
+        client.connect().unwrap();
+        for c in server.connections() {
+            c.close();
+        }
+        assert!(wait_until(Duration::from_secs(5), || !client.is_connected()));
+        thread::sleep(Duration::from_millis(800));
+        assert_eq!(server.connection_count(), 1, "the idle client redialled");
+        let events = events.lock().unwrap().clone();
+        assert!(
+            matches!(
+                events.last().map(|e| &e.1),
+                Some(ConnectionEvent::Closed {
+                    will_reconnect: false,
+                    ..
+                })
+            ),
+            "{events:?}"
+        );
+        // The next call connects on demand.
+        assert_eq!(client.call("x", empty()).unwrap(), empty());
+        assert_eq!(server.connection_count(), 2);
     });
 }

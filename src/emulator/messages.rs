@@ -87,32 +87,39 @@ pub(crate) enum Target {
     Broadcast,
 }
 
-/// A stored body: as it arrived, `str` or `bin`.
+/// A stored body in the state's JSON: as it arrived, `str` or `bin`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Body {
+enum Body {
     /// Arrived as `str`.
     Text(String),
     /// Arrived as `bin` (or as a `str` that is not UTF-8).
     Binary(Vec<u8>),
 }
 
-impl Body {
-    fn from_value(v: Value) -> Body {
+/// Reads and writes a message body (`str` or `bin`) as a [`Body`].
+mod body_serde {
+    use rmpv::Value;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Body;
+
+    pub(super) fn serialize<S: Serializer>(v: &Value, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Value::String(s) => match s.as_str() {
+            Value::String(t) => match t.as_str() {
                 Some(t) => Body::Text(t.to_string()),
-                None => Body::Binary(s.into_bytes()),
+                None => Body::Binary(t.as_bytes().to_vec()),
             },
-            Value::Binary(b) => Body::Binary(b),
+            Value::Binary(b) => Body::Binary(b.clone()),
             other => Body::Text(other.to_string()),
         }
+        .serialize(s)
     }
 
-    fn to_value(&self) -> Value {
-        match self {
-            Body::Text(s) => Value::from(s.as_str()),
-            Body::Binary(b) => Value::Binary(b.clone()),
-        }
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        Ok(match Body::deserialize(d)? {
+            Body::Text(t) => Value::from(t),
+            Body::Binary(b) => Value::Binary(b),
+        })
     }
 }
 
@@ -126,7 +133,8 @@ pub(crate) struct StoredMessage {
     pub mtype: i64,
     pub mid: i64,
     /// The body as it arrived: `str` or `bin`.
-    pub msg: Body,
+    #[serde(with = "body_serde")]
+    pub msg: Value,
     pub attrs: String,
     /// The emulator's time of storage, in milliseconds.
     pub mtime: i64,
@@ -196,7 +204,7 @@ pub(crate) fn deliver(
         from,
         mtype,
         mid,
-        msg: Body::from_value(msg),
+        msg,
         attrs,
         mtime,
     });
@@ -407,7 +415,7 @@ fn history(st: &RtmState, p: &Value, conv: Conv, p2p_uid: Option<i64>) -> R<Valu
                 Value::from(m.mtype),
                 Value::from(m.mid),
                 Value::Boolean(false),
-                m.msg.to_value(),
+                m.msg.clone(),
                 Value::from(m.attrs.as_str()),
                 Value::from(m.mtime),
             ])
@@ -472,7 +480,7 @@ fn dispatch(st: &mut RtmState, cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<V
             Ok(obj(vec![
                 ("id", Value::from(m.id)),
                 ("mtype", Value::from(m.mtype)),
-                ("msg", m.msg.to_value()),
+                ("msg", m.msg.clone()),
                 ("attrs", Value::from(m.attrs.as_str())),
                 ("mtime", Value::from(m.mtime)),
             ]))
@@ -493,7 +501,7 @@ fn dispatch(st: &mut RtmState, cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<V
                     format!("message {} is older than {limit} s", m.mid),
                 ));
             }
-            m.msg = Body::from_value(msg);
+            m.msg = msg;
             m.attrs = attrs;
             Ok(empty())
         }
@@ -608,9 +616,9 @@ mod tests {
     fn state_survives_json() {
         let mut m = Messages::default();
         for (i, (target, msg)) in [
-            (Target::P2p(2), Body::Text("hi".into())),
-            (Target::Group(-3), Body::Binary(vec![0, 255])),
-            (Target::Broadcast, Body::Text(String::new())),
+            (Target::P2p(2), Value::from("hi")),
+            (Target::Group(-3), Value::Binary(vec![0, 255])),
+            (Target::Broadcast, Value::from("")),
         ]
         .into_iter()
         .enumerate()
@@ -641,7 +649,7 @@ mod tests {
             from,
             mtype: 30,
             mid: 1,
-            msg: Body::Text(String::new()),
+            msg: Value::from(""),
             attrs: String::new(),
             mtime: 0,
         };

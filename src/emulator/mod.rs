@@ -100,5 +100,8 @@ mod users;
 #[cfg(test)]
 mod testutil;
 
+pub use groups::Group;
+pub use imserver::{ApplyGrant, ImGroup};
+pub use rooms::Room;
 pub use rtm::{ListenState, Rooms, RtcRoom, RtmEmulator, UserFlags, VoiceRoom};
 pub use server::{Faults, FpnnServer, Reply, ServerConn, ServerOptions, Service};

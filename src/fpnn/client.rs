@@ -1,10 +1,22 @@
-//! The FPNN transport client: lazy connect, timeouts, the raw quest API,
+//! The FPNN transport client: connecting, timeouts, the raw quest API,
 //! server quests and shutdown.
+//!
+//! # Connecting
+//!
+//! A client has at most one dial in progress, on a detached thread of its
+//! own (`fpnn-C-dial`): name resolution, TCP connect, the key exchange and
+//! the connect hooks, all within the connect timeout. Everyone who needs
+//! the connection shares that dial: a blocking call waits for it within its
+//! own deadline; a callback call is queued (it counts toward the pending
+//! cap) and sent when the connection is up, or completed with the connect
+//! error; `close()` never waits for it. The supervisor thread delivers the
+//! connection events and schedules background redials, but never dials
+//! itself, so events arrive within milliseconds whatever a dial is doing.
 
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -14,13 +26,16 @@ use rmpv::Value;
 
 use super::codec::{self, Quest, RawAnswer};
 use super::config::ClientConfig;
-use super::conn::{lock, ConnContext, Connection, FrameBuf, MethodName, Reply, ReplySlot, Waiter};
+use super::conn::{
+    lock, ConnContext, Connection, FrameBuf, Limiter, MethodName, Reply, ReplySlot, Waiter,
+};
 use super::crypto::{ClientHandshake, Encryptor};
 use super::pool::{AnswerCallback, Pool};
 use crate::codes;
 use crate::error::{Error, Result};
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What a [`QuestHandler`] answers to a quest pushed by the server.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +58,7 @@ pub enum QuestReply {
 
 impl QuestReply {
     /// An OK answer with the empty map `{}`.
+    #[must_use]
     pub fn empty() -> QuestReply {
         QuestReply::Answer(Value::Map(Vec::new()))
     }
@@ -55,23 +71,48 @@ impl QuestReply {
 /// [`QuestReply`] is sent back as the answer (exactly one answer per
 /// two-way quest, even when the handler panics: that is answered with
 /// error 20001); for a one-way quest it is ignored and nothing is sent.
+///
+/// The handler is given the client it serves: use that reference to call
+/// the client from the handler. A handler that captures a clone of the
+/// client keeps the client alive (and connected) until
+/// [`close`](FpnnClient::close) is called explicitly, since dropping the
+/// other handles no longer drops the last one. The handler is dropped when
+/// the client closes.
 pub trait QuestHandler: Send + Sync + 'static {
     /// Handles one quest. `two_way` tells whether an answer will be sent.
-    fn on_quest(&self, method: &str, payload: &Value, two_way: bool) -> QuestReply;
+    fn on_quest(
+        &self,
+        client: &FpnnClient,
+        method: &str,
+        payload: &Value,
+        two_way: bool,
+    ) -> QuestReply;
 }
 
 impl<T: QuestHandler> QuestHandler for Arc<T> {
-    fn on_quest(&self, method: &str, payload: &Value, two_way: bool) -> QuestReply {
-        (**self).on_quest(method, payload, two_way)
+    fn on_quest(
+        &self,
+        client: &FpnnClient,
+        method: &str,
+        payload: &Value,
+        two_way: bool,
+    ) -> QuestReply {
+        (**self).on_quest(client, method, payload, two_way)
     }
 }
 
 impl<F> QuestHandler for F
 where
-    F: Fn(&str, &Value, bool) -> QuestReply + Send + Sync + 'static,
+    F: Fn(&FpnnClient, &str, &Value, bool) -> QuestReply + Send + Sync + 'static,
 {
-    fn on_quest(&self, method: &str, payload: &Value, two_way: bool) -> QuestReply {
-        self(method, payload, two_way)
+    fn on_quest(
+        &self,
+        client: &FpnnClient,
+        method: &str,
+        payload: &Value,
+        two_way: bool,
+    ) -> QuestReply {
+        self(client, method, payload, two_way)
     }
 }
 
@@ -79,7 +120,10 @@ where
 /// [`FpnnClient::set_event_handler`].
 ///
 /// Events are delivered in the order they happened, one at a time, on the
-/// client's supervisor thread (never on the reader thread).
+/// client's supervisor thread (never on the reader thread, and never on the
+/// thread that dials: an event reaches the handler within milliseconds,
+/// whatever a dial is doing). Each dial attempt reports one event, however
+/// many calls were waiting for it.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ConnectionEvent {
@@ -116,6 +160,7 @@ pub enum ConnectionEvent {
 impl ConnectionEvent {
     /// True when the connection closed because of an error (not by the
     /// user).
+    #[must_use]
     pub fn caused_by_error(&self) -> bool {
         match self {
             ConnectionEvent::Closed { error, .. } => error.is_some(),
@@ -125,7 +170,7 @@ impl ConnectionEvent {
     }
 }
 
-type EventHandler = Arc<dyn Fn(&ConnectionEvent) + Send + Sync>;
+type EventHandler = Arc<dyn Fn(&FpnnClient, &ConnectionEvent) + Send + Sync>;
 
 enum SupMsg {
     Event(ConnectionEvent),
@@ -145,10 +190,17 @@ struct Regress {
 /// its listen state. An error closes the new connection.
 pub(crate) type ConnectHook = Arc<dyn Fn(&FpnnSession<'_>) -> Result<()> + Send + Sync>;
 
+/// Tells whether the layer above needs the connection even when no call
+/// does (the RTM layer: while it listens to pushes); see
+/// [`Core::set_wanted`].
+pub(crate) type Wanted = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// A view of a connection that is being set up, for [`ConnectHook`]s.
 pub(crate) struct FpnnSession<'a> {
     core: &'a Core,
     conn: &'a Arc<Connection>,
+    /// The end of the connect timeout.
+    deadline: Instant,
 }
 
 impl FpnnSession<'_> {
@@ -157,10 +209,17 @@ impl FpnnSession<'_> {
         self.core
     }
 
-    /// Makes a blocking call on the connection being set up.
+    /// Makes a blocking call on the connection being set up, within what is
+    /// left of the connect timeout.
     pub(crate) fn call_frame(&self, method: &str, frame: FrameBuf) -> Result<Value> {
-        self.core
-            .call_on(self.conn, method, frame, self.core.config.connect_timeout)
+        self.core.ctx.limiter.force_acquire();
+        self.core.call_on(
+            self.conn,
+            method,
+            frame,
+            self.deadline,
+            self.core.config.connect_timeout,
+        )
     }
 }
 
@@ -171,10 +230,25 @@ impl FpnnSession<'_> {
 /// after the connection was lost. Calls may come from any number of threads
 /// at once; answers are routed by sequence number.
 ///
+/// # Bounds
+///
+/// * A blocking call returns within its timeout (the handle's, see
+///   [`with_timeout`](FpnnClient::with_timeout), else
+///   [`ClientConfig::quest_timeout`]), **connecting included**: a call made
+///   while disconnected waits for the connection within that bound, then
+///   for its answer within what is left.
+/// * A callback call never blocks: made while disconnected, it is queued
+///   and sent once the connection is up (or its callback gets the connect
+///   error); its callback runs within the same bound.
+/// * [`close`](FpnnClient::close) (and dropping the last handle) does not
+///   wait for the network: it returns once the client's threads have
+///   completed what was pending (a dial in progress ends on its own thread,
+///   which nobody waits for).
+/// * At most [`ClientConfig::max_pending`] calls are pending at once.
+///
 /// Cloning is cheap and gives another handle to the same client. The client
 /// closes when [`close`](FpnnClient::close) is called or when the last handle
-/// is dropped: every pending call and callback then completes exactly once,
-/// and every thread of the client is joined.
+/// is dropped: every pending call and callback then completes exactly once.
 ///
 /// This is the raw layer: most users want
 /// [`RtmServerClient`](crate::RtmServerClient), which signs RTM quests and
@@ -182,13 +256,17 @@ impl FpnnSession<'_> {
 #[derive(Clone)]
 pub struct FpnnClient {
     handle: Arc<Handle>,
+    /// The timeout of this handle's calls (`None`: the configured default).
+    timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for FpnnClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FpnnClient")
+            .field("id", &self.handle.core.id)
             .field("endpoint", &self.handle.core.endpoint)
             .field("connected", &self.is_connected())
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -203,44 +281,133 @@ impl Drop for Handle {
     }
 }
 
+/// A callback call made while disconnected, waiting for the dial.
+struct Queued {
+    method: MethodName,
+    frame: FrameBuf,
+    cb: AnswerCallback,
+    deadline: Instant,
+    timeout: Duration,
+}
+
 struct State {
+    /// The connection calls use (possibly closed: then the next call
+    /// dials).
     current: Option<Arc<Connection>>,
     /// A connection being set up (key exchange, connect hook), so that
     /// `close()` can cut it short.
     connecting: Option<Arc<Connection>>,
+    /// A dial is in progress.
+    dialing: bool,
+    /// Dial attempts finished so far.
+    attempts: u64,
+    /// Why the last finished attempt failed (`None`: it succeeded).
+    last_error: Option<Error>,
+    /// Callback calls waiting for the dial in progress.
+    queue: Vec<Queued>,
+    /// No queued deadline is earlier than this.
+    queue_earliest: Option<Instant>,
     closed: bool,
 }
 
+/// The shared part of a client.
+///
+/// Lock order: `state`, then `regress`. No other lock of `Core` is taken
+/// while one is held (`handler`, `events`, `connect_hook`, `wanted`,
+/// `timer` and `supervisor` are each taken alone), and none is held while
+/// a connection is shut down (its close notification takes `state`), while
+/// user code runs, or while waiting for the network.
 pub(crate) struct Core {
+    /// The client's id (in thread names: `fpnn-<id>-...`).
+    id: u64,
     endpoint: String,
     pub(crate) config: ClientConfig,
+    /// This core, for the dial threads it starts.
+    me: Weak<Core>,
     state: Mutex<State>,
+    /// Signalled (with `state`) when a dial attempt ends or the client
+    /// closes.
+    dialed: Condvar,
     /// `state.current`, readable without the lock: the hot path of every
     /// call (written only under the state lock, with `state.current`).
     current: ArcSwapOption<Connection>,
-    /// Held while a connection is being established, so that one thread
-    /// connects while the others wait for it.
-    connect_lock: Mutex<()>,
     ctx: Arc<ConnContext>,
     pool: Arc<Pool>,
     handler: Mutex<Option<Arc<dyn QuestHandler>>>,
     connect_hook: Mutex<Option<ConnectHook>>,
+    wanted: Mutex<Option<Wanted>>,
     timer: Mutex<Option<JoinHandle<()>>>,
     timer_stop: AtomicBool,
     events: Mutex<Option<EventHandler>>,
     sup_tx: Sender<SupMsg>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
     regress: Mutex<Regress>,
+    /// The user handle, to hand handlers a client without keeping it alive.
+    user: OnceLock<Weak<Handle>>,
+}
+
+/// Checks the form `host:port` (a name, an IPv4 address or a bracketed
+/// IPv6 address, and a port from 1 to 65535). Resolution happens when
+/// connecting.
+fn check_endpoint(endpoint: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::InvalidArgument(format!(
+            "endpoint `{endpoint}`: {why} (expected `host:port`)"
+        )))
+    };
+    let Some((host, port)) = endpoint.rsplit_once(':') else {
+        return bad("no port");
+    };
+    let host_ok = match host.strip_prefix('[') {
+        Some(rest) => rest
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<Ipv6Addr>().is_ok()),
+        None => {
+            !host.is_empty()
+                && !host.contains([':', '[', ']', '/'])
+                && !host.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+    };
+    if !host_ok {
+        return bad("no valid host");
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 && !port.starts_with('+') => Ok(()),
+        _ => bad("the port must be a number from 1 to 65535"),
+    }
+}
+
+/// `now + d`, or a deadline decades away when that cannot be represented
+/// (a duration like [`Duration::MAX`] means "no deadline"; never panics).
+pub(crate) fn deadline_after(now: Instant, d: Duration) -> Instant {
+    const FAR: [Duration; 3] = [
+        Duration::from_secs(100 * 365 * 86_400),
+        Duration::from_secs(365 * 86_400),
+        Duration::from_secs(86_400),
+    ];
+    now.checked_add(d.min(FAR[0]))
+        .or_else(|| FAR.iter().find_map(|f| now.checked_add(*f)))
+        .unwrap_or(now)
 }
 
 impl FpnnClient {
     /// Creates a client for `endpoint` (`host:port`). Nothing is connected
-    /// until the first call or [`connect`](FpnnClient::connect).
+    /// until the first call or [`connect`](FpnnClient::connect). Zeros in
+    /// `config` mean the defaults (see [`ClientConfig`]).
     ///
-    /// Fails only when the client's threads cannot be started.
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when `endpoint` is not of the form
+    /// `host:port` (a name, an IPv4 address or a bracketed IPv6 address, and
+    /// a port from 1 to 65535); [`Error::Io`] when the client's threads
+    /// cannot be started. A name that does not resolve is a connect error,
+    /// reported when connecting.
     pub fn new(endpoint: impl Into<String>, config: ClientConfig) -> Result<FpnnClient> {
         let endpoint = endpoint.into();
-        let pool = Arc::new(Pool::new(config.callback_threads, "fpnn")?);
+        check_endpoint(&endpoint)?;
+        let config = config.normalized();
+        let id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
+        let pool = Arc::new(Pool::new(config.callback_threads, &format!("fpnn-{id}"))?);
         let (wake_tx, wake_rx) = bounded::<()>(1);
         let (sup_tx, sup_rx) = unbounded::<SupMsg>();
         let core = Arc::new_cyclic(|weak: &Weak<Core>| {
@@ -263,21 +430,31 @@ impl FpnnClient {
                 }),
                 max_recv_payload: config.max_recv_payload,
                 epoch: Instant::now(),
+                client_id: id,
+                limiter: Limiter::new(config.max_pending),
             });
             Core {
+                id,
                 endpoint,
                 config,
+                me: weak.clone(),
                 state: Mutex::new(State {
                     current: None,
                     connecting: None,
+                    dialing: false,
+                    attempts: 0,
+                    last_error: None,
+                    queue: Vec::new(),
+                    queue_earliest: None,
                     closed: false,
                 }),
+                dialed: Condvar::new(),
                 current: ArcSwapOption::empty(),
-                connect_lock: Mutex::new(()),
                 ctx,
                 pool,
                 handler: Mutex::new(None),
                 connect_hook: Mutex::new(None),
+                wanted: Mutex::new(None),
                 timer: Mutex::new(None),
                 timer_stop: AtomicBool::new(false),
                 events: Mutex::new(None),
@@ -287,22 +464,30 @@ impl FpnnClient {
                     failed: 0,
                     connected_at: None,
                 }),
+                user: OnceLock::new(),
             }
         });
         let timer_core = core.clone();
         let sup_core = core.clone();
-        let started = spawn_named("fpnn-timer", move || timer_loop(timer_core, wake_rx))
-            .and_then(|timer| {
-                *lock(&core.timer) = Some(timer);
-                spawn_named("fpnn-supervisor", move || supervisor_loop(sup_core, sup_rx))
+        let started = spawn_named(format!("fpnn-{id}-timer"), move || {
+            timer_loop(timer_core, wake_rx)
+        })
+        .and_then(|timer| {
+            *lock(&core.timer) = Some(timer);
+            spawn_named(format!("fpnn-{id}-supervisor"), move || {
+                supervisor_loop(sup_core, sup_rx)
             })
-            .map(|supervisor| *lock(&core.supervisor) = Some(supervisor));
+        })
+        .map(|supervisor| *lock(&core.supervisor) = Some(supervisor));
         if let Err(e) = started {
             core.close();
             return Err(e.into());
         }
+        let handle = Arc::new(Handle { core });
+        let _ = handle.core.user.set(Arc::downgrade(&handle));
         Ok(FpnnClient {
-            handle: Arc::new(Handle { core }),
+            handle,
+            timeout: None,
         })
     }
 
@@ -311,37 +496,79 @@ impl FpnnClient {
     }
 
     /// The endpoint this client connects to.
+    #[must_use]
     pub fn endpoint(&self) -> &str {
         &self.handle.core.endpoint
     }
 
-    /// The configuration in force.
+    /// The configuration in force (zeros replaced by the defaults).
+    #[must_use]
     pub fn config(&self) -> &ClientConfig {
         &self.handle.core.config
     }
 
+    /// A handle to the same client whose calls (blocking or callback, raw
+    /// or made by a layer above through it) wait at most `timeout`,
+    /// connecting included, when they do not name their own. Zero means
+    /// the configured default; [`Duration::MAX`] means no deadline.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use rtm_server_sdk::{ClientConfig, FpnnClient};
+    /// let client = FpnnClient::new("127.0.0.1:13315", ClientConfig::default())?;
+    /// let quick = client.with_timeout(Duration::from_millis(200));
+    /// assert_eq!(quick.timeout(), Some(Duration::from_millis(200)));
+    /// assert_eq!(client.timeout(), None);
+    /// # Ok::<(), rtm_server_sdk::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_timeout(&self, timeout: Duration) -> FpnnClient {
+        FpnnClient {
+            handle: self.handle.clone(),
+            timeout: Some(timeout).filter(|t| !t.is_zero()),
+        }
+    }
+
+    /// The per-call timeout of this handle (`None`: the configured
+    /// default, [`ClientConfig::quest_timeout`]).
+    #[must_use]
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
     /// Connects now (if not connected yet), so that a wrong endpoint fails
-    /// fast instead of on the first call.
+    /// fast instead of on the first call. Waits at most the connect
+    /// timeout; shares a dial already in progress.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Connect`] or [`Error::ConnectTimeout`] when the server
+    /// cannot be reached, [`Error::Encryption`] when the key exchange
+    /// fails, [`Error::ClientClosed`] after [`close`](FpnnClient::close).
     pub fn connect(&self) -> Result<()> {
-        self.handle.core.connection().map(|_| ())
+        let core = &self.handle.core;
+        let timeout = core.config.connect_timeout;
+        core.connection_until(deadline_after(Instant::now(), timeout), timeout)
+            .map(drop)
     }
 
     /// True once the client was closed (by [`close`](FpnnClient::close)).
+    #[must_use]
     pub fn is_closed(&self) -> bool {
         self.handle.core.closed()
     }
 
     /// True while a connection is established.
+    #[must_use]
     pub fn is_connected(&self) -> bool {
-        lock(&self.handle.core.state)
-            .current
-            .as_ref()
-            .is_some_and(|c| !c.is_closed())
+        self.handle.core.live().is_some()
     }
 
     /// Installs the handler of quests pushed by the server, replacing any
     /// previous one. Without a handler the client answers the RTM `ping`
-    /// with `{}` and every other two-way quest with error 20004.
+    /// with `{}` and every other two-way quest with error 20004. The
+    /// handler gets a reference to this client: call the client through it
+    /// rather than capturing a clone (see [`QuestHandler`]).
     pub fn set_quest_handler(&self, handler: impl QuestHandler) {
         *lock(&self.handle.core.handler) = Some(Arc::new(handler));
     }
@@ -350,21 +577,55 @@ impl FpnnClient {
     /// failed, closed), replacing any previous one. It runs on the client's
     /// supervisor thread, one event at a time, in order; keep it short (a
     /// slow handler delays the next events and background reconnects).
-    pub fn set_event_handler(&self, handler: impl Fn(&ConnectionEvent) + Send + Sync + 'static) {
+    ///
+    /// The handler gets a reference to this client, so it need not capture
+    /// a clone (a captured clone would keep the client alive until
+    /// [`close`](FpnnClient::close) is called). It is dropped when the
+    /// client closes.
+    ///
+    /// ```
+    /// # use rtm_server_sdk::{fpnn::ConnectionEvent, ClientConfig, FpnnClient};
+    /// let client = FpnnClient::new("127.0.0.1:13315", ClientConfig::default())?;
+    /// client.set_event_handler(|client: &FpnnClient, event: &ConnectionEvent| {
+    ///     if event.caused_by_error() {
+    ///         eprintln!("{}: {event:?}", client.endpoint());
+    ///     }
+    /// });
+    /// # Ok::<(), rtm_server_sdk::Error>(())
+    /// ```
+    pub fn set_event_handler(
+        &self,
+        handler: impl Fn(&FpnnClient, &ConnectionEvent) + Send + Sync + 'static,
+    ) {
         *lock(&self.handle.core.events) = Some(Arc::new(handler));
     }
 
-    /// Sends a two-way quest and waits for its answer, with the client's
-    /// default quest timeout.
+    /// Sends a two-way quest and waits for its answer, with this handle's
+    /// timeout (connecting included).
     ///
     /// `payload` must be a map with string keys (use `Value::Map(vec![])`
-    /// for none). A server exception is [`Error::Server`].
+    /// for none).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Server`] for an exception answer; [`Error::Timeout`] when no
+    /// answer came in time; [`Error::ConnectTimeout`] or [`Error::Connect`]
+    /// when no connection could be made in time (nothing was sent);
+    /// [`Error::ConnectionClosed`] when the connection was lost with the
+    /// call in flight; [`Error::TooManyPending`] when no room under the
+    /// pending cap came up in time; [`Error::InvalidArgument`] for a bad
+    /// method or payload; [`Error::ClientClosed`] after
+    /// [`close`](FpnnClient::close).
     pub fn call(&self, method: &str, payload: Value) -> Result<Value> {
         self.call_timeout(method, payload, None)
     }
 
-    /// Sends a two-way quest and waits for its answer at most `timeout`
-    /// (`None` or zero: the client's default).
+    /// Sends a two-way quest and waits for its answer at most `timeout`,
+    /// connecting included (`None` or zero: this handle's timeout).
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](FpnnClient::call).
     pub fn call_timeout(
         &self,
         method: &str,
@@ -373,18 +634,26 @@ impl FpnnClient {
     ) -> Result<Value> {
         let core = &self.handle.core;
         let frame = core.encode_value(method, true, &payload)?;
-        core.call_frame(method, frame, timeout.into())
+        core.call_frame(method, frame, self.pick(timeout.into()))
     }
 
-    /// Sends a two-way quest; `callback` receives the answer (or the error)
-    /// exactly once, on a callback thread. `timeout` `None` or zero means
-    /// the client's default.
+    /// The call's own timeout, else this handle's.
+    fn pick(&self, timeout: Option<Duration>) -> Option<Duration> {
+        timeout.filter(|t| !t.is_zero()).or(self.timeout)
+    }
+
+    /// Sends a two-way quest and returns at once; `callback` receives the
+    /// answer (or the error) exactly once, on a callback thread (never on
+    /// the calling thread, even on a closed client). `timeout` `None` or
+    /// zero means this handle's timeout; it counts from now, connecting
+    /// included.
     ///
-    /// Errors found before sending (bad input, a closed client, a failed
-    /// connect) are delivered to the callback too. Like the blocking form,
-    /// a call made while disconnected connects first, on the calling
-    /// thread, bounded by the connect timeout. Once connected, it never
-    /// waits for the server (not even for room in the socket buffer).
+    /// It never blocks: made while disconnected, the call is queued and
+    /// sent once the connection is up (or the callback gets the connect
+    /// error); at the pending cap the callback gets
+    /// [`Error::TooManyPending`] at once. Errors found before sending (bad
+    /// input, a closed client) go to the callback too. Once connected, it
+    /// never waits for the server (not even for room in the socket buffer).
     ///
     /// A call made from inside a callback is written together with the
     /// calls of the other callbacks of the same batch (the answers of one
@@ -401,7 +670,7 @@ impl FpnnClient {
         F: FnOnce(Result<Value>) + Send + 'static,
     {
         let core = &self.handle.core;
-        let timeout = timeout.into();
+        let timeout = self.pick(timeout.into());
         match core.encode_value(method, true, &payload) {
             Ok(frame) => core.call_frame_cb(
                 MethodName::shared(method),
@@ -413,28 +682,43 @@ impl FpnnClient {
         }
     }
 
-    /// Sends a one-way quest (no answer is expected or waited for).
+    /// Sends a one-way quest (no answer is expected or waited for);
+    /// connects first when needed, within this handle's timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a bad method or payload, a connect
+    /// error, [`Error::ConnectionClosed`] when the write fails,
+    /// [`Error::ClientClosed`] after [`close`](FpnnClient::close).
     pub fn send_one_way(&self, method: &str, payload: Value) -> Result<()> {
         let core = &self.handle.core;
         let frame = core.encode_value(method, false, &payload)?;
-        core.connection()?.send_frame(&frame)
+        let timeout = core.effective_timeout(self.timeout);
+        let deadline = deadline_after(Instant::now(), timeout);
+        let conn = match core.live() {
+            Some(c) => c,
+            None => core.connection_until(deadline, timeout)?,
+        };
+        conn.send_frame(&frame)
     }
 
     /// Closes the client: the connection is shut down, every pending call
-    /// and callback completes with a connection-closed error, and the
-    /// client's threads are joined. Later calls fail with
-    /// [`Error::ClientClosed`]. Closing twice is harmless; dropping the last
-    /// handle closes too.
+    /// and callback completes with [`Error::ClientClosed`], and the
+    /// client's threads are joined (after the callback threads have run
+    /// the callbacks already queued). It does not wait for the network: a
+    /// dial in progress is abandoned to its own thread, which ends within
+    /// the connect timeout. Later calls fail with [`Error::ClientClosed`].
+    /// Closing twice is harmless; dropping the last handle closes too. The
+    /// handlers are dropped.
     pub fn close(&self) {
         self.handle.core.close();
     }
 
-    /// The number of calls in flight on the current connection.
+    /// The number of calls pending: in flight, or queued while the client
+    /// connects (what [`ClientConfig::max_pending`] caps).
+    #[must_use]
     pub fn pending_calls(&self) -> usize {
-        lock(&self.handle.core.state)
-            .current
-            .as_ref()
-            .map_or(0, |c| c.pending_count())
+        self.handle.core.ctx.limiter.count()
     }
 }
 
@@ -443,8 +727,41 @@ impl Core {
         lock(&self.state).closed
     }
 
+    /// The current connection, when it is up.
+    fn live(&self) -> Option<Arc<Connection>> {
+        self.current.load_full().filter(|c| !c.is_closed())
+    }
+
     pub(crate) fn set_connect_hook(&self, hook: ConnectHook) {
         *lock(&self.connect_hook) = Some(hook);
+    }
+
+    /// Tells the client when the layer above needs the connection although
+    /// no call does (the RTM layer: while it listens to pushes). A lost
+    /// connection is redialled in the background only while `wanted`
+    /// returns true, or keepalive is on. Called without any lock of the
+    /// client held.
+    pub(crate) fn set_wanted(&self, wanted: Wanted) {
+        *lock(&self.wanted) = Some(wanted);
+    }
+
+    /// Whether something needs the connection besides the calls.
+    fn wanted_now(&self) -> bool {
+        if self.config.keepalive.is_some() {
+            return true;
+        }
+        let wanted = lock(&self.wanted).clone();
+        wanted.is_some_and(|w| catch_unwind(AssertUnwindSafe(|| w())).unwrap_or(false))
+    }
+
+    /// A client for the handlers, without keeping the client alive (`None`
+    /// once every user handle is gone).
+    fn user_client(&self) -> Option<FpnnClient> {
+        let handle = self.user.get()?.upgrade()?;
+        Some(FpnnClient {
+            handle,
+            timeout: None,
+        })
     }
 
     /// Builds a quest frame whose payload is written by `write_payload`.
@@ -466,116 +783,248 @@ impl Core {
         self.build_frame(method, two_way, |out| codec::write_value(out, payload))
     }
 
-    /// The timeout of one call: its own, else the configured default (a
-    /// zero anywhere means "not set", and the built-in 30 s applies).
+    /// The timeout of one call: its own, else the configured default (zero
+    /// means "not set").
     fn effective_timeout(&self, timeout: Option<Duration>) -> Duration {
         match timeout {
             Some(t) if !t.is_zero() => t,
-            _ if !self.config.quest_timeout.is_zero() => self.config.quest_timeout,
-            _ => super::config::DEFAULT_QUEST_TIMEOUT,
+            _ => self.config.quest_timeout,
         }
     }
 
-    /// The current connection, connecting first when there is none.
-    pub(crate) fn connection(&self) -> Result<Arc<Connection>> {
-        if let Some(c) = self.current.load().as_ref().filter(|c| !c.is_closed()) {
-            return Ok(c.clone());
+    /// The current connection; when there is none, waits for the dial in
+    /// progress (starting one if none is) until `deadline`. `timeout` is
+    /// what the caller waits in all, for the error.
+    pub(crate) fn connection_until(
+        &self,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Arc<Connection>> {
+        if let Some(c) = self.live() {
+            return Ok(c);
         }
-        {
-            let st = lock(&self.state);
+        let mut st = lock(&self.state);
+        // The number of finished attempts when this caller joined a dial.
+        let mut joined: Option<u64> = None;
+        loop {
             if st.closed {
                 return Err(Error::ClientClosed);
             }
-            if let Some(c) = &st.current {
-                if !c.is_closed() {
-                    return Ok(c.clone());
+            if let Some(c) = st.current.as_ref().filter(|c| !c.is_closed()) {
+                return Ok(c.clone());
+            }
+            if let Some(n) = joined {
+                if st.attempts > n {
+                    if let Some(e) = &st.last_error {
+                        return Err(e.clone());
+                    }
+                    // It connected, but the connection is already gone.
+                    joined = None;
                 }
+            }
+            if joined.is_none() {
+                if !st.dialing {
+                    self.start_dial(&mut st)?;
+                }
+                joined = Some(st.attempts);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::ConnectTimeout {
+                    endpoint: self.endpoint.clone(),
+                    timeout,
+                });
+            }
+            st = self
+                .dialed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Starts a dial on a new detached thread (the state lock is held and
+    /// no dial is in progress).
+    fn start_dial(&self, st: &mut State) -> Result<()> {
+        let core = self.me.upgrade().ok_or(Error::ClientClosed)?;
+        let old = st.current.take();
+        self.current.store(None);
+        st.dialing = true;
+        match spawn_named(format!("fpnn-{}-dial", self.id), move || core.dial(old)) {
+            Ok(_detached) => Ok(()),
+            Err(e) => {
+                st.dialing = false;
+                let err = Error::from(e);
+                log::error!("cannot start a dial thread: {err}");
+                Err(err)
             }
         }
-        let _guard = lock(&self.connect_lock);
-        let old = {
-            let mut st = lock(&self.state);
-            if st.closed {
-                return Err(Error::ClientClosed);
-            }
-            if let Some(c) = &st.current {
-                if !c.is_closed() {
-                    return Ok(c.clone());
-                }
-            }
-            self.current.store(None);
-            st.current.take()
-        };
+    }
+
+    /// The dial thread: connects, then hands the outcome to everyone who
+    /// waits for it.
+    fn dial(self: Arc<Self>, old: Option<Arc<Connection>>) {
         if let Some(old) = old {
             old.join_threads();
         }
-        let conn = match self.establish() {
-            Ok(conn) => conn,
-            Err(e) => {
-                self.connect_failed(&e);
-                return Err(e);
-            }
-        };
-        // Publishing, and the Connected event, happen under the state lock,
-        // which `connection_closed` takes too: a Closed event can only follow
-        // the Connected one, and a connection that closed before it was
-        // published is reported here as a failed connect.
-        let st = lock(&self.state);
-        if st.closed {
-            drop(st);
-            conn.shutdown(Error::ClientClosed);
-            conn.join_threads();
-            return Err(Error::ClientClosed);
-        }
-        if conn.is_closed() {
-            drop(st);
-            conn.join_threads();
-            let err = Error::closed("the server closed the connection while it was being set up");
-            self.connect_failed(&err);
-            return Err(err);
-        }
-        let mut st = st;
-        {
-            let mut r = lock(&self.regress);
-            r.failed = 0;
-            r.connected_at = Some(Instant::now());
-        }
-        conn.publish();
-        st.current = Some(conn.clone());
-        self.current.store(Some(conn.clone()));
-        self.emit(ConnectionEvent::Connected {
-            connection_id: conn.id,
-            endpoint: self.endpoint.clone(),
+        let result = catch_unwind(AssertUnwindSafe(|| self.establish())).unwrap_or_else(|_| {
+            log::error!("connecting to {} panicked", self.endpoint);
+            Err(Error::closed("the connect failed unexpectedly"))
         });
+        self.dial_finished(result);
+    }
+
+    fn dial_finished(&self, result: Result<Arc<Connection>>) {
+        let wanted = self.config.reconnect.is_some() && self.wanted_now();
+        let mut st = lock(&self.state);
+        st.dialing = false;
+        st.connecting = None;
+        st.attempts += 1;
+        let result = match result {
+            Ok(conn) if st.closed || conn.is_closed() => {
+                let err = if st.closed {
+                    Error::ClientClosed
+                } else {
+                    Error::closed("the server closed the connection while it was being set up")
+                };
+                let closed = st.closed;
+                drop(st);
+                conn.shutdown(err.clone());
+                conn.join_threads();
+                if closed {
+                    self.dialed.notify_all();
+                    return;
+                }
+                st = lock(&self.state);
+                if st.closed {
+                    drop(st);
+                    self.dialed.notify_all();
+                    return;
+                }
+                Err(err)
+            }
+            other => other,
+        };
+        match result {
+            Ok(conn) => {
+                {
+                    let mut r = lock(&self.regress);
+                    r.failed = 0;
+                    r.connected_at = Some(Instant::now());
+                }
+                // Publishing, and the Connected event, happen under the
+                // state lock, which `connection_closed` takes too: a Closed
+                // event can only follow the Connected one.
+                conn.publish();
+                st.current = Some(conn.clone());
+                self.current.store(Some(conn.clone()));
+                st.last_error = None;
+                self.emit(ConnectionEvent::Connected {
+                    connection_id: conn.id,
+                    endpoint: self.endpoint.clone(),
+                });
+                let queued = std::mem::take(&mut st.queue);
+                st.queue_earliest = None;
+                drop(st);
+                self.dialed.notify_all();
+                for q in queued {
+                    self.send_queued(&conn, q);
+                }
+            }
+            Err(err) => {
+                let err = if st.closed { Error::ClientClosed } else { err };
+                st.last_error = Some(err.clone());
+                let queued = std::mem::take(&mut st.queue);
+                st.queue_earliest = None;
+                if !st.closed {
+                    lock(&self.regress).failed += 1;
+                    log::debug!("connecting to {} failed: {err}", self.endpoint);
+                    self.emit(ConnectionEvent::ConnectFailed {
+                        endpoint: self.endpoint.clone(),
+                        error: err.clone(),
+                        will_reconnect: wanted,
+                    });
+                }
+                drop(st);
+                self.dialed.notify_all();
+                self.ctx.limiter.release(queued.len());
+                for q in queued {
+                    self.pool.fail(q.cb, err.clone());
+                }
+            }
+        }
+    }
+
+    /// Sends a callback call that waited for the connection.
+    fn send_queued(&self, conn: &Arc<Connection>, q: Queued) {
+        let Queued {
+            method,
+            mut frame,
+            cb,
+            deadline,
+            timeout,
+        } = q;
+        let waiter = Waiter::Callback {
+            cb,
+            deadline,
+            method,
+            timeout,
+        };
+        if let Err((e, Some(Waiter::Callback { cb, .. }))) = conn.send_two_way(&mut frame, waiter) {
+            self.pool.fail(cb, e);
+        }
+    }
+
+    /// Fails the queued callback calls whose deadline has passed; returns
+    /// the earliest deadline left.
+    fn expire_queue(&self, now: Instant) -> Option<Instant> {
+        let mut st = lock(&self.state);
+        match st.queue_earliest {
+            Some(e) if e <= now => {}
+            other => return other,
+        }
+        let (due, keep): (Vec<Queued>, Vec<Queued>) = std::mem::take(&mut st.queue)
+            .into_iter()
+            .partition(|q| q.deadline <= now);
+        st.queue_earliest = keep.iter().map(|q| q.deadline).min();
+        st.queue = keep;
+        let next = st.queue_earliest;
         drop(st);
-        Ok(conn)
+        self.ctx.limiter.release(due.len());
+        for q in due {
+            self.pool.fail(
+                q.cb,
+                Error::ConnectTimeout {
+                    endpoint: self.endpoint.clone(),
+                    timeout: q.timeout,
+                },
+            );
+        }
+        next
+    }
+
+    /// Starts a background dial when one is needed and none runs.
+    fn background_dial(&self) {
+        let wanted = self.wanted_now();
+        let mut st = lock(&self.state);
+        let up = st.current.as_ref().is_some_and(|c| !c.is_closed());
+        if st.closed || st.dialing || up || !wanted {
+            return;
+        }
+        if let Err(e) = self.start_dial(&mut st) {
+            log::warn!("background reconnect to {}: {e}", self.endpoint);
+        }
     }
 
     fn emit(&self, event: ConnectionEvent) {
         let _ = self.sup_tx.send(SupMsg::Event(event));
     }
 
-    fn will_reconnect(&self) -> bool {
-        self.config.reconnect.is_some() && !self.closed()
-    }
-
-    fn connect_failed(&self, err: &Error) {
-        if matches!(err, Error::ClientClosed) {
-            return;
-        }
-        lock(&self.regress).failed += 1;
-        log::debug!("connecting to {} failed: {err}", self.endpoint);
-        self.emit(ConnectionEvent::ConnectFailed {
-            endpoint: self.endpoint.clone(),
-            error: err.clone(),
-            will_reconnect: self.will_reconnect(),
-        });
-    }
-
-    /// Dials, runs the key exchange and the connect hook.
+    /// Dials, runs the key exchange and the connect hook, all within the
+    /// connect timeout.
     fn establish(&self) -> Result<Arc<Connection>> {
-        let deadline = Instant::now() + self.config.connect_timeout;
-        let stream = self.dial(deadline)?;
+        let deadline = deadline_after(Instant::now(), self.config.connect_timeout);
+        let stream = self.dial_tcp(deadline)?;
         let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
         let handshake = match &self.config.encryption {
             // An encrypted package holds a whole frame: the payload limit
@@ -645,14 +1094,26 @@ impl Core {
         log::debug!("connection {} to {} established", conn.id, self.endpoint);
         let hook = lock(&self.connect_hook).clone();
         if let Some(hook) = hook {
-            hook(&FpnnSession { core: self, conn })?;
+            match hook(&FpnnSession {
+                core: self,
+                conn,
+                deadline,
+            }) {
+                Err(Error::Timeout { .. }) => {
+                    return Err(Error::ConnectTimeout {
+                        endpoint: self.endpoint.clone(),
+                        timeout: self.config.connect_timeout,
+                    })
+                }
+                other => other?,
+            }
         }
         Ok(())
     }
 
-    /// The `*key` handshake (PROTOCOL.md 2.3): sent in clear as the first
-    /// frame; everything after it, in both directions, is encrypted. Waits
-    /// for the answer within the connect deadline.
+    /// The `*key` handshake (see `docs/protocol.md`): sent in clear as the
+    /// first frame; everything after it, in both directions, is encrypted.
+    /// Waits for the answer within the connect deadline.
     fn key_exchange(
         &self,
         conn: &Arc<Connection>,
@@ -673,6 +1134,7 @@ impl Core {
         let (slot, tx) = ReplySlot::new();
         // The connection is not published yet, so this thread writes the
         // frame itself, in clear, before the encryptor is installed.
+        self.ctx.limiter.force_acquire();
         let seq = conn
             .send_two_way(&mut frame, Waiter::Blocking(tx))
             .map_err(|(e, _)| e)?;
@@ -689,14 +1151,33 @@ impl Core {
         }
     }
 
-    fn dial(&self, deadline: Instant) -> Result<TcpStream> {
-        let addrs = self
-            .endpoint
-            .to_socket_addrs()
-            .map_err(|e| Error::Connect {
+    /// Resolves the endpoint before `deadline`: an address is used as is;
+    /// a name is resolved on a thread of its own, which is abandoned when
+    /// the deadline passes first.
+    fn resolve(&self, deadline: Instant) -> Result<Vec<SocketAddr>> {
+        if let Ok(addr) = self.endpoint.parse::<SocketAddr>() {
+            return Ok(vec![addr]);
+        }
+        let endpoint = self.endpoint.clone();
+        let (tx, rx) = bounded(1);
+        spawn_named(format!("fpnn-{}-resolve", self.id), move || {
+            let _ = tx.send(endpoint.to_socket_addrs().map(Iterator::collect));
+        })?;
+        match rx.recv_deadline(deadline) {
+            Ok(Ok(addrs)) => Ok(addrs),
+            Ok(Err(e)) => Err(Error::Connect {
                 endpoint: self.endpoint.clone(),
                 source: Arc::new(e),
-            })?;
+            }),
+            Err(_) => Err(Error::ConnectTimeout {
+                endpoint: self.endpoint.clone(),
+                timeout: self.config.connect_timeout,
+            }),
+        }
+    }
+
+    fn dial_tcp(&self, deadline: Instant) -> Result<TcpStream> {
+        let addrs = self.resolve(deadline)?;
         let mut last_err = None;
         for addr in addrs {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -708,7 +1189,7 @@ impl Core {
                     let _ = stream.set_nodelay(true);
                     // A server that stops reading must not block a writer
                     // forever: the write fails and closes the connection.
-                    stream.set_write_timeout(Some(self.effective_timeout(None)))?;
+                    stream.set_write_timeout(Some(self.config.quest_timeout))?;
                     return Ok(stream);
                 }
                 Err(e) => last_err = Some(e),
@@ -737,26 +1218,39 @@ impl Core {
         }
     }
 
-    /// Blocking call: connects if needed, sends, waits.
+    /// Blocking call: waits for the connection if needed, sends, waits for
+    /// the answer; all within one deadline.
     pub(crate) fn call_frame(
         &self,
         method: &str,
         frame: FrameBuf,
         timeout: Option<Duration>,
     ) -> Result<Value> {
-        let conn = self.connection()?;
-        self.call_on(&conn, method, frame, self.effective_timeout(timeout))
+        let timeout = self.effective_timeout(timeout);
+        let deadline = deadline_after(Instant::now(), timeout);
+        let conn = match self.live() {
+            Some(c) => c,
+            None => self.connection_until(deadline, timeout)?,
+        };
+        if !self.ctx.limiter.acquire_until(deadline) {
+            return Err(Error::TooManyPending {
+                limit: self.ctx.limiter.max(),
+            });
+        }
+        self.call_on(&conn, method, frame, deadline, timeout)
     }
 
+    /// Sends on `conn` and waits until `deadline` (the caller took a
+    /// limiter unit).
     fn call_on(
         &self,
         conn: &Arc<Connection>,
         method: &str,
         mut frame: FrameBuf,
+        deadline: Instant,
         timeout: Duration,
     ) -> Result<Value> {
         let (slot, tx) = ReplySlot::new();
-        let deadline = Instant::now() + timeout;
         let seq = match conn.send_two_way(&mut frame, Waiter::Blocking(tx)) {
             Ok(seq) => seq,
             Err((e, _)) => return Err(e),
@@ -764,8 +1258,8 @@ impl Core {
         wait_answer(conn, &slot, seq, deadline, method, timeout)
     }
 
-    /// Callback call: connects if needed, sends; the callback gets the
-    /// result on a callback thread.
+    /// Callback call: sends, or queues the call while the client connects;
+    /// never blocks. The callback gets the result on a callback thread.
     pub(crate) fn call_frame_cb(
         &self,
         method: MethodName,
@@ -773,29 +1267,65 @@ impl Core {
         timeout: Option<Duration>,
         cb: AnswerCallback,
     ) {
+        if !self.ctx.limiter.try_acquire() {
+            let limit = self.ctx.limiter.max();
+            return self.pool.fail(cb, Error::TooManyPending { limit });
+        }
+        let timeout = self.effective_timeout(timeout);
+        let deadline = deadline_after(Instant::now(), timeout);
         // The current connection without taking a lock or a reference
         // count: only a connect takes the slow path.
         let current = self.current.load();
-        let connected;
-        let conn = match current.as_ref().filter(|c| !c.is_closed()) {
-            Some(c) => c,
-            None => {
-                connected = match self.connection() {
-                    Ok(c) => c,
-                    Err(e) => return self.pool.fail(cb, e),
-                };
-                &connected
-            }
+        let Some(conn) = current.as_ref().filter(|c| !c.is_closed()) else {
+            drop(current);
+            return self.queue_call(Queued {
+                method,
+                frame,
+                cb,
+                deadline,
+                timeout,
+            });
         };
-        let timeout = self.effective_timeout(timeout);
         let waiter = Waiter::Callback {
             cb,
-            deadline: Instant::now() + timeout,
+            deadline,
             method,
             timeout,
         };
         if let Err((e, Some(Waiter::Callback { cb, .. }))) = conn.send_two_way(&mut frame, waiter) {
             self.pool.fail(cb, e);
+        }
+    }
+
+    /// Queues a callback call (holding a limiter unit) until the dial in
+    /// progress ends, starting one if none runs.
+    fn queue_call(&self, q: Queued) {
+        let mut st = lock(&self.state);
+        if st.closed {
+            drop(st);
+            self.ctx.limiter.release(1);
+            return self.pool.fail(q.cb, Error::ClientClosed);
+        }
+        if let Some(conn) = st.current.clone().filter(|c| !c.is_closed()) {
+            // A dial ended meanwhile.
+            drop(st);
+            return self.send_queued(&conn, q);
+        }
+        if !st.dialing {
+            if let Err(e) = self.start_dial(&mut st) {
+                drop(st);
+                self.ctx.limiter.release(1);
+                return self.pool.fail(q.cb, e);
+            }
+        }
+        let earlier = st.queue_earliest.is_none_or(|e| q.deadline < e);
+        if earlier {
+            st.queue_earliest = Some(q.deadline);
+        }
+        st.queue.push(q);
+        drop(st);
+        if earlier {
+            let _ = self.ctx.timer_wake.try_send(());
         }
     }
 
@@ -806,10 +1336,13 @@ impl Core {
 
     fn handle_quest(&self, conn: &Arc<Connection>, quest: Quest) {
         let handler = lock(&self.handler).clone();
-        let reply = match handler {
-            Some(h) => {
+        // The client is handed to the handler, then dropped after the
+        // answer went out (it may be the last handle: then this closes).
+        let client = self.user_client();
+        let reply = match (handler, &client) {
+            (Some(h), Some(client)) => {
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    h.on_quest(&quest.method, &quest.payload, quest.seq.is_some())
+                    h.on_quest(client, &quest.method, &quest.payload, quest.seq.is_some())
                 }));
                 outcome.unwrap_or_else(|_| {
                     log::error!("the quest handler panicked on `{}`", quest.method);
@@ -819,20 +1352,21 @@ impl Core {
                     }
                 })
             }
-            None => QuestReply::Unhandled,
+            _ => QuestReply::Unhandled,
         };
         answer_quest(conn, quest, reply);
+        drop(client);
     }
 
     fn connection_closed(&self, conn: &Arc<Connection>, err: &Error) {
+        let wanted = self.config.reconnect.is_some() && self.wanted_now();
         let st = lock(&self.state);
-        let by_user = st.closed;
         if !conn.is_published() {
             // A connection that failed while being set up: reported as a
-            // failed connect by `connection()`.
+            // failed connect by its dial.
             return;
         }
-        drop(st);
+        let by_user = st.closed;
         if !by_user {
             let mut r = lock(&self.regress);
             let flash = self
@@ -849,8 +1383,9 @@ impl Core {
             connection_id: conn.id,
             endpoint: self.endpoint.clone(),
             error: if by_user { None } else { Some(err.clone()) },
-            will_reconnect: !by_user && self.will_reconnect(),
+            will_reconnect: !by_user && wanted,
         });
+        drop(st);
     }
 
     /// Sends a `*ping` on `conn` when keepalive says so, or closes a
@@ -886,11 +1421,12 @@ impl Core {
             });
             let waiter = Waiter::Callback {
                 cb,
-                deadline: Instant::now() + ka.timeout,
+                deadline: deadline_after(Instant::now(), ka.timeout),
                 method: MethodName::Static("*ping"),
                 timeout: ka.timeout,
             };
             let mut frame = frame;
+            self.ctx.limiter.force_acquire();
             if let Err((e, Some(Waiter::Callback { cb, .. }))) =
                 conn.send_two_way(&mut frame, waiter)
             {
@@ -911,31 +1447,57 @@ impl Core {
         }
     }
 
-    /// Closes the client (idempotent).
+    /// One round of the timer: expires callbacks and queued calls, runs
+    /// the keepalive; returns when the next round is due.
+    fn timer_round(&self) -> Instant {
+        let now = Instant::now();
+        let mut wake_at = deadline_after(now, self.tick());
+        if let Some(c) = self.current.load_full() {
+            c.expire(now);
+            self.keepalive(&c);
+            if let Some(d) = c.earliest_deadline() {
+                wake_at = wake_at.min(d);
+            }
+        }
+        if let Some(d) = self.expire_queue(now) {
+            wake_at = wake_at.min(d);
+        }
+        wake_at
+    }
+
+    /// Closes the client (idempotent). Never waits for the network.
     pub(crate) fn close(&self) {
-        let conn = {
+        let taken = {
             let mut st = lock(&self.state);
             if st.closed {
                 None
             } else {
                 st.closed = true;
                 self.current.store(None);
-                Some((st.current.take(), st.connecting.take()))
+                st.queue_earliest = None;
+                Some((
+                    st.current.take(),
+                    st.connecting.take(),
+                    std::mem::take(&mut st.queue),
+                ))
             }
         };
-        let Some((conn, connecting)) = conn else {
+        let Some((conn, connecting, queued)) = taken else {
             return;
         };
+        self.dialed.notify_all();
         if let Some(c) = connecting {
-            // Cut a connect in progress short (its thread joins it).
+            // Cut a connect in progress short (its dial thread joins it).
             c.shutdown(Error::ClientClosed);
         }
         if let Some(conn) = conn {
-            conn.shutdown(Error::closed("the client was closed"));
+            conn.shutdown(Error::ClientClosed);
             conn.join_threads();
         }
-        // Wait for a connect in progress to notice the close.
-        drop(lock(&self.connect_lock));
+        self.ctx.limiter.release(queued.len());
+        for q in queued {
+            self.pool.fail(q.cb, Error::ClientClosed);
+        }
         self.timer_stop.store(true, Ordering::Release);
         let _ = self.ctx.timer_wake.try_send(());
         let timer = lock(&self.timer).take();
@@ -952,11 +1514,17 @@ impl Core {
             }
         }
         self.pool.shutdown();
+        // Whatever the handlers captured is released now.
+        let handler = lock(&self.handler).take();
+        let events = lock(&self.events).take();
+        let hook = lock(&self.connect_hook).take();
+        let wanted = lock(&self.wanted).take();
+        drop((handler, events, hook, wanted));
     }
 }
 
-fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(name.into()).spawn(f)
+fn spawn_named(name: String, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name).spawn(f)
 }
 
 /// Sends the answer for a server quest (two-way only).
@@ -1111,19 +1679,12 @@ fn spin_for_answer(slot: &ReplySlot, deadline: Instant) -> Option<Reply> {
 }
 
 fn timer_loop(core: Arc<Core>, wake: Receiver<()>) {
-    let tick = core.tick();
     while !core.timer_stop.load(Ordering::Acquire) {
-        let conn = lock(&core.state).current.clone();
-        let now = Instant::now();
-        let mut wake_at = now + tick;
-        if let Some(c) = &conn {
-            c.expire(now);
-            core.keepalive(c);
-            if let Some(d) = c.earliest_deadline() {
-                wake_at = wake_at.min(d);
-            }
-        }
-        drop(conn);
+        // A panic in one round (not expected) must not stop the timeouts.
+        let wake_at = catch_unwind(AssertUnwindSafe(|| core.timer_round())).unwrap_or_else(|_| {
+            log::error!("the timer round panicked; the timer carries on");
+            Instant::now() + Duration::from_millis(100)
+        });
         match wake.recv_timeout(wake_at.saturating_duration_since(Instant::now())) {
             Ok(()) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
@@ -1131,7 +1692,8 @@ fn timer_loop(core: Arc<Core>, wake: Receiver<()>) {
     }
 }
 
-/// Delivers connection events in order and runs background reconnects.
+/// Delivers connection events in order and schedules background
+/// reconnects (started on a dial thread: this thread never dials).
 fn supervisor_loop(core: Arc<Core>, rx: Receiver<SupMsg>) {
     let mut reconnect_at: Option<Instant> = None;
     loop {
@@ -1151,8 +1713,13 @@ fn supervisor_loop(core: Arc<Core>, rx: Receiver<SupMsg>) {
                 };
                 let handler = lock(&core.events).clone();
                 if let Some(h) = handler {
-                    if catch_unwind(AssertUnwindSafe(|| h(&event))).is_err() {
-                        log::error!("the connection event handler panicked");
+                    if let Some(client) = core.user_client() {
+                        if catch_unwind(AssertUnwindSafe(|| h(&client, &event))).is_err() {
+                            log::error!("the connection event handler panicked");
+                        }
+                        // Possibly the last handle: then this closes the
+                        // client (which does not join this thread).
+                        drop(client);
                     }
                 }
                 if schedule {
@@ -1163,22 +1730,14 @@ fn supervisor_loop(core: Arc<Core>, rx: Receiver<SupMsg>) {
                             "reconnecting to {} in {delay:?} (failed attempts: {failed})",
                             core.endpoint
                         );
-                        reconnect_at = Some(Instant::now() + delay);
+                        reconnect_at = Some(deadline_after(Instant::now(), delay));
                     }
                 }
             }
             Ok(SupMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {
                 reconnect_at = None;
-                let needed = {
-                    let st = lock(&core.state);
-                    !st.closed && st.current.as_ref().is_none_or(|c| c.is_closed())
-                };
-                if needed {
-                    // Success and failure are reported (and a failure
-                    // rescheduled) through the events it emits.
-                    let _ = core.connection();
-                }
+                core.background_dial();
             }
         }
     }

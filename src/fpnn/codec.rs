@@ -1265,3 +1265,85 @@ mod tests {
         assert_eq!(expected.len(), 20);
     }
 }
+
+/// Property tests of the answer reader: what the reader thread checks
+/// without decoding and what the completing thread then decodes agree, on
+/// any bytes.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    /// Msgpack-ish bytes: valid encodings of nested values, spoiled.
+    fn payload_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let leaf = prop_oneof![
+            Just(Value::Nil),
+            any::<i64>().prop_map(Value::from),
+            any::<bool>().prop_map(Value::from),
+            vec(any::<u8>(), 0..8).prop_map(Value::Binary),
+            vec(any::<char>(), 0..8).prop_map(|c| Value::from(String::from_iter(c))),
+        ];
+        let value = leaf.prop_recursive(5, 40, 5, |inner| {
+            prop_oneof![
+                vec(inner.clone(), 0..5).prop_map(Value::Array),
+                vec((inner.clone(), inner), 0..5).prop_map(Value::Map),
+            ]
+        });
+        (
+            value,
+            vec((any::<usize>(), any::<u8>()), 0..3),
+            any::<usize>(),
+        )
+            .prop_map(|(v, flips, cut)| {
+                let mut out = Vec::new();
+                write_value(&mut out, &v);
+                for (at, b) in flips {
+                    let i = at % out.len();
+                    out[i] ^= b;
+                }
+                if cut % 4 == 0 {
+                    out.truncate(cut % (out.len() + 1));
+                }
+                out
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_reader_check_and_the_answer_decode_agree(
+            payload in payload_bytes(),
+            seq in any::<u32>(),
+            status in 0..2u8,
+        ) {
+            let mut frame = Vec::new();
+            frame.extend_from_slice(&MAGIC);
+            frame.extend_from_slice(&[VERSION, FLAG_MSGPACK, MTYPE_ANSWER, status]);
+            frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            frame.extend_from_slice(&seq.to_le_bytes());
+            frame.extend_from_slice(&payload);
+            let mut full = Decoder::new(1 << 20);
+            full.feed(&frame);
+            let decoded = full.next_frame();
+            let mut checked = Decoder::new(1 << 20);
+            checked.feed(&frame);
+            match (checked.next_checked(), decoded) {
+                (Ok(Some(Checked::Answer { seq: s, status: st, payload: range })), Ok(Some(Frame::Answer(a)))) => {
+                    prop_assert_eq!(s, a.seq);
+                    let bytes: std::sync::Arc<[u8]> = std::sync::Arc::from(checked.bytes());
+                    let raw = RawAnswer::new(s, st, bytes, range);
+                    // Decoded on the completing thread: the same result,
+                    // never a protocol error the check missed.
+                    let got = raw.into_result();
+                    let want = a.into_result();
+                    prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
+                }
+                (Err(e1), Err(e2)) => prop_assert_eq!(e1, e2),
+                (Ok(None), Ok(None)) => {}
+                (c, d) => prop_assert!(false, "check {:?} but decode {:?}", c, d),
+            }
+        }
+    }
+}

@@ -9,12 +9,23 @@ use super::crypto::EncryptionConfig;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default quest timeout: 30 seconds, as the official RTM SDKs.
 pub const DEFAULT_QUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default cap on the calls pending per client (see
+/// [`ClientConfig::max_pending`]).
+pub const DEFAULT_MAX_PENDING: usize = 100_000;
+/// The default number of callback threads.
+const DEFAULT_CALLBACK_THREADS: usize = 2;
 
 /// Settings of an [`FpnnClient`](super::FpnnClient) (and of the RTM client
 /// built on it).
 ///
 /// Build it with [`ClientConfig::default()`] and the chainable setters; every
 /// field documents its default.
+///
+/// **Zero means "the default"** for every field here and in
+/// [`KeepaliveConfig`] (a zero timeout, limit or thread count is replaced
+/// by the default when the client is made; [`FpnnClient::config`](super::FpnnClient::config)
+/// shows the values in force). Durations too large to add to the clock
+/// (up to [`Duration::MAX`]) mean "no deadline": they never panic.
 ///
 /// ```
 /// use std::time::Duration;
@@ -28,23 +39,36 @@ pub const DEFAULT_QUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ClientConfig {
-    /// The bound on establishing a connection: TCP connect plus any
-    /// handshake. Default 30 s.
+    /// The bound on establishing a connection: name resolution, TCP
+    /// connect, the key exchange and the connect hooks (the RTM listen
+    /// restore). Default 30 s (zero also means 30 s).
     pub connect_timeout: Duration,
-    /// The default time a call waits for its answer; each call can override
-    /// it. Default 30 s (zero also means 30 s). It also bounds a write to a
-    /// server that stopped reading: such a connection is closed.
+    /// The default time a call may take, from the moment it is made to its
+    /// answer, **connecting included** (a call made while disconnected
+    /// waits for the connection within this bound, then for its answer
+    /// within what is left); each call can override it. Default 30 s (zero
+    /// also means 30 s). It also bounds a write to a server that stopped
+    /// reading: such a connection is closed.
     pub quest_timeout: Duration,
     /// The largest payload accepted from the server; a larger frame is a
-    /// protocol error and closes the connection. Default 200 MiB.
+    /// protocol error and closes the connection, and nothing larger is ever
+    /// allocated for one frame. Default 200 MiB (zero also).
     pub max_recv_payload: usize,
     /// The largest payload this client sends; a larger one is refused with
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) before
-    /// anything is written. Default 8 MiB (the FPNN server's default limit).
+    /// anything is written. Default 8 MiB (the FPNN server's default limit;
+    /// zero also).
     pub max_send_payload: usize,
     /// How many threads run user callbacks and server-quest handlers.
     /// Default 2.
     pub callback_threads: usize,
+    /// The most calls one client may have pending at once: calls in flight
+    /// plus callback calls queued while the client connects. At the cap a
+    /// blocking call waits for room within its own timeout; a callback call
+    /// gets [`Error::TooManyPending`](crate::Error::TooManyPending) (code
+    /// 20011) at once. Default [`DEFAULT_MAX_PENDING`] (100,000; about
+    /// 13 MB of pending raw calls).
+    pub max_pending: usize,
     /// Encrypt the connection with the server's public key (ECDH + AES-CFB,
     /// see [`crypto`](super::crypto)). Default `None`: plain TCP.
     pub encryption: Option<EncryptionConfig>,
@@ -53,13 +77,21 @@ pub struct ClientConfig {
     /// official SDKs; [`KeepaliveConfig::default()`] has their values.
     pub keepalive: Option<KeepaliveConfig>,
     /// Reconnect in the background after a connection is lost (or a connect
-    /// fails), with the regressive back-off of [`ReconnectStrategy`].
-    /// Default: on, with the official SDKs' values. `None` turns it off;
-    /// calls still connect on demand. Never after the client was closed.
+    /// fails), with the regressive back-off of [`ReconnectStrategy`], **when
+    /// something needs the connection**: the RTM client listens to pushes
+    /// (its listen state is not empty), or [`keepalive`](Self::keepalive)
+    /// is on. An idle client that needs nothing stays disconnected until
+    /// its next call (which connects on demand). Default: on, with the
+    /// official SDKs' values. `None` turns it off; calls still connect on
+    /// demand. Never after the client was closed.
     pub reconnect: Option<ReconnectStrategy>,
 }
 
-/// The keepalive parameters (PROTOCOL.md 3.2).
+/// The keepalive parameters.
+///
+/// Keepalive also keeps the client connected: with it on, a lost
+/// connection is redialled in the background even when nothing else needs
+/// it (see [`ClientConfig::reconnect`]). Zero means the default.
 ///
 /// After `interval` without receiving anything, a `*ping` goes out (and
 /// again every `timeout` while the silence lasts); after
@@ -69,11 +101,11 @@ pub struct ClientConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KeepaliveConfig {
-    /// Silence before the first ping. Default 10 s.
+    /// Silence before the first ping. Default 10 s (zero also).
     pub interval: Duration,
-    /// The time one ping may take. Default 5 s.
+    /// The time one ping may take. Default 5 s (zero also).
     pub timeout: Duration,
-    /// Pings that may go unanswered. Default 2.
+    /// Pings that may go unanswered. Default 2 (zero also).
     pub max_retries: u32,
 }
 
@@ -89,35 +121,57 @@ impl Default for KeepaliveConfig {
 
 impl KeepaliveConfig {
     /// Sets [`interval`](KeepaliveConfig::interval).
+    #[must_use]
     pub fn interval(mut self, d: Duration) -> Self {
         self.interval = d;
         self
     }
     /// Sets [`timeout`](KeepaliveConfig::timeout).
+    #[must_use]
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = d;
         self
     }
     /// Sets [`max_retries`](KeepaliveConfig::max_retries).
+    #[must_use]
     pub fn max_retries(mut self, n: u32) -> Self {
         self.max_retries = n;
         self
     }
-    /// The silence after which the connection is declared lost.
+    /// The silence after which the connection is declared lost
+    /// (saturating: never panics).
+    #[must_use]
     pub fn lost_after(&self) -> Duration {
-        self.timeout * self.max_retries + self.interval
+        self.timeout
+            .saturating_mul(self.max_retries)
+            .saturating_add(self.interval)
+    }
+
+    /// Zeros replaced by the defaults.
+    pub(crate) fn normalized(self) -> KeepaliveConfig {
+        let d = KeepaliveConfig::default();
+        KeepaliveConfig {
+            interval: nonzero(self.interval, d.interval),
+            timeout: nonzero(self.timeout, d.timeout),
+            max_retries: if self.max_retries == 0 {
+                d.max_retries
+            } else {
+                self.max_retries
+            },
+        }
     }
 }
 
-/// The "regressive" reconnect strategy of the official SDKs (PROTOCOL.md
-/// 8.5, the Go formula with its cap).
+/// The "regressive" reconnect strategy of the official SDKs (the Go
+/// formula, with its cap).
 ///
 /// A connection that closes less than `flash_window` after it was made
 /// counts as a failed connect. The first `immediate_attempts` failures are
 /// retried at once; after that the delay before attempt `failed` is
 /// `first_interval + (failed - immediate_attempts) * (max_interval - first_interval) / linear_steps`,
 /// capped at `max_interval` (with the defaults: 25.6 s, 49.2 s, ... 120 s).
-/// A successful connect resets the count.
+/// A successful connect resets the count. Unlike timeouts, a zero delay
+/// here means "at once".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ReconnectStrategy {
@@ -147,26 +201,31 @@ impl Default for ReconnectStrategy {
 
 impl ReconnectStrategy {
     /// Sets [`flash_window`](ReconnectStrategy::flash_window).
+    #[must_use]
     pub fn flash_window(mut self, d: Duration) -> Self {
         self.flash_window = d;
         self
     }
     /// Sets [`immediate_attempts`](ReconnectStrategy::immediate_attempts).
+    #[must_use]
     pub fn immediate_attempts(mut self, n: u32) -> Self {
         self.immediate_attempts = n;
         self
     }
     /// Sets [`first_interval`](ReconnectStrategy::first_interval).
+    #[must_use]
     pub fn first_interval(mut self, d: Duration) -> Self {
         self.first_interval = d;
         self
     }
     /// Sets [`max_interval`](ReconnectStrategy::max_interval).
+    #[must_use]
     pub fn max_interval(mut self, d: Duration) -> Self {
         self.max_interval = d;
         self
     }
     /// Sets [`linear_steps`](ReconnectStrategy::linear_steps) (at least 1).
+    #[must_use]
     pub fn linear_steps(mut self, n: u32) -> Self {
         self.linear_steps = n.max(1);
         self
@@ -175,6 +234,7 @@ impl ReconnectStrategy {
     /// The delay before the next attempt, given the number of failed
     /// attempts so far (connects that failed, plus connections that closed
     /// within the flash window).
+    #[must_use]
     pub fn delay(&self, failed: u32) -> Duration {
         if failed <= self.immediate_attempts {
             return Duration::ZERO;
@@ -182,7 +242,9 @@ impl ReconnectStrategy {
         let span = self.max_interval.saturating_sub(self.first_interval);
         let per_step = span / self.linear_steps.max(1);
         let steps = failed - self.immediate_attempts;
-        (self.first_interval + per_step.saturating_mul(steps)).min(self.max_interval)
+        self.first_interval
+            .saturating_add(per_step.saturating_mul(steps))
+            .min(self.max_interval)
     }
 }
 
@@ -193,7 +255,8 @@ impl Default for ClientConfig {
             quest_timeout: DEFAULT_QUEST_TIMEOUT,
             max_recv_payload: DEFAULT_MAX_RECV_PAYLOAD,
             max_send_payload: DEFAULT_MAX_SEND_PAYLOAD,
-            callback_threads: 2,
+            callback_threads: DEFAULT_CALLBACK_THREADS,
+            max_pending: DEFAULT_MAX_PENDING,
             encryption: None,
             keepalive: None,
             reconnect: Some(ReconnectStrategy::default()),
@@ -203,51 +266,89 @@ impl Default for ClientConfig {
 
 impl ClientConfig {
     /// Sets [`connect_timeout`](ClientConfig::connect_timeout).
+    #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// Sets [`quest_timeout`](ClientConfig::quest_timeout).
+    #[must_use]
     pub fn quest_timeout(mut self, timeout: Duration) -> Self {
         self.quest_timeout = timeout;
         self
     }
 
     /// Sets [`max_recv_payload`](ClientConfig::max_recv_payload).
+    #[must_use]
     pub fn max_recv_payload(mut self, bytes: usize) -> Self {
         self.max_recv_payload = bytes;
         self
     }
 
     /// Sets [`max_send_payload`](ClientConfig::max_send_payload).
+    #[must_use]
     pub fn max_send_payload(mut self, bytes: usize) -> Self {
         self.max_send_payload = bytes;
         self
     }
 
     /// Sets [`encryption`](ClientConfig::encryption).
+    #[must_use]
     pub fn encryption(mut self, encryption: EncryptionConfig) -> Self {
         self.encryption = Some(encryption);
         self
     }
 
     /// Sets [`keepalive`](ClientConfig::keepalive) (`None` turns it off).
+    #[must_use]
     pub fn keepalive(mut self, keepalive: impl Into<Option<KeepaliveConfig>>) -> Self {
         self.keepalive = keepalive.into();
         self
     }
 
     /// Sets [`reconnect`](ClientConfig::reconnect) (`None` turns it off).
+    #[must_use]
     pub fn reconnect(mut self, strategy: impl Into<Option<ReconnectStrategy>>) -> Self {
         self.reconnect = strategy.into();
         self
     }
 
-    /// Sets [`callback_threads`](ClientConfig::callback_threads) (at least 1).
+    /// Sets [`callback_threads`](ClientConfig::callback_threads) (zero: the
+    /// default, 2).
+    #[must_use]
     pub fn callback_threads(mut self, threads: usize) -> Self {
-        self.callback_threads = threads.max(1);
+        self.callback_threads = threads;
         self
+    }
+
+    /// Sets [`max_pending`](ClientConfig::max_pending) (zero: the default).
+    #[must_use]
+    pub fn max_pending(mut self, calls: usize) -> Self {
+        self.max_pending = calls;
+        self
+    }
+
+    /// The configuration in force: every zero replaced by its default.
+    pub(crate) fn normalized(mut self) -> ClientConfig {
+        self.connect_timeout = nonzero(self.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+        self.quest_timeout = nonzero(self.quest_timeout, DEFAULT_QUEST_TIMEOUT);
+        let or = |v: usize, d: usize| if v == 0 { d } else { v };
+        self.max_recv_payload = or(self.max_recv_payload, DEFAULT_MAX_RECV_PAYLOAD);
+        self.max_send_payload = or(self.max_send_payload, DEFAULT_MAX_SEND_PAYLOAD);
+        self.callback_threads = or(self.callback_threads, DEFAULT_CALLBACK_THREADS);
+        self.max_pending = or(self.max_pending, DEFAULT_MAX_PENDING);
+        self.keepalive = self.keepalive.map(KeepaliveConfig::normalized);
+        self
+    }
+}
+
+/// `d`, or `default` when `d` is zero.
+fn nonzero(d: Duration, default: Duration) -> Duration {
+    if d.is_zero() {
+        default
+    } else {
+        d
     }
 }
 
@@ -269,6 +370,43 @@ mod tests {
         assert_eq!(s.delay(10), Duration::from_secs(120));
         assert_eq!(s.delay(11), Duration::from_secs(120));
         assert_eq!(s.delay(1000), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn huge_durations_saturate() {
+        let s = ReconnectStrategy::default()
+            .first_interval(Duration::MAX)
+            .max_interval(Duration::MAX);
+        assert_eq!(s.delay(100), Duration::MAX);
+        let ka = KeepaliveConfig::default()
+            .timeout(Duration::MAX)
+            .interval(Duration::MAX);
+        assert_eq!(ka.lost_after(), Duration::MAX);
+    }
+
+    #[test]
+    fn zero_means_the_default() {
+        let c = ClientConfig::default()
+            .connect_timeout(Duration::ZERO)
+            .quest_timeout(Duration::ZERO)
+            .callback_threads(0)
+            .max_pending(0)
+            .max_recv_payload(0)
+            .max_send_payload(0)
+            .keepalive(
+                KeepaliveConfig::default()
+                    .interval(Duration::ZERO)
+                    .timeout(Duration::ZERO)
+                    .max_retries(0),
+            )
+            .normalized();
+        assert_eq!(c.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+        assert_eq!(c.quest_timeout, DEFAULT_QUEST_TIMEOUT);
+        assert_eq!(c.callback_threads, 2);
+        assert_eq!(c.max_pending, DEFAULT_MAX_PENDING);
+        assert_eq!(c.max_recv_payload, DEFAULT_MAX_RECV_PAYLOAD);
+        assert_eq!(c.max_send_payload, DEFAULT_MAX_SEND_PAYLOAD);
+        assert_eq!(c.keepalive, Some(KeepaliveConfig::default()));
     }
 
     #[test]

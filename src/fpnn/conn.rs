@@ -3,7 +3,7 @@
 //!
 //! # Threads and locks
 //!
-//! * The **reader thread** (`fpnn-reader-N`) owns the read side: it reads,
+//! * The **reader thread** (`fpnn-C-reader-N`, C the client's id, N the connection's) owns the read side: it reads,
 //!   decrypts, splits the bytes into frames, checks each answer's payload
 //!   (well-formed msgpack, a map with string keys; a bad one ends the
 //!   connection, as a bad header does) and routes the answer, still
@@ -26,7 +26,7 @@
 //!   * a **callback** call (unless it is small and nearly nothing is in
 //!     flight: then it writes itself, as a blocking call), an answer to a
 //!     server quest, or a keepalive ping only appends, and wakes the
-//!     connection's **writer thread** (`fpnn-writer-N`) if it sleeps;
+//!     connection's **writer thread** (`fpnn-C-writer-N`) if it sleeps;
 //!   * except that callback calls made from callbacks (the answers of one
 //!     read, run as a batch on a callback thread) are held back until the
 //!     batch ends: the callback thread then writes them together, as far
@@ -44,7 +44,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -370,6 +370,109 @@ pub(crate) struct ConnContext {
     pub max_recv_payload: usize,
     /// A monotonic origin for `last_recv`.
     pub epoch: Instant,
+    /// The client's id, for thread names.
+    pub client_id: u64,
+    /// Counts the client's pending calls (see [`Limiter`]).
+    pub limiter: Limiter,
+}
+
+/// The cap on a client's pending calls
+/// ([`ClientConfig::max_pending`](super::ClientConfig::max_pending)).
+///
+/// Every call holds one unit from the moment it is admitted (before it is
+/// queued or sent) until it leaves the pending table or the connect queue:
+/// whoever removes an entry from the table releases its unit (the table's
+/// owners do it in batches: one atomic operation per read, not per call).
+/// The fast path is one atomic add; a blocking caller at the cap sleeps on
+/// a condition variable that releases only touch while someone sleeps.
+pub(crate) struct Limiter {
+    count: AtomicUsize,
+    max: usize,
+    /// Blocking callers waiting for room.
+    sleepers: AtomicUsize,
+    room: Mutex<()>,
+    room_cv: Condvar,
+}
+
+impl Limiter {
+    pub(crate) fn new(max: usize) -> Limiter {
+        Limiter {
+            count: AtomicUsize::new(0),
+            max: max.max(1),
+            sleepers: AtomicUsize::new(0),
+            room: Mutex::new(()),
+            room_cv: Condvar::new(),
+        }
+    }
+
+    /// The configured cap.
+    pub(crate) fn max(&self) -> usize {
+        self.max
+    }
+
+    /// The calls pending now.
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Takes a unit if one is free.
+    pub(crate) fn try_acquire(&self) -> bool {
+        if self.count.fetch_add(1, Ordering::SeqCst) < self.max {
+            true
+        } else {
+            // Undoes this thread's own add: no room was made, nobody to
+            // wake (and a sleeper calls this holding `room`).
+            self.count.fetch_sub(1, Ordering::SeqCst);
+            false
+        }
+    }
+
+    /// Takes a unit regardless of the cap (the client's own calls: the key
+    /// exchange, keepalive pings, the connect hooks' calls).
+    pub(crate) fn force_acquire(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Takes a unit, waiting for one until `deadline`. False when the
+    /// deadline passed first.
+    pub(crate) fn acquire_until(&self, deadline: Instant) -> bool {
+        if self.try_acquire() {
+            return true;
+        }
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        let mut guard = lock(&self.room);
+        let got = loop {
+            if self.try_acquire() {
+                break true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break false;
+            }
+            guard = self
+                .room_cv
+                .wait_timeout(guard, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        };
+        drop(guard);
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        got
+    }
+
+    /// Gives back `n` units.
+    pub(crate) fn release(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.count.fetch_sub(n, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            // Under the lock, so that a sleeper between its failed attempt
+            // and its wait cannot miss the wake-up.
+            let _guard = lock(&self.room);
+            self.room_cv.notify_all();
+        }
+    }
 }
 
 /// One TCP connection to an FPNN server.
@@ -450,12 +553,12 @@ impl Connection {
         conn.mark_ping();
         let reader_conn = conn.clone();
         let reader = std::thread::Builder::new()
-            .name(format!("fpnn-reader-{id}"))
+            .name(format!("fpnn-{}-reader-{id}", conn.ctx.client_id))
             .spawn(move || reader_loop(reader_conn, read_stream, decryptor))?;
         lock(&conn.threads).push(reader);
         let writer_conn = conn.clone();
         let writer = std::thread::Builder::new()
-            .name(format!("fpnn-writer-{id}"))
+            .name(format!("fpnn-{}-writer-{id}", conn.ctx.client_id))
             .spawn(move || writer_loop(writer_conn));
         match writer {
             Ok(w) => lock(&conn.threads).push(w),
@@ -526,6 +629,9 @@ impl Connection {
     /// a timeout or a shutdown. On failure before the quest was registered
     /// or when the waiter could be taken back, the waiter is returned with
     /// the error and the caller completes it.
+    ///
+    /// The caller took a [`Limiter`] unit for the waiter; from here on it
+    /// is released when the waiter leaves the table (or is returned).
     pub(crate) fn send_two_way(
         self: &Arc<Self>,
         frame: &mut [u8],
@@ -535,7 +641,10 @@ impl Connection {
         let (seq, direct) = {
             let mut p = lock(&self.pending);
             if let Some(err) = &p.closed {
-                return Err((err.clone(), Some(waiter)));
+                let err = err.clone();
+                drop(p);
+                self.ctx.limiter.release(1);
+                return Err((err, Some(waiter)));
             }
             // A small callback call made while almost nothing is in flight
             // is written by the calling thread too, without blocking:
@@ -646,7 +755,7 @@ impl Connection {
             Ok(()) => self.leave_rest_to_writer(&mut w),
             Err(e) => {
                 drop(w);
-                self.shutdown(Error::from(e));
+                self.shutdown(Error::lost(e));
             }
         }
     }
@@ -663,18 +772,17 @@ impl Connection {
     /// Removes a pending entry (for a caller whose wait timed out). `None`
     /// means someone else already took it and is completing it.
     pub(crate) fn take(&self, seq: u32) -> Option<Waiter> {
-        lock(&self.pending).remove(seq)
+        let w = lock(&self.pending).remove(seq);
+        if w.is_some() {
+            self.ctx.limiter.release(1);
+        }
+        w
     }
 
     /// No callback deadline is earlier than this (`None`: no callback
     /// pending).
     pub(crate) fn earliest_deadline(&self) -> Option<Instant> {
         lock(&self.pending).earliest
-    }
-
-    /// The number of calls in flight.
-    pub(crate) fn pending_count(&self) -> usize {
-        lock(&self.pending).map.len()
     }
 
     /// Completes every callback whose deadline has passed with a timeout
@@ -705,6 +813,7 @@ impl Connection {
             }
             p.earliest = next;
         }
+        self.ctx.limiter.release(expired.len());
         for w in expired {
             if let Waiter::Callback {
                 cb,
@@ -802,7 +911,7 @@ impl Connection {
         let (mut w, result) = self.write_out(w, true);
         if let Err(e) = result {
             drop(w);
-            let err = Error::from(e);
+            let err = Error::lost(e);
             self.shutdown(err.clone());
             return Err(err);
         }
@@ -838,6 +947,7 @@ impl Connection {
             p.earliest = None;
             std::mem::take(&mut p.map)
         };
+        self.ctx.limiter.release(drained.len());
         for (_, waiter) in drained {
             self.fail(waiter, err.clone());
         }
@@ -917,6 +1027,7 @@ impl Connection {
                 }
             }
         }
+        self.ctx.limiter.release(batch.len() + blocked.len());
         for (tx, answer) in blocked {
             tx.send(Ok(answer));
         }
@@ -1112,7 +1223,7 @@ fn writer_loop(conn: Arc<Connection>) {
             w = guard;
             if let Err(e) = result {
                 drop(w);
-                conn.shutdown(Error::from(e));
+                conn.shutdown(Error::lost(e));
                 return;
             }
             continue;
@@ -1169,7 +1280,7 @@ fn reader_loop(conn: Arc<Connection>, mut stream: TcpStream, mut decryptor: Opti
                 if conn.is_closed() {
                     break Error::closed("connection is closed");
                 }
-                break Error::from(e);
+                break Error::lost(e);
             }
         };
         conn.touch();

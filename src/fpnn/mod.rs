@@ -22,6 +22,6 @@ pub(crate) mod pool;
 pub(crate) use client::{ConnectHook, Core, FpnnSession};
 pub use client::{ConnectionEvent, FpnnClient, QuestHandler, QuestReply};
 pub use config::{
-    ClientConfig, KeepaliveConfig, ReconnectStrategy, DEFAULT_CONNECT_TIMEOUT,
+    ClientConfig, KeepaliveConfig, ReconnectStrategy, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PENDING,
     DEFAULT_QUEST_TIMEOUT,
 };

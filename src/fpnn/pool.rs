@@ -4,6 +4,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use rmpv::Value;
@@ -74,6 +75,58 @@ fn guard(f: impl FnOnce()) {
     }
 }
 
+/// How long the late-callback thread waits for more work before it ends.
+const LATE_IDLE: Duration = Duration::from_millis(500);
+
+/// Runs `job` on the process's late-callback thread (`fpnn-late`): the
+/// callbacks of calls made on a closed client, whose pool is gone. It is
+/// started on demand and ends after [`LATE_IDLE`] without work, so a
+/// callback never runs on the thread that made its call, before the call
+/// returned.
+fn run_late(job: Job) {
+    static LATE: Mutex<Option<Sender<Job>>> = Mutex::new(None);
+    let mut late = LATE.lock().unwrap_or_else(|e| e.into_inner());
+    let job = match late.as_ref() {
+        Some(tx) => match tx.send(job) {
+            Ok(()) => return,
+            Err(e) => e.into_inner(),
+        },
+        None => job,
+    };
+    let (tx, rx) = unbounded::<Job>();
+    let _ = tx.send(job);
+    let thread_rx = rx.clone();
+    let spawned = thread::Builder::new()
+        .name("fpnn-late".into())
+        .spawn(move || loop {
+            let rx = &thread_rx;
+            match rx.recv_timeout(LATE_IDLE) {
+                Ok(job) => job.run(),
+                Err(_) => {
+                    // Senders send under the lock: checked under it, an
+                    // empty channel stays empty once this thread is gone.
+                    let mut late = LATE.lock().unwrap_or_else(|e| e.into_inner());
+                    if rx.is_empty() {
+                        *late = None;
+                        return;
+                    }
+                }
+            }
+        });
+    match spawned {
+        Ok(_) => *late = Some(tx),
+        Err(e) => {
+            // No thread can be started: the job is lost unless it runs
+            // here (the one case where it runs on the caller's thread).
+            log::error!("cannot start the late-callback thread: {e}");
+            drop(late);
+            if let Ok(job) = rx.try_recv() {
+                job.run();
+            }
+        }
+    }
+}
+
 /// A fixed set of named worker threads fed by one channel.
 pub(crate) struct Pool {
     tx: Mutex<Option<Sender<Job>>>,
@@ -101,17 +154,18 @@ impl Pool {
         })
     }
 
-    /// Queues a job. After [`shutdown`](Pool::shutdown) the job runs on the
-    /// calling thread instead, so it still runs exactly once.
+    /// Queues a job. After [`shutdown`](Pool::shutdown) the job runs on
+    /// the process's late-callback thread instead (see [`run_late`]): it
+    /// still runs exactly once, and never on the calling thread.
     pub(crate) fn submit(&self, job: Job) {
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match tx {
             Some(tx) => {
                 if let Err(e) = tx.send(job) {
-                    e.into_inner().run();
+                    run_late(e.into_inner());
                 }
             }
-            None => job.run(),
+            None => run_late(job),
         }
     }
 

@@ -115,15 +115,45 @@ fn should_resend(err: &Error) -> bool {
 impl RtmServerClient {
     /// A client for project `pid` with its `secret` key, talking to
     /// `endpoint` (`host:port`), with the default [`ClientConfig`]
-    /// (30 s connect and quest timeouts).
+    /// (30 s connect and quest timeouts). Nothing is connected yet: the
+    /// first call connects.
     ///
-    /// Nothing is connected yet; fails only when the client's threads cannot
-    /// be started.
+    /// ```
+    /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(11000001, "secret").unwrap();
+    /// # let endpoint = emulator.endpoint();
+    /// use rtm_server_sdk::RtmServerClient;
+    /// let client = RtmServerClient::new(11000001, "secret", endpoint)?;
+    /// assert_eq!(client.get_voice_room_list()?, Vec::<i64>::new());
+    /// # Ok::<(), rtm_server_sdk::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when `endpoint` is not of the form
+    /// `host:port`, and an I/O error when the client's threads cannot be
+    /// started.
     pub fn new(pid: i64, secret: impl Into<String>, endpoint: impl Into<String>) -> Result<Self> {
         Self::with_config(pid, secret, endpoint, ClientConfig::default())
     }
 
     /// Like [`new`](RtmServerClient::new), with a configuration.
+    ///
+    /// ```
+    /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(11000001, "secret").unwrap();
+    /// # let endpoint = emulator.endpoint();
+    /// use std::time::Duration;
+    /// use rtm_server_sdk::{ClientConfig, RtmServerClient};
+    /// let config = ClientConfig::default()
+    ///     .connect_timeout(Duration::from_secs(5))
+    ///     .quest_timeout(Duration::from_secs(10));
+    /// let client = RtmServerClient::with_config(11000001, "secret", endpoint, config)?;
+    /// client.connect()?; // fail fast on a wrong endpoint
+    /// # Ok::<(), rtm_server_sdk::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](RtmServerClient::new).
     pub fn with_config(
         pid: i64,
         secret: impl Into<String>,
@@ -140,6 +170,11 @@ impl RtmServerClient {
         fpnn.set_quest_handler(push.clone());
         fpnn.core()
             .set_connect_hook(listen::restore_hook(signer.clone(), listen.clone()));
+        // Listening needs the connection: redial in the background then.
+        let listening = listen.clone();
+        fpnn.core().set_wanted(Arc::new(move || {
+            *lock(&listening) != ListenState::default()
+        }));
         let inner = Arc::new(RtmInner {
             signer,
             listen,
@@ -164,7 +199,9 @@ impl RtmServerClient {
     /// Installs the handler of connection events; see
     /// [`FpnnClient::set_event_handler`].
     pub fn set_event_handler(&self, handler: impl Fn(&ConnectionEvent) + Send + Sync + 'static) {
-        self.inner.fpnn.set_event_handler(handler)
+        self.inner
+            .fpnn
+            .set_event_handler(move |_, event| handler(event))
     }
 
     /// A handle to the same client whose calls wait at most `timeout` for
@@ -188,21 +225,30 @@ impl RtmServerClient {
     }
 
     /// The per-call timeout of this handle (`None`: the configured default).
+    #[must_use]
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout
     }
 
     /// The project id.
+    #[must_use]
     pub fn pid(&self) -> i64 {
         self.inner.signer.pid
     }
 
     /// The underlying FPNN client, for unsigned raw quests.
+    #[must_use]
     pub fn fpnn(&self) -> &FpnnClient {
         &self.inner.fpnn
     }
 
     /// Connects now, so that a wrong endpoint fails fast.
+    ///
+    /// # Errors
+    ///
+    /// The connect error ([`Error::Connect`], [`Error::ConnectTimeout`],
+    /// [`Error::Encryption`] for a failed key exchange), or
+    /// [`Error::ClientClosed`].
     pub fn connect(&self) -> Result<()> {
         self.inner.fpnn.connect()
     }
@@ -245,6 +291,24 @@ impl RtmServerClient {
     /// (or the server answers 20002 or 20012), or the server answers
     /// 200006 (same sign), the quest is re-signed with a fresh salt and sent
     /// once more; the second result is final.
+    ///
+    /// ```
+    /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
+    /// # let client = rtm_server_sdk::RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
+    /// use rtm_server_sdk::Value;
+    /// let params = Value::Map(vec![
+    ///     (Value::from("rid"), Value::from(42)),
+    ///     (Value::from("toUids"), Value::Array(vec![Value::from(1001)])),
+    /// ]);
+    /// client.call("pullIntoVoiceRoom", params)?;
+    /// assert_eq!(client.get_voice_room_list()?, vec![42]);
+    /// # Ok::<(), rtm_server_sdk::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when `params` is not a map with string
+    /// keys or holds `pid`, `sign`, `salt` or `ts`; otherwise any call error.
     pub fn call(&self, method: &str, params: Value) -> Result<Value> {
         let params = Params::from_map(&params)?;
         self.invoke(method, &params, |a| Ok(a.answer.clone()))

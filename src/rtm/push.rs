@@ -263,7 +263,13 @@ enum Parsed {
 }
 
 impl QuestHandler for PushDispatch {
-    fn on_quest(&self, method: &str, payload: &Value, _two_way: bool) -> QuestReply {
+    fn on_quest(
+        &self,
+        _client: &crate::FpnnClient,
+        method: &str,
+        payload: &Value,
+        _two_way: bool,
+    ) -> QuestReply {
         let parsed = match method {
             "ping" => Ok(Parsed::Ping),
             "pushmsg" => message(payload, "to").map(|m| Parsed::Message(Kind::P2p, m)),

@@ -1,13 +1,25 @@
 //! The RTC-room API (the current generation of the room API, PROTOCOL.md
 //! 6.2): the voice-room methods renamed, with room types and
 //! administrator commands.
+//!
+//! ```
+//! # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
+//! # let client = rtm_server_sdk::RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
+//! use rtm_server_sdk::rtm::{AdminCommand, RtcRoomOptions, RtcRoomType};
+//! client.pull_into_rtc_room(7, &[1001, 1002], RtcRoomType::Video, RtcRoomOptions::default())?;
+//! client.admin_command(7, &[1002], AdminCommand::ForbidSendingVideo)?;
+//! let members = client.get_rtc_room_members(7)?;
+//! assert_eq!((members.uids, members.owner), (vec![1001, 1002], Some(1001)));
+//! # Ok::<(), rtm_server_sdk::Error>(())
+//! ```
 
 use super::client::rtm_methods;
 use super::params::ToParam;
 #[allow(unused_imports)]
 use super::RtmServerClient;
 
-/// The members of an RTC room.
+/// The members of an RTC room. Build one in your own tests with
+/// `RtcRoomMembers::default()` and field assignment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RtcRoomMembers {

@@ -147,3 +147,37 @@ macro_rules! for_each_variant {
         )*
     };
 }
+
+/// An endpoint whose connects stall: a listener with a backlog of 1 whose
+/// accept queue is filled and never accepted, so the kernel drops further
+/// SYNs. Loopback only. Dropping it releases everything.
+pub struct Stalled {
+    _listener: socket2::Socket,
+    _fillers: Vec<std::net::TcpStream>,
+    /// `127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+/// Makes a [`Stalled`] endpoint.
+pub fn stalled_endpoint() -> Stalled {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    listener.bind(&any.into()).unwrap();
+    listener.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..64 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => fillers.push(s),
+            Err(_) => {
+                return Stalled {
+                    _listener: listener,
+                    _fillers: fillers,
+                    endpoint: addr.to_string(),
+                }
+            }
+        }
+    }
+    panic!("the accept queue never filled");
+}

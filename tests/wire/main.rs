@@ -11,9 +11,15 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod devices;
+mod groups;
+mod imserver;
 mod messages;
+mod relations;
+mod rooms;
 mod rooms_voice_rtc;
 mod rows;
+mod users;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -137,6 +143,36 @@ fn check(
 #[test]
 fn voice_and_rtc_rooms() {
     check_rows(rooms_voice_rtc::rows());
+}
+
+#[test]
+fn users() {
+    check_rows(users::rows());
+}
+
+#[test]
+fn relations() {
+    check_rows(relations::rows());
+}
+
+#[test]
+fn groups() {
+    check_rows(groups::rows());
+}
+
+#[test]
+fn rooms() {
+    check_rows(rooms::rows());
+}
+
+#[test]
+fn devices() {
+    check_rows(devices::rows());
+}
+
+#[test]
+fn imserver() {
+    check_rows(imserver::rows());
 }
 
 #[test]
