@@ -1,6 +1,7 @@
 //! What a real backend does with RTM: at a user's login (a token, user
 //! info, friends, saved data) and when it sets up a group chat (a group
-//! with members, a room, a message read back from history, a shared file).
+//! with members, a room, a message and a shared file, read back from
+//! history and received as pushes).
 //!
 //! With `RTM_ENDPOINT`, `RTM_PID` and `RTM_SECRET` set, it talks to that
 //! server; otherwise it starts the built-in emulator on 127.0.0.1:
@@ -17,7 +18,30 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use rtm_server_sdk::emulator::RtmEmulator;
+use rtm_server_sdk::rtm::{
+    FileOptions, HistoryQuery, ListenTargets, PushHandler, PushMessage, SendOptions,
+};
 use rtm_server_sdk::{ClientConfig, Result, RtmServerClient};
+
+/// Prints the group messages the server pushes to this backend.
+struct GroupPushes;
+
+impl PushHandler for GroupPushes {
+    fn on_group_message(&self, _client: &RtmServerClient, m: &PushMessage) {
+        match &m.file {
+            Some(file) => println!(
+                "  (push) group {}: {} shared {:?} ({} bytes)",
+                m.to, m.from, file.name, file.size
+            ),
+            None => println!(
+                "  (push) group {}: {} says {:?}",
+                m.to,
+                m.from,
+                m.body.as_text().unwrap_or("<binary>")
+            ),
+        }
+    }
+}
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -125,5 +149,40 @@ fn group_chat(client: &RtmServerClient, gid: i64, uids: &[i64]) -> Result<()> {
         "get_room_count([{gid}]): {:?}",
         client.get_room_count(&[gid])?
     );
+
+    println!("\n-- messages in group {gid} --");
+    client.set_push_handler(GroupPushes);
+    client.add_listen(&ListenTargets::new().groups([gid]))?;
+    let from = uids[0];
+    let mtime = client.send_group_chat(
+        from,
+        gid,
+        "Welcome to the book club!",
+        SendOptions::default(),
+    )?;
+    println!("send_group_chat({from}, {gid}, ...): mtime {mtime}");
+    let notes = FileOptions {
+        name: Some("reading-list.txt".into()),
+        ..Default::default()
+    };
+    let mtime = client.send_group_file(from, gid, b"1. Dune\n2. Emma\n", &notes)?;
+    println!("send_group_file({from}, {gid}, reading-list.txt): mtime {mtime}");
+    let page = client.get_group_chat(gid, from, &HistoryQuery::default())?;
+    println!(
+        "get_group_chat({gid}): {} messages, newest first",
+        page.messages.len()
+    );
+    for m in &page.messages {
+        match &m.file {
+            Some(file) => println!("  {} shared {:?} at {}", m.from, file.name, file.url),
+            None => println!(
+                "  {} said {:?}",
+                m.from,
+                m.body.as_text().unwrap_or("<binary>")
+            ),
+        }
+    }
+    // Give the pushes a moment to be printed before the client closes.
+    std::thread::sleep(Duration::from_millis(200));
     Ok(())
 }

@@ -18,7 +18,9 @@ use md5::{Digest, Md5};
 use rmpv::Value;
 use rtm_server_sdk::fpnn::codec::{map_get, Decoder, Frame};
 use rtm_server_sdk::fpnn::crypto::{CipherMode, EncryptionConfig, KeyBits, ServerPublicKey};
-use rtm_server_sdk::rtm::{FileOptions, RtcRoomOptions, RtcRoomType};
+use rtm_server_sdk::rtm::{
+    ConversationType, FileOptions, MessageBody, RtcRoomOptions, RtcRoomType, SendOptions,
+};
 use rtm_server_sdk::{codes, ClientConfig, RtmServerClient};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rtm-emulator");
@@ -489,6 +491,11 @@ fn state_survives_a_restart() {
         client
             .send_file(5, 6, b"kept file", &FileOptions::default())
             .unwrap();
+        let mut options = SendOptions::default();
+        options.mid = Some(4242);
+        client
+            .send_message(5, 6, 30, "kept message", options)
+            .unwrap();
         drop(client);
         assert!(!file.exists(), "nothing is saved before the stop");
         let (status, rest) = emu.terminate();
@@ -521,6 +528,11 @@ fn state_survives_a_restart() {
         assert!(client.is_ban_of_group(100, 6).unwrap());
         assert!(client.is_project_black(8).unwrap());
         assert!(!client.is_project_black(9).unwrap());
+        let m = client
+            .get_message(4242, 5, 6, ConversationType::P2p)
+            .unwrap();
+        assert_eq!(m.body, MessageBody::Text("kept message".into()));
+        assert_eq!(m.mtype, 30);
 
         // The state of another project is refused.
         let (status, _, err) =
@@ -812,6 +824,11 @@ fn now_s() -> i64 {
     rtm_server_sdk::rtm::unix_seconds()
 }
 
+/// A message id of its own for each header version.
+fn mid(c: &RawConn, n: u64) -> u64 {
+    9_000_000_000 + u64::from(c.version) * 100 + n
+}
+
 fn ids(v: &Value, key: &str) -> Vec<i64> {
     map_get(v, key)
         .and_then(Value::as_array)
@@ -898,6 +915,64 @@ fn raw_frames_as_other_sdks_encode_them() {
                 c.signature(out, method, now_s()) + 1
             }
             assert!(c.call("closeVoiceRoom", close).is_ok());
+            // `msg` as bin and as str: stored and read back as sent.
+            fn send_bin(out: &mut Vec<u8>, c: &RawConn, method: &str) -> usize {
+                rmp::encode::write_str(out, "msg").unwrap();
+                rmp::encode::write_bin(out, b"\x00\xffbinary").unwrap();
+                rmp::encode::write_str(out, "mid").unwrap();
+                rmp::encode::write_u64(out, mid(c, 1)).unwrap();
+                let n = c.signature(out, method, now_s());
+                rmp::encode::write_str(out, "to").unwrap();
+                rmp::encode::write_i16(out, 2).unwrap();
+                rmp::encode::write_str(out, "mtype").unwrap();
+                rmp::encode::write_u8(out, 30).unwrap();
+                rmp::encode::write_str(out, "from").unwrap();
+                rmp::encode::write_pfix(out, 1).unwrap();
+                rmp::encode::write_str(out, "attrs").unwrap();
+                rmp::encode::write_bin(out, b"{}").unwrap();
+                n + 6
+            }
+            fn send_str(out: &mut Vec<u8>, c: &RawConn, method: &str) -> usize {
+                rmp::encode::write_str(out, "from").unwrap();
+                rmp::encode::write_i8(out, 1).unwrap();
+                rmp::encode::write_str(out, "to").unwrap();
+                rmp::encode::write_u32(out, 2).unwrap();
+                rmp::encode::write_str(out, "mid").unwrap();
+                rmp::encode::write_i64(out, i64::try_from(mid(c, 2)).unwrap()).unwrap();
+                rmp::encode::write_str(out, "mtype").unwrap();
+                rmp::encode::write_i32(out, 30).unwrap();
+                rmp::encode::write_str(out, "msg").unwrap();
+                rmp::encode::write_str(out, "text").unwrap();
+                c.signature(out, method, now_s()) + 5
+            }
+            let sent = c.call("sendmsg", send_bin).unwrap();
+            assert!(map_get(&sent, "mtime").and_then(Value::as_i64).unwrap() > 0);
+            assert!(c.call("sendmsg", send_str).is_ok());
+            fn get(out: &mut Vec<u8>, c: &RawConn, method: &str, mid: u64) -> usize {
+                rmp::encode::write_str(out, "type").unwrap();
+                rmp::encode::write_u8(out, 1).unwrap();
+                rmp::encode::write_str(out, "xid").unwrap();
+                rmp::encode::write_u16(out, 2).unwrap();
+                rmp::encode::write_str(out, "mid").unwrap();
+                rmp::encode::write_u64(out, mid).unwrap();
+                rmp::encode::write_str(out, "from").unwrap();
+                rmp::encode::write_i32(out, 1).unwrap();
+                c.signature(out, method, now_s()) + 4
+            }
+            fn get_bin(out: &mut Vec<u8>, c: &RawConn, method: &str) -> usize {
+                get(out, c, method, mid(c, 1))
+            }
+            fn get_str(out: &mut Vec<u8>, c: &RawConn, method: &str) -> usize {
+                get(out, c, method, mid(c, 2))
+            }
+            let m = c.call("getmsg", get_bin).unwrap();
+            assert_eq!(
+                map_get(&m, "msg"),
+                Some(&Value::Binary(b"\x00\xffbinary".to_vec()))
+            );
+            assert_eq!(map_get(&m, "mtype").and_then(Value::as_i64), Some(30));
+            let m = c.call("getmsg", get_str).unwrap();
+            assert_eq!(map_get(&m, "msg").and_then(Value::as_str), Some("text"));
             // Every answer echoes the quest's header version, as the C++
             // gateway's do.
             assert!(!c.answer_versions.is_empty());

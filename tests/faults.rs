@@ -273,16 +273,16 @@ struct Recorder {
 struct Handler(Arc<Recorder>);
 
 impl PushHandler for Handler {
-    fn on_message(&self, m: &PushMessage) {
+    fn on_message(&self, _: &RtmServerClient, m: &PushMessage) {
         self.0.messages.lock().unwrap().push(m.clone());
     }
-    fn on_room_message(&self, m: &PushMessage) {
+    fn on_room_message(&self, _: &RtmServerClient, m: &PushMessage) {
         self.0.messages.lock().unwrap().push(m.clone());
     }
-    fn on_event(&self, e: &PushEvent) {
+    fn on_event(&self, _: &RtmServerClient, e: &PushEvent) {
         self.0.events.lock().unwrap().push(e.clone());
     }
-    fn on_ping(&self) {
+    fn on_ping(&self, _: &RtmServerClient) {
         self.0.pings.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -369,9 +369,9 @@ fn pushes_under_load_are_answered_and_delivered_once() {
         let mids: HashSet<i64> = messages.iter().map(|m| m.mid).collect();
         assert_eq!(mids.len(), 300);
         let m0 = messages.iter().find(|m| m.mid == 0).unwrap();
-        assert_eq!(m0.msg, MessageBody::Binary(vec![0, 1, 2, 255]));
+        assert_eq!(m0.body, MessageBody::Binary(vec![0, 1, 2, 255]));
         let m1 = messages.iter().find(|m| m.mid == 1).unwrap();
-        assert_eq!(m1.msg.as_text(), Some("hello 1"));
+        assert_eq!(m1.body.as_text(), Some("hello 1"));
         assert_eq!((m1.from, m1.to, m1.mtype), (7, 8, 30));
         assert_eq!(recorder.events.lock().unwrap().len(), 6);
         assert_eq!(recorder.pings.load(Ordering::SeqCst), 6);

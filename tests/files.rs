@@ -802,10 +802,10 @@ fn the_callback_form_never_blocks_its_caller() {
 struct Pushes(Mutex<Sender<PushMessage>>);
 
 impl rtm_server_sdk::rtm::PushHandler for Pushes {
-    fn on_message(&self, m: &PushMessage) {
+    fn on_message(&self, _: &RtmServerClient, m: &PushMessage) {
         let _ = self.0.lock().unwrap().send(m.clone());
     }
-    fn on_group_message(&self, m: &PushMessage) {
+    fn on_group_message(&self, _: &RtmServerClient, m: &PushMessage) {
         let _ = self.0.lock().unwrap().send(m.clone());
     }
 }
@@ -837,15 +837,26 @@ fn a_sent_file_comes_back_as_a_file_message() {
             (pushed.from, pushed.to, pushed.mtype, pushed.mtime),
             (1, 7, 50, mtime)
         );
-        let msg: serde_json::Value = serde_json::from_str(pushed.msg.as_text().unwrap()).unwrap();
+        let msg: serde_json::Value = serde_json::from_str(pushed.body.as_text().unwrap()).unwrap();
         let url = msg["url"].as_str().unwrap();
         assert_eq!(msg["size"], content.len());
         assert!(msg.get("surl").is_none(), "no thumbnail for a non-image");
         assert_eq!(emu.file(url).unwrap(), content);
-        let attrs: serde_json::Value = serde_json::from_str(&pushed.attrs).unwrap();
-        assert_eq!(attrs["rtm"]["filename"], "report.pdf");
-        assert_eq!(attrs["rtm"]["ext"], "pdf");
-        assert_eq!(attrs["custom"], "plain words");
+        // The push's typed file description, and the user's own attrs.
+        let file = pushed.file.clone().expect("a typed file description");
+        assert_eq!((file.url.as_str(), file.size), (url, content.len() as i64));
+        assert_eq!(
+            (file.name.as_str(), file.ext.as_str()),
+            ("report.pdf", "pdf")
+        );
+        assert_eq!(pushed.attrs, "plain words", "the user's own attrs");
+        // And the same through history.
+        let page = sender
+            .get_group_message(7, 1, &rtm_server_sdk::rtm::HistoryQuery::default())
+            .unwrap();
+        let stored = page.messages.iter().find(|m| m.mid == pushed.mid).unwrap();
+        assert_eq!(stored.file.as_ref(), Some(&file));
+        assert_eq!(stored.attrs, "plain words");
 
         // An image to user 2, by the callback form: the P2P push, with a
         // thumbnail URL.
@@ -859,7 +870,7 @@ fn a_sent_file_comes_back_as_a_file_message() {
                 .unwrap();
         let pushed = pushes.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!((pushed.to, pushed.mtype, pushed.mtime), (2, 40, mtime));
-        let msg: serde_json::Value = serde_json::from_str(pushed.msg.as_text().unwrap()).unwrap();
+        let msg: serde_json::Value = serde_json::from_str(pushed.body.as_text().unwrap()).unwrap();
         assert_eq!(msg["size"], 4);
         assert_eq!(msg["surl"], msg["url"]);
         assert_eq!(emu.file(msg["url"].as_str().unwrap()).unwrap(), b"png!");

@@ -178,14 +178,16 @@ impl RtmServerClient {
             *lock(&listening) != ListenState::default()
         }));
         let files = Arc::new(super::files::FileGates::new(fpnn.config()));
+        let inner = Arc::new(RtmInner {
+            signer,
+            listen,
+            push,
+            fpnn,
+            files,
+        });
+        inner.push.set_client(Arc::downgrade(&inner));
         Ok(RtmServerClient {
-            inner: Arc::new(RtmInner {
-                signer,
-                listen,
-                push,
-                fpnn,
-                files,
-            }),
+            inner,
             timeout: None,
         })
     }
@@ -316,6 +318,14 @@ impl RtmServerClient {
             .core()
             .pool()
             .submit(crate::fpnn::pool::Job::Task(Box::new(f)));
+    }
+
+    /// A handle to the client `inner` (no per-call timeout).
+    pub(crate) fn from_inner(inner: Arc<RtmInner>) -> RtmServerClient {
+        RtmServerClient {
+            inner,
+            timeout: None,
+        }
     }
 
     pub(crate) fn downgrade(&self) -> Weak<RtmInner> {

@@ -10,13 +10,18 @@
 //!   who build quests themselves.
 
 mod auth;
+pub mod chat;
 mod client;
 pub mod data;
 pub mod devices;
 pub mod files;
 pub mod groups;
+pub mod history;
 pub mod imserver;
 pub mod listen;
+pub mod message;
+pub mod messages;
+pub mod moderation;
 pub(crate) mod params;
 pub mod push;
 pub mod relations;
@@ -30,9 +35,20 @@ pub use client::RtmServerClient;
 pub use devices::{DevicePushOptions, PushOptionType};
 pub use files::{AudioInfo, FileOptions, FileType, DEFAULT_FILE_GATE_IDLE, FILE_SEND_TIMEOUT};
 pub use groups::GroupInfo;
+pub use history::{
+    HistoryMessage, HistoryPage, HistoryPages, HistoryQuery, MessageCount, MsgCountOptions,
+    P2pDirection, RetrievedMessage,
+};
 pub use imserver::InviteGrant;
 pub use listen::{ListenState, ListenStatus, ListenTargets};
-pub use push::{MessageBody, PushEvent, PushHandler, PushMessage};
+pub use message::{
+    next_mid, ClearProjectTarget, ConversationType, FileInfo, MessageBody, MessageType, SendOptions,
+};
+pub use moderation::{
+    AudioOptions, CheckResult, MediaSource, Profanity, ProfanityAction, SpeechText, TextType,
+    TranslateOptions, Translation,
+};
+pub use push::{PushEvent, PushHandler, PushMessage};
 pub use rooms::RoomInfo;
 pub use rtc::{AdminCommand, RtcRoomMembers, RtcRoomOptions, RtcRoomType};
 pub use users::UserInfo;

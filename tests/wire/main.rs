@@ -15,6 +15,7 @@ mod devices;
 mod files;
 mod groups;
 mod imserver;
+mod messages;
 mod relations;
 mod rooms;
 mod rooms_voice_rtc;
@@ -178,4 +179,9 @@ fn imserver() {
 #[test]
 fn files() {
     check_rows(files::rows());
+}
+
+#[test]
+fn messages() {
+    check_rows(messages::rows());
 }
