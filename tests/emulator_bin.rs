@@ -491,8 +491,10 @@ fn state_survives_a_restart() {
         client
             .send_file(5, 6, b"kept file", &FileOptions::default())
             .unwrap();
-        let mut options = SendOptions::default();
-        options.mid = Some(4242);
+        let options = SendOptions {
+            mid: Some(4242),
+            ..Default::default()
+        };
         client
             .send_message(5, 6, 30, "kept message", options)
             .unwrap();
