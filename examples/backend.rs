@@ -158,7 +158,7 @@ fn group_chat(client: &RtmServerClient, gid: i64, uids: &[i64]) -> Result<()> {
         from,
         gid,
         "Welcome to the book club!",
-        SendOptions::default(),
+        &SendOptions::default(),
     )?;
     println!("send_group_chat({from}, {gid}, ...): mtime {mtime}");
     let notes = FileOptions {

@@ -1,8 +1,10 @@
 //! A blocking Rust client for the **RTM Server-End API**, over the FPNN
 //! binary protocol.
 //!
-//! It manages RTM real-time voice and RTC rooms from ordinary (non-async)
-//! Rust programs and from callback-style thread-pool servers: every API
+//! It covers the whole RTM Server-End API (tokens, users, friends, groups,
+//! rooms, devices, messages and history, translation and moderation,
+//! files, voice and RTC rooms, the IM server, server push) for ordinary
+//! (non-async) Rust programs and callback-style thread-pool servers: every API
 //! method has a **blocking** form that returns its typed result, and a
 //! **callback** form (`*_with_callback`) that returns at once and hands the
 //! same result to a closure. Each call has a timeout that falls back to the
@@ -56,13 +58,28 @@
 //!
 //! # What is where
 //!
-//! * [`RtmServerClient`]: the RTM client. The voice-room methods
-//!   (`invite_user_into_voice_room`, `close_voice_room`,
-//!   `kick_out_from_voice_room`, `get_voice_room_list`,
-//!   `get_voice_room_members`, `get_voice_room_member_count`,
-//!   `set_voice_room_mic_status`, `pull_into_voice_room`), their RTC-room
-//!   successors (`*_rtc_room`, `admin_command`), and [`RtmServerClient::call`]
-//!   for any other signed RTM method.
+//! * [`RtmServerClient`]: the RTM client. Every method of the RTM
+//!   Server-End API is on it, in both forms; [`RtmServerClient::call`]
+//!   sends any other signed RTM method. The methods come in families, each
+//!   with a module whose docs show it at work:
+//!
+//! | family | module | methods (blocking form; each has `*_with_callback`) |
+//! |---|---|---|
+//! | tokens and users | [`rtm::users`] | `get_token`, `remove_token`, `kickout`, `get_online_users`, project black and ban lists, user info, `clear_user_message`, sessions |
+//! | friends and blacklists | [`rtm::relations`] | `add_friends`, `get_friends`, `is_friend(s)`, `add_blacks`, `is_black(s)`, ... |
+//! | per-user data | [`rtm::data`] | `get_data`, `set_data`, `del_data` |
+//! | groups | [`rtm::groups`] | members, bans, info, counts, `get_user_groups`, `clear_project_group` |
+//! | rooms | [`rtm::rooms`] | members, bans, info, counts, user-room links |
+//! | devices | [`rtm::devices`] | devices and push options |
+//! | messages | [`rtm::messages`], [`rtm::chat`] | `send_message`, `send_group_message`, ..., and the chat and cmd forms |
+//! | history | [`rtm::history`] | history pages (`get_group_message`, ..., with [`rtm::HistoryQuery::pages`]), `get_message`, delete, edit, clean, counts |
+//! | translation and moderation | [`rtm::moderation`] | `translate`, `profanity`, `speech2text`, text, image, audio and video checks |
+//! | files | [`rtm::files`] | `send_file`, `send_files`, `send_group_file`, `send_room_file`, `send_broadcast_file` |
+//! | the IM server | [`rtm::imserver`] | the `imserver_*` methods |
+//! | voice rooms (2021) | [`rtm::voice`] | `pull_into_voice_room`, `invite_user_into_voice_room`, ... |
+//! | RTC rooms | [`rtm::rtc`] | the `*_rtc_room` methods and `admin_command` |
+//! | listen and push | [`rtm::listen`], [`rtm::push`] | `add_listen`, `set_listen_status`, ...; [`rtm::PushHandler`] |
+//!
 //! * [`ClientConfig`]: timeouts, size limits, callback threads, encryption.
 //! * [`Error`]: one error enum with predicates ([`Error::code`],
 //!   [`Error::is_timeout`], [`Error::is_connection_error`]) and the named

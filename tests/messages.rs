@@ -66,12 +66,18 @@ fn history_pages_of_100_in_both_directions() {
             let mid = next_mid();
             mids.push(mid);
             client
-                .send_group_message(1000 + i % 3, 7, 51, format!("m{i}"), options.mid(mid))
+                .send_group_message(
+                    1000 + i % 3,
+                    7,
+                    51,
+                    format!("m{i}"),
+                    &options.clone().mid(mid),
+                )
                 .unwrap();
         }
         // Another group's messages are not in this history.
         client
-            .send_group_chat(1, 8, "elsewhere", SendOptions::default())
+            .send_group_chat(1, 8, "elsewhere", &SendOptions::default())
             .unwrap();
 
         let asc = HistoryQuery {
@@ -131,14 +137,14 @@ fn p2p_history_holds_both_directions() {
         let (_emu, client) = setup();
         for i in 0..5 {
             client
-                .send_chat(1, 2, format!("to 2: {i}"), SendOptions::default())
+                .send_chat(1, 2, format!("to 2: {i}"), &SendOptions::default())
                 .unwrap();
             client
-                .send_message(2, 1, 60, format!("to 1: {i}"), SendOptions::default())
+                .send_message(2, 1, 60, format!("to 1: {i}"), &SendOptions::default())
                 .unwrap();
         }
         client
-            .send_chat(1, 3, "to 3", SendOptions::default())
+            .send_chat(1, 3, "to 3", &SendOptions::default())
             .unwrap();
         let query = HistoryQuery {
             desc: false,
@@ -183,17 +189,17 @@ fn filters_windows_and_counts() {
     watchdog(Duration::from_secs(30), || {
         let (emu, client) = setup();
         let first = client
-            .send_room_message(1, 5, 51, "early", SendOptions::default())
+            .send_room_message(1, 5, 51, "early", &SendOptions::default())
             .unwrap();
         client
-            .send_room_chat(2, 5, "chat", SendOptions::default())
+            .send_room_chat(2, 5, "chat", &SendOptions::default())
             .unwrap();
         client
-            .send_room_cmd(2, 5, "cmd", SendOptions::default())
+            .send_room_cmd(2, 5, "cmd", &SendOptions::default())
             .unwrap();
         emu.advance_clock(Duration::from_secs(60));
         let later = client
-            .send_room_message(3, 5, 52, "late", SendOptions::default())
+            .send_room_message(3, 5, 52, "late", &SendOptions::default())
             .unwrap();
         assert!(later >= first + 60_000);
 
@@ -275,7 +281,7 @@ fn delete_edit_and_clean_are_visible_in_history() {
         let (emu, client) = setup();
         for mid in 1..=5 {
             client
-                .send_group_chat(1, 9, format!("m{mid}"), SendOptions::default().mid(mid))
+                .send_group_chat(1, 9, format!("m{mid}"), &SendOptions::default().mid(mid))
                 .unwrap();
         }
         let texts = || -> Vec<String> {
@@ -293,7 +299,7 @@ fn delete_edit_and_clean_are_visible_in_history() {
         };
         // A reused mid is refused.
         let err = client
-            .send_group_chat(1, 9, "again", SendOptions::default().mid(3))
+            .send_group_chat(1, 9, "again", &SendOptions::default().mid(3))
             .unwrap_err();
         assert_eq!(err.code(), Some(codes::RTM_EC_DUPLICATED_MID));
 
@@ -342,7 +348,7 @@ fn delete_edit_and_clean_are_visible_in_history() {
         // Clean a window: only the new messages.
         let now = emu.now_ms();
         client
-            .send_group_chat(1, 9, "new", SendOptions::default())
+            .send_group_chat(1, 9, "new", &SendOptions::default())
             .unwrap();
         client.clean_group_message(9, now, 0).unwrap();
         assert_eq!(texts(), ["m1", "edited", "m4", "m5"]);
@@ -350,9 +356,15 @@ fn delete_edit_and_clean_are_visible_in_history() {
         assert!(texts().is_empty());
 
         // P2P: clean both directions; conversation delete; clear by kind.
-        client.send_chat(1, 2, "a", SendOptions::default()).unwrap();
-        client.send_chat(2, 1, "b", SendOptions::default()).unwrap();
-        client.send_chat(1, 3, "c", SendOptions::default()).unwrap();
+        client
+            .send_chat(1, 2, "a", &SendOptions::default())
+            .unwrap();
+        client
+            .send_chat(2, 1, "b", &SendOptions::default())
+            .unwrap();
+        client
+            .send_chat(1, 3, "c", &SendOptions::default())
+            .unwrap();
         client.clean_p2p_message(2, 1, 0, 0).unwrap();
         assert!(client
             .get_p2p_message(1, 2, &HistoryQuery::default())
@@ -373,16 +385,16 @@ fn delete_edit_and_clean_are_visible_in_history() {
         assert_eq!(emu.message_count(), 0);
 
         client
-            .send_room_chat(1, 4, "r", SendOptions::default())
+            .send_room_chat(1, 4, "r", &SendOptions::default())
             .unwrap();
         client
-            .send_group_chat(1, 4, "g", SendOptions::default())
+            .send_group_chat(1, 4, "g", &SendOptions::default())
             .unwrap();
         client
-            .send_broadcast_chat(1, "b", SendOptions::default())
+            .send_broadcast_chat(1, "b", &SendOptions::default())
             .unwrap();
         client
-            .send_chats(1, &[5, 6], "p", SendOptions::default())
+            .send_chats(1, &[5, 6], "p", &SendOptions::default())
             .unwrap();
         assert_eq!(emu.message_count(), 5);
         // ClearProjectTarget::Room is wire 1, which is P2P for the other
@@ -420,7 +432,7 @@ fn binary_and_file_messages_round_trip() {
         let (_emu, client) = setup();
         let bytes = vec![0u8, 1, 254, 255];
         client
-            .send_message(1, 2, 51, &bytes, SendOptions::default().mid(10))
+            .send_message(1, 2, 51, &bytes, &SendOptions::default().mid(10))
             .unwrap();
         let m = client.get_message(10, 1, 2, ConversationType::P2p).unwrap();
         assert_eq!(m.body, MessageBody::Binary(bytes.clone()));
@@ -433,7 +445,7 @@ fn binary_and_file_messages_round_trip() {
         let msg = r#"{"url":"https://files.example/a.amr","size":2048}"#;
         let attrs = r#"{"custom":{"k":"v"},"rtm":{"codec":"amr-wb","duration":2000,"ext":"amr","filename":"a.amr","lang":"en","sign":"x","srate":16000,"type":"audiomsg"}}"#;
         client
-            .send_group_message(1, 3, 41, msg, SendOptions::default().attrs(attrs).mid(11))
+            .send_group_message(1, 3, 41, msg, &SendOptions::default().attrs(attrs).mid(11))
             .unwrap();
         let page = client
             .get_group_chat(3, 1, &HistoryQuery::default())
@@ -493,15 +505,15 @@ fn a_sent_message_arrives_once_as_a_push() {
                 7,
                 51,
                 "hello group",
-                SendOptions::default().attrs("x").mid(mid),
+                &SendOptions::default().attrs("x").mid(mid),
             )
             .unwrap();
         // Not listened to: no push.
         client
-            .send_group_chat(1, 8, "other group", SendOptions::default())
+            .send_group_chat(1, 8, "other group", &SendOptions::default())
             .unwrap();
         client
-            .send_message(1, 2, 51, &[9u8, 8][..], SendOptions::default())
+            .send_message(1, 2, 51, &[9u8, 8][..], &SendOptions::default())
             .unwrap();
         assert!(wait_until(Duration::from_secs(5), || {
             inbox.history.lock().unwrap().len() == 1 && inbox.p2p.lock().unwrap().len() == 1
@@ -610,7 +622,7 @@ fn translation_and_moderation() {
                 "spoken words",
                 MediaSource::Content,
                 "en",
-                AudioOptions::default(),
+                &AudioOptions::default(),
                 0,
             )
             .unwrap();
@@ -620,7 +632,7 @@ fn translation_and_moderation() {
                 "http://a/b.amr",
                 MediaSource::Url,
                 "fr",
-                AudioOptions::default(),
+                &AudioOptions::default(),
                 0,
             )
             .unwrap();
@@ -647,7 +659,7 @@ fn translation_and_moderation() {
                 "damn",
                 MediaSource::Content,
                 "en",
-                AudioOptions::default(),
+                &AudioOptions::default(),
                 0,
             )
             .unwrap();
@@ -699,7 +711,7 @@ fn slow_moderation_waits_120_s_by_default() {
         // ... and a per-call timeout still wins.
         let err = client
             .with_timeout(Duration::from_millis(200))
-            .speech2text("x", MediaSource::Content, "en", AudioOptions::default(), 0)
+            .speech2text("x", MediaSource::Content, "en", &AudioOptions::default(), 0)
             .unwrap_err();
         assert!(err.is_timeout());
     })
@@ -764,7 +776,7 @@ fn the_emulator_refuses_bad_input() {
             .unwrap_err();
         assert_eq!(err.code(), Some(codes::RTM_EC_MESSAGE_NOT_FOUND));
         client
-            .send_chat(1, 2, "x", SendOptions::default().mid(1))
+            .send_chat(1, 2, "x", &SendOptions::default().mid(1))
             .unwrap();
         let edit = vec![
             ("mid", 1.into()),

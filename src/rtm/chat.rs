@@ -7,8 +7,8 @@
 //! # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
 //! # let client = rtm_server_sdk::RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
 //! use rtm_server_sdk::rtm::{HistoryQuery, MessageType, SendOptions};
-//! client.send_chat(1001, 1002, "hi", SendOptions::default().mid(1))?;
-//! client.send_message(1001, 1002, 77, "custom", SendOptions::default())?;
+//! client.send_chat(1001, 1002, "hi", &SendOptions::default().mid(1))?;
+//! client.send_message(1001, 1002, 77, "custom", &SendOptions::default())?;
 //! let page = client.get_p2p_chat(1002, 1001, &HistoryQuery::default())?;
 //! assert_eq!(page.messages.len(), 1); // the custom message is not a chat type
 //! assert_eq!(MessageType::of(page.messages[0].mtype), MessageType::Chat);
@@ -29,110 +29,110 @@ const CHAT_MTYPES: &[i64] = &MessageType::CHAT_MTYPES;
 rtm_methods! {
     /// Sends a chat text (mtype 30) from `from` to user `to`.
     fn send_chat / send_chat_with_callback
-        (from: i64, to: i64, msg: impl Into<MessageBody>, options: SendOptions) -> i64 {
+        (from: i64, to: i64, msg: impl Into<MessageBody>, options: &SendOptions) -> i64 {
         method: "sendmsg",
         params: {
             "mtype": CHAT, "from": from, "to": to, "mid": options.mid_or_next(),
-            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs,
+            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs.as_str(),
         },
         answer: |a| a.int("mtime"),
     }
 
     /// Sends a command (mtype 32) from `from` to user `to`.
     fn send_cmd / send_cmd_with_callback
-        (from: i64, to: i64, msg: impl Into<MessageBody>, options: SendOptions) -> i64 {
+        (from: i64, to: i64, msg: impl Into<MessageBody>, options: &SendOptions) -> i64 {
         method: "sendmsg",
         params: {
             "mtype": CMD, "from": from, "to": to, "mid": options.mid_or_next(),
-            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs,
+            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs.as_str(),
         },
         answer: |a| a.int("mtime"),
     }
 
     /// Sends a chat text (mtype 30) from `from` to every user of `tos`.
     fn send_chats / send_chats_with_callback
-        (from: i64, tos: &[i64], msg: impl Into<MessageBody>, options: SendOptions) -> i64 {
+        (from: i64, tos: &[i64], msg: impl Into<MessageBody>, options: &SendOptions) -> i64 {
         method: "sendmsgs",
         params: {
             "mtype": CHAT, "from": from, "tos": tos, "mid": options.mid_or_next(),
-            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs,
+            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs.as_str(),
         },
         answer: |a| a.int("mtime"),
     }
 
     /// Sends a command (mtype 32) from `from` to every user of `tos`.
     fn send_cmds / send_cmds_with_callback
-        (from: i64, tos: &[i64], msg: impl Into<MessageBody>, options: SendOptions) -> i64 {
+        (from: i64, tos: &[i64], msg: impl Into<MessageBody>, options: &SendOptions) -> i64 {
         method: "sendmsgs",
         params: {
             "mtype": CMD, "from": from, "tos": tos, "mid": options.mid_or_next(),
-            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs,
+            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs.as_str(),
         },
         answer: |a| a.int("mtime"),
     }
 
     /// Sends a chat text (mtype 30) from `from` to group `gid`.
     fn send_group_chat / send_group_chat_with_callback
-        (from: i64, gid: i64, msg: impl Into<MessageBody>, options: SendOptions) -> i64 {
+        (from: i64, gid: i64, msg: impl Into<MessageBody>, options: &SendOptions) -> i64 {
         method: "sendgroupmsg",
         params: {
             "mtype": CHAT, "from": from, "gid": gid, "mid": options.mid_or_next(),
-            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs,
+            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs.as_str(),
         },
         answer: |a| a.int("mtime"),
     }
 
     /// Sends a command (mtype 32) from `from` to group `gid`.
     fn send_group_cmd / send_group_cmd_with_callback
-        (from: i64, gid: i64, msg: impl Into<MessageBody>, options: SendOptions) -> i64 {
+        (from: i64, gid: i64, msg: impl Into<MessageBody>, options: &SendOptions) -> i64 {
         method: "sendgroupmsg",
         params: {
             "mtype": CMD, "from": from, "gid": gid, "mid": options.mid_or_next(),
-            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs,
+            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs.as_str(),
         },
         answer: |a| a.int("mtime"),
     }
 
     /// Sends a chat text (mtype 30) from `from` to room `rid`.
     fn send_room_chat / send_room_chat_with_callback
-        (from: i64, rid: i64, msg: impl Into<MessageBody>, options: SendOptions) -> i64 {
+        (from: i64, rid: i64, msg: impl Into<MessageBody>, options: &SendOptions) -> i64 {
         method: "sendroommsg",
         params: {
             "mtype": CHAT, "from": from, "rid": rid, "mid": options.mid_or_next(),
-            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs,
+            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs.as_str(),
         },
         answer: |a| a.int("mtime"),
     }
 
     /// Sends a command (mtype 32) from `from` to room `rid`.
     fn send_room_cmd / send_room_cmd_with_callback
-        (from: i64, rid: i64, msg: impl Into<MessageBody>, options: SendOptions) -> i64 {
+        (from: i64, rid: i64, msg: impl Into<MessageBody>, options: &SendOptions) -> i64 {
         method: "sendroommsg",
         params: {
             "mtype": CMD, "from": from, "rid": rid, "mid": options.mid_or_next(),
-            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs,
+            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs.as_str(),
         },
         answer: |a| a.int("mtime"),
     }
 
     /// Broadcasts a chat text (mtype 30) from `from`.
     fn send_broadcast_chat / send_broadcast_chat_with_callback
-        (from: i64, msg: impl Into<MessageBody>, options: SendOptions) -> i64 {
+        (from: i64, msg: impl Into<MessageBody>, options: &SendOptions) -> i64 {
         method: "broadcastmsg",
         params: {
             "mtype": CHAT, "from": from, "mid": options.mid_or_next(),
-            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs,
+            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs.as_str(),
         },
         answer: |a| a.int("mtime"),
     }
 
     /// Broadcasts a command (mtype 32) from `from`.
     fn send_broadcast_cmd / send_broadcast_cmd_with_callback
-        (from: i64, msg: impl Into<MessageBody>, options: SendOptions) -> i64 {
+        (from: i64, msg: impl Into<MessageBody>, options: &SendOptions) -> i64 {
         method: "broadcastmsg",
         params: {
             "mtype": CMD, "from": from, "mid": options.mid_or_next(),
-            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs,
+            "msg": Into::<MessageBody>::into(msg), "attrs": options.attrs.as_str(),
         },
         answer: |a| a.int("mtime"),
     }

@@ -14,7 +14,7 @@
 //! # let client = rtm_server_sdk::RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
 //! use rtm_server_sdk::rtm::{HistoryQuery, SendOptions};
 //! for i in 0..25 {
-//!     client.send_group_chat(1001, 42, format!("message {i}"), SendOptions::default())?;
+//!     client.send_group_chat(1001, 42, format!("message {i}"), &SendOptions::default())?;
 //! }
 //! let query = HistoryQuery { num: 10, desc: false, ..Default::default() };
 //! let mut texts = Vec::new();

@@ -279,7 +279,7 @@ rtm_methods! {
     /// Recognises the speech of `audio` (a URL or the content, as `source`
     /// says) in language `lang`. Waits 120 s by default.
     fn speech2text / speech2text_with_callback
-        (audio: &str, source: MediaSource, lang: &str, options: AudioOptions, uid: i64) -> SpeechText {
+        (audio: &str, source: MediaSource, lang: &str, options: &AudioOptions, uid: i64) -> SpeechText {
         method: "speech2text",
         params: {
             "audio": audio, "type": source, "lang": lang,
@@ -311,7 +311,7 @@ rtm_methods! {
     /// Checks an audio (a URL or the content, as `source` says) in
     /// language `lang`. Waits 120 s by default.
     fn audio_check / audio_check_with_callback
-        (audio: &str, source: MediaSource, lang: &str, options: AudioOptions, uid: i64) -> CheckResult {
+        (audio: &str, source: MediaSource, lang: &str, options: &AudioOptions, uid: i64) -> CheckResult {
         method: "acheck",
         params: {
             "audio": audio, "type": source, "lang": lang,

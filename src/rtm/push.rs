@@ -84,7 +84,7 @@ pub struct PushEvent {
 /// impl PushHandler for Echo {
 ///     fn on_message(&self, client: &RtmServerClient, m: &PushMessage) {
 ///         if m.mtype == 30 {
-///             let _ = client.send_chat(m.to, m.from, m.body.clone(), SendOptions::default());
+///             let _ = client.send_chat(m.to, m.from, m.body.clone(), &SendOptions::default());
 ///         }
 ///     }
 /// }
