@@ -496,7 +496,7 @@ fn state_survives_a_restart() {
             ..Default::default()
         };
         client
-            .send_message(5, 6, 30, "kept message", options)
+            .send_message(5, 6, 30, "kept message", &options)
             .unwrap();
         drop(client);
         assert!(!file.exists(), "nothing is saved before the stop");
