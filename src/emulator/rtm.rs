@@ -295,6 +295,9 @@ pub(crate) struct RtmShared {
     /// How many RTM quests each open connection sent (for
     /// [`EmulatorFaults::set_drop_after`]).
     quest_counts: Mutex<HashMap<u64, u64>>,
+    /// The pushes waiting for each connection; a connection has an entry
+    /// while its push thread runs (see `send_outbox`).
+    push_queues: Mutex<HashMap<u64, VecDeque<(&'static str, Value)>>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -747,6 +750,7 @@ impl RtmEmulator {
             connection_observer: Mutex::new(options.connection_observer),
             max_clock_skew_ms: AtomicU64::new(skew_ms(options.max_clock_skew)),
             quest_counts: Mutex::new(HashMap::new()),
+            push_queues: Mutex::new(HashMap::new()),
         });
         let max_payload = options.server.max_payload;
         let server = FpnnServer::start(RtmService(shared.clone()), options.server)?;
@@ -1114,34 +1118,65 @@ impl RtmShared {
         });
     }
 
-    /// Sends the pushes a quest produced to the RTM connections, from a
-    /// helper thread (a push waits for the client's answer, which the
-    /// connection's own reader thread must stay free to read). The file
+    /// Sends the pushes a quest produced to the RTM connections. Each
+    /// connection has its own queue and sending thread (a push waits for
+    /// the client's answer, which the connection's own reader thread must
+    /// stay free to read): a connection's pushes go out in order, and a
+    /// client slow to answer holds back no other connection's. The file
     /// gate sends its pushes here too.
-    pub(crate) fn send_outbox(&self, outbox: Vec<(u64, &'static str, Value)>) {
+    pub(crate) fn send_outbox(self: &Arc<Self>, outbox: Vec<(u64, &'static str, Value)>) {
         if outbox.is_empty() {
             return;
         }
         let conns = lock(&self.conns);
-        let targets: Vec<(ServerConn, &'static str, Value)> = outbox
-            .into_iter()
-            .filter_map(|(id, m, v)| conns.get(&id).map(|c| (c.clone(), m, v)))
-            .collect();
-        drop(conns);
-        if targets.is_empty() {
-            return;
-        }
-        let spawned = std::thread::Builder::new()
-            .name("emu-push".into())
-            .spawn(move || {
-                for (conn, method, payload) in targets {
-                    if let Err(e) = conn.push(method, payload) {
-                        log::debug!("emulator: push `{method}` to connection {}: {e}", conn.id());
+        let mut start = Vec::new();
+        {
+            let mut queues = lock(&self.push_queues);
+            for (id, method, payload) in outbox {
+                let Some(conn) = conns.get(&id) else { continue };
+                match queues.entry(id) {
+                    std::collections::hash_map::Entry::Occupied(mut q) => {
+                        q.get_mut().push_back((method, payload));
+                    }
+                    std::collections::hash_map::Entry::Vacant(q) => {
+                        q.insert(VecDeque::from([(method, payload)]));
+                        start.push(conn.clone());
                     }
                 }
-            });
-        if let Err(e) = spawned {
-            log::warn!("emulator: cannot spawn a push thread: {e}");
+            }
+        }
+        drop(conns);
+        for conn in start {
+            let shared = self.clone();
+            let id = conn.id();
+            let spawned = std::thread::Builder::new()
+                .name(format!("emu-push-{id}"))
+                .spawn(move || shared.push_worker(&conn));
+            if let Err(e) = spawned {
+                lock(&self.push_queues).remove(&id);
+                log::warn!("emulator: cannot spawn a push thread: {e}");
+            }
+        }
+    }
+
+    /// Sends the queued pushes of one connection, in order, until its
+    /// queue is empty.
+    fn push_worker(&self, conn: &ServerConn) {
+        loop {
+            let next = {
+                let mut queues = lock(&self.push_queues);
+                match queues.get_mut(&conn.id()).and_then(VecDeque::pop_front) {
+                    Some(next) => next,
+                    None => {
+                        queues.remove(&conn.id());
+                        return;
+                    }
+                }
+            };
+            let (method, payload) = next;
+            if let Err(e) = conn.push(method, payload) {
+                log::debug!("emulator: push `{method}` to connection {}: {e}", conn.id());
+            }
         }
     }
 }
@@ -2299,6 +2334,42 @@ mod tests {
             } => assert!(reason.contains("not a two-way `*key`"), "{reason}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_client_slow_to_answer_pushes_holds_back_no_other() {
+        let (emu, mut sender) = setup();
+        let mut slow = RawClient::connect(&emu.endpoint());
+        let mut fast = RawClient::connect(&emu.endpoint());
+        for c in [&mut slow, &mut fast] {
+            call(c, "setlisten", vec![("p2p", true.into())]).unwrap();
+        }
+        let t = Instant::now();
+        for mid in 1..=3i64 {
+            let msg = vec![
+                ("from", 1.into()),
+                ("to", 2.into()),
+                ("mid", mid.into()),
+                ("mtype", 30.into()),
+                ("msg", "hi".into()),
+                ("attrs", "".into()),
+            ];
+            call(&mut sender, "sendmsg", msg).unwrap();
+        }
+        // The fast listener gets every push, in order, while the slow one
+        // still has not answered its first.
+        for mid in 1..=3i64 {
+            let q = fast.read_quest();
+            assert_eq!(q.method, "pushmsg");
+            assert_eq!(
+                map_get(&q.payload, "mid").and_then(Value::as_i64),
+                Some(mid)
+            );
+            fast.answer(q.seq.unwrap(), &map(vec![]));
+        }
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        let q = slow.read_quest();
+        assert_eq!(map_get(&q.payload, "mid").and_then(Value::as_i64), Some(1));
     }
 
     #[test]
