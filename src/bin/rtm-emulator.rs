@@ -93,7 +93,8 @@ struct Args {
     secret: Option<String>,
 
     /// The address to listen on. Port 0 picks a free port (the `endpoint:`
-    /// line says which); 0.0.0.0 serves other machines too.
+    /// line says which); 0.0.0.0 serves other machines too (the file gate
+    /// stays on 127.0.0.1).
     #[arg(
         long,
         value_name = "HOST:PORT",
