@@ -180,14 +180,15 @@ impl Emu {
         RtmServerClient::with_config(PID, secret, self.endpoint.clone(), config).unwrap()
     }
 
-    /// Stops the program with SIGTERM (what Ctrl-C does too) and returns
-    /// its exit status and the rest of its standard output.
+    /// Stops the program with `signal` (SIGTERM, or SIGINT as Ctrl-C
+    /// sends) and returns its exit status and the rest of its standard
+    /// output.
     #[cfg(unix)]
-    fn terminate(mut self) -> (ExitStatus, Vec<String>) {
+    fn terminate(mut self, signal: i32) -> (ExitStatus, Vec<String>) {
         let mut child = self.child.take().unwrap();
         let pid = i32::try_from(child.id()).unwrap();
         // SAFETY: sending a signal to our own child process.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
         let deadline = Instant::now() + Duration::from_secs(10);
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -196,7 +197,7 @@ impl Emu {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("rtm-emulator did not stop on SIGTERM");
+                panic!("rtm-emulator did not stop on signal {signal}");
             }
             thread::sleep(Duration::from_millis(10));
         };
@@ -514,7 +515,7 @@ fn state_survives_a_restart() {
             .unwrap();
         drop(client);
         assert!(!file.exists(), "nothing is saved before the stop");
-        let (status, rest) = emu.terminate();
+        let (status, rest) = emu.terminate(libc::SIGTERM);
         assert!(status.success(), "{status:?}");
         assert!(
             rest.iter().any(|l| l.starts_with("state saved to")),
@@ -584,7 +585,18 @@ fn state_is_saved_periodically() {
         // A crash after a periodic save keeps what was saved.
         emu.kill();
         let emu = Emu::start(&args);
-        assert_eq!(emu.client().get_voice_room_list().unwrap(), [77]);
+        let client = emu.client();
+        assert_eq!(client.get_voice_room_list().unwrap(), [77]);
+        // Ctrl-C (SIGINT) saves too, with a client still connected.
+        client.pull_into_voice_room(78, &[8]).unwrap();
+        #[cfg(unix)]
+        {
+            let (status, rest) = emu.terminate(libc::SIGINT);
+            assert!(status.success(), "{status:?}");
+            assert!(rest.iter().any(|l| l == "stopped"), "{rest:?}");
+            let emu = Emu::start(&args);
+            assert_eq!(emu.client().get_voice_room_list().unwrap(), [77, 78]);
+        }
     });
 }
 
@@ -648,6 +660,29 @@ fn delay_holds_back_only_the_delayed_method() {
             "{:?}",
             t.elapsed()
         );
+    });
+}
+
+#[test]
+fn many_clients_at_once() {
+    watchdog(Duration::from_secs(60), || {
+        let emu = Emu::start(&["--secret", SECRET, "-q"]);
+        let threads: Vec<_> = (0..16i64)
+            .map(|t| {
+                let client = emu.client();
+                thread::spawn(move || {
+                    let rid = 500 + t;
+                    for uid in 0..20 {
+                        client.pull_into_voice_room(rid, &[uid]).unwrap();
+                    }
+                    client.get_voice_room_member_count(rid).unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().unwrap(), 20);
+        }
+        assert_eq!(emu.client().get_voice_room_list().unwrap().len(), 16);
     });
 }
 
