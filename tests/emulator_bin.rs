@@ -34,6 +34,7 @@ const FLAGS: &[&str] = &[
     "--ecc-private-key",
     "--ecc-curve",
     "--generate-key",
+    "--encrypted-only",
     "--state",
     "--save-every",
     "--max-clock-skew",
@@ -419,14 +420,24 @@ fn encrypted_in_each_mode_and_key_size_on_both_curves() {
                 }
             }
             emu.wait_log_line(&["getVoiceRoomMembers", "rid=4", "-> 0 ok"]);
-            // A plain client cannot talk to an encrypted emulator; the log
-            // says why.
-            let plain = emu.client();
+            emu.wait_log_line(&["encrypted (stream mode, AES-256)"]);
+            emu.wait_log_line(&["encrypted (package mode, AES-128)"]);
+            // A plain client is served too, as by the gateway...
+            assert_eq!(emu.client().get_voice_room_list().unwrap().len(), 4);
+            // ... unless --encrypted-only; the log says why it was closed.
+            let strict = Emu::start(&[
+                "--secret",
+                SECRET,
+                "--ecc-private-key",
+                private.to_str().unwrap(),
+                "--encrypted-only",
+            ]);
+            let plain = strict.client();
             assert!(plain
                 .get_voice_room_list()
                 .unwrap_err()
                 .is_connection_error());
-            emu.wait_log_line(&["WARN", "closed by the emulator", "*key"]);
+            strict.wait_log_line(&["WARN", "closed by the emulator", "*key"]);
         }
     });
 }

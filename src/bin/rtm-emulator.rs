@@ -17,7 +17,7 @@ use rtm_server_sdk::emulator::keys::{generate_key_pair, read_private_key};
 use rtm_server_sdk::emulator::{
     ConnectionEvent, EmulatorOptions, QuestOutcome, QuestRecord, RtmEmulator, ServerOptions,
 };
-use rtm_server_sdk::fpnn::crypto::Curve;
+use rtm_server_sdk::fpnn::crypto::{CipherMode, Curve, KeyBits};
 
 const ABOUT: &str = "A local RTM gateway for testing any RTM server client, in any language.";
 
@@ -107,10 +107,17 @@ struct Args {
     /// stream mode, AES-128 and AES-256) with this ECC private key: a PEM
     /// (`EC PRIVATE KEY` or `PRIVATE KEY`, secp256k1 or secp256r1) or the
     /// raw 32-byte key (binary or 64 hex digits; its curve is --ecc-curve).
-    /// Clients then need the matching public key (see --generate-key). A
-    /// client that does not start with `*key` is disconnected.
+    /// Clients then need the matching public key (see --generate-key).
+    /// Clients that do not start with `*key` are served unencrypted, as by
+    /// the gateway, unless --encrypted-only.
     #[arg(long, value_name = "FILE", help_heading = "Encryption")]
     ecc_private_key: Option<PathBuf>,
+
+    /// With --ecc-private-key: disconnects every client that does not
+    /// start with the `*key` handshake (to check that your client really
+    /// encrypts).
+    #[arg(long, requires = "ecc_private_key", help_heading = "Encryption")]
+    encrypted_only: bool,
 
     /// The curve of a raw --ecc-private-key, and of the key pair made by
     /// --generate-key. Default: secp256k1 (a PEM key names its own curve).
@@ -292,6 +299,22 @@ fn log_connection(e: &ConnectionEvent) {
         ConnectionEvent::Opened { conn_id, peer } => {
             log::info!("conn {conn_id}: connected from {peer}");
         }
+        ConnectionEvent::Encrypted {
+            conn_id,
+            mode,
+            bits,
+            ..
+        } => {
+            let mode = match mode {
+                CipherMode::Stream => "stream",
+                _ => "package",
+            };
+            let bits = match bits {
+                KeyBits::Aes128 => 128,
+                _ => 256,
+            };
+            log::info!("conn {conn_id}: encrypted ({mode} mode, AES-{bits})");
+        }
         ConnectionEvent::Closed {
             conn_id, reason, ..
         } => match reason.as_deref() {
@@ -403,11 +426,16 @@ fn run(args: Args) -> Result<(), String> {
         let key = read_private_key(path, args.ecc_curve.map(Curve::from))
             .map_err(|e| format!("--ecc-private-key: {e}"))?;
         encryption = format!(
-            "{} key from {} (package and stream mode, AES-128 and AES-256)",
+            "{} key from {} (package and stream mode, AES-128 and AES-256; {})",
             key.public_key().curve(),
-            path.display()
+            path.display(),
+            if args.encrypted_only {
+                "plain clients disconnected"
+            } else {
+                "plain clients served too"
+            }
         );
-        server = server.encryption(key);
+        server = server.encryption(key).allow_plain(!args.encrypted_only);
     }
 
     let mut options = EmulatorOptions::new().server(server);

@@ -43,6 +43,7 @@ use super::server::{lock, FpnnServer, Reply, ServerConn, ServerOptions, Service}
 use crate::codes;
 use crate::error::Error;
 use crate::fpnn::codec::Quest;
+use crate::fpnn::crypto::{CipherMode, KeyBits};
 
 /// How many `(salt, sign)` pairs the emulator remembers for the same-sign
 /// check (the most recent ones). Kept modest so that a long test run
@@ -322,6 +323,18 @@ pub enum ConnectionEvent {
         conn_id: u64,
         /// The client's address.
         peer: SocketAddr,
+    },
+    /// The connection's `*key` handshake succeeded: what follows is
+    /// encrypted.
+    Encrypted {
+        /// The connection ([`ServerConn::id`]).
+        conn_id: u64,
+        /// The client's address.
+        peer: SocketAddr,
+        /// The cipher mode the client chose.
+        mode: CipherMode,
+        /// The AES key size the client chose.
+        bits: KeyBits,
     },
     /// The connection ended.
     Closed {
@@ -975,6 +988,18 @@ impl Service for RtmService {
             observer(&ConnectionEvent::Opened {
                 conn_id: conn.id(),
                 peer: conn.peer_addr(),
+            });
+        }
+    }
+
+    fn on_encrypted(&self, conn: &ServerConn) {
+        let observer = lock(&self.0.connection_observer).clone();
+        if let (Some(observer), Some((mode, bits))) = (observer, conn.encryption()) {
+            observer(&ConnectionEvent::Encrypted {
+                conn_id: conn.id(),
+                peer: conn.peer_addr(),
+                mode,
+                bits,
             });
         }
     }
@@ -2309,6 +2334,7 @@ mod tests {
         let events: Arc<Mutex<Vec<ConnectionEvent>>> = Arc::default();
         let sink = events.clone();
         let key = ServerPrivateKey::generate(Curve::Secp256k1);
+        let public = key.public_key();
         let options = EmulatorOptions::new()
             .server(ServerOptions::new().encryption(key))
             .connection_observer(move |e: &ConnectionEvent| lock(&sink).push(e.clone()));
@@ -2317,11 +2343,36 @@ mod tests {
         let mut c = RawClient::connect(&emu.endpoint());
         c.send("getVoiceRoomList", &map(vec![]));
         c.expect_closed();
+        // An encrypted client, closed by the client.
+        let mut c = RawClient::connect(&emu.endpoint());
+        c.handshake(&public, CipherMode::Package, KeyBits::Aes128, false);
+        assert!(call(&mut c, "getVoiceRoomList", vec![]).is_ok());
+        drop(c);
         let t = Instant::now();
-        while lock(&events).len() < 2 && t.elapsed() < Duration::from_secs(3) {
+        while lock(&events).len() < 5 && t.elapsed() < Duration::from_secs(3) {
             std::thread::sleep(Duration::from_millis(5));
         }
         let events = lock(&events).clone();
+        assert!(
+            matches!(
+                events[2..],
+                [
+                    ConnectionEvent::Opened { conn_id: 2, .. },
+                    ConnectionEvent::Encrypted {
+                        conn_id: 2,
+                        mode: CipherMode::Package,
+                        bits: KeyBits::Aes128,
+                        ..
+                    },
+                    ConnectionEvent::Closed {
+                        conn_id: 2,
+                        reason: None,
+                        ..
+                    },
+                ]
+            ),
+            "{events:?}"
+        );
         assert!(
             matches!(events[0], ConnectionEvent::Opened { conn_id: 1, .. }),
             "{events:?}"

@@ -29,7 +29,7 @@ use crate::fpnn::codec::{
     decode_frame, encode_answer, encode_error_answer, encode_quest, map_get, Answer, Decoder,
     Frame, Header, Quest, DEFAULT_MAX_SEND_PAYLOAD, HEADER_LEN, VERSION,
 };
-use crate::fpnn::crypto::{Decryptor, Encryptor, ServerPrivateKey};
+use crate::fpnn::crypto::{CipherMode, Decryptor, Encryptor, KeyBits, ServerPrivateKey};
 
 /// How long [`ServerConn::push`] waits for the client's answer.
 pub const DEFAULT_PUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,6 +89,11 @@ pub trait Service: Send + Sync + 'static {
     /// Called once when a connection has closed, for whatever reason
     /// (default: nothing).
     fn on_disconnect(&self, _conn: &ServerConn) {}
+
+    /// Called on the connection's reader thread when its `*key` handshake
+    /// succeeded, after the answer to `*key` was queued
+    /// ([`ServerConn::encryption`] tells the cipher; default: nothing).
+    fn on_encrypted(&self, _conn: &ServerConn) {}
 
     /// Whether `*ping` quests go to [`on_quest`](Service::on_quest) instead
     /// of being answered by the server (default: false).
@@ -245,8 +250,14 @@ pub struct ServerOptions {
     pub addr: Option<SocketAddr>,
     /// When set, the server accepts encrypted connections with this key: the
     /// first quest of every connection must then be a valid `*key`
-    /// handshake, or the connection is closed.
+    /// handshake, or the connection is closed (unless
+    /// [`allow_plain`](Self::allow_plain)).
     pub encryption: Option<ServerPrivateKey>,
+    /// With [`encryption`](Self::encryption): a connection whose first
+    /// quest is not `*key` is served unencrypted instead of closed, as the
+    /// C++ server does (a `*key` after another quest still closes it).
+    /// Default false.
+    pub allow_plain: bool,
     /// The largest payload accepted from a client; a larger frame closes the
     /// connection. Default 8 MiB, the C++ server's default.
     pub max_payload: usize,
@@ -257,6 +268,7 @@ impl Default for ServerOptions {
         ServerOptions {
             addr: None,
             encryption: None,
+            allow_plain: false,
             max_payload: DEFAULT_MAX_SEND_PAYLOAD,
         }
     }
@@ -283,6 +295,14 @@ impl ServerOptions {
         self
     }
 
+    /// With encryption, also serves clients that do not start with `*key`,
+    /// unencrypted (see [`allow_plain`](Self::allow_plain)).
+    #[must_use]
+    pub fn allow_plain(mut self, allow: bool) -> Self {
+        self.allow_plain = allow;
+        self
+    }
+
     /// Sets the largest payload accepted from a client.
     #[must_use]
     pub fn max_payload(mut self, max: usize) -> Self {
@@ -305,6 +325,7 @@ struct Shared {
     next_conn_id: AtomicU64,
     received: Mutex<VecDeque<(String, Value)>>,
     encryption: Option<ServerPrivateKey>,
+    allow_plain: bool,
     max_payload: usize,
     timer: Arc<Timer>,
 }
@@ -359,6 +380,8 @@ struct ConnInner {
     closed: AtomicBool,
     /// Why the server closed the connection (see [`ServerConn::close_reason`]).
     close_reason: Mutex<Option<String>>,
+    /// The cipher, once the `*key` handshake succeeded.
+    encryption: Mutex<Option<(CipherMode, KeyBits)>>,
     next_seq: AtomicU32,
     /// The header version of the client's first frame, echoed in every
     /// answer as the C++ server does (Python sends 0, the others 1).
@@ -399,6 +422,12 @@ impl ServerConn {
     /// Whether the connection has been closed (by either side).
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::SeqCst)
+    }
+
+    /// The connection's cipher mode and key size, once its `*key`
+    /// handshake succeeded; `None` for a plain connection.
+    pub fn encryption(&self) -> Option<(CipherMode, KeyBits)> {
+        *lock(&self.inner.encryption)
     }
 
     /// Once the connection has ended (from [`Service::on_disconnect`] on):
@@ -780,6 +809,7 @@ impl FpnnServer {
             next_conn_id: AtomicU64::new(1),
             received: Mutex::new(VecDeque::new()),
             encryption: options.encryption,
+            allow_plain: options.allow_plain,
             max_payload: options.max_payload,
             timer: timer.clone(),
         });
@@ -946,6 +976,7 @@ fn start_conn(shared: &Arc<Shared>, stream: TcpStream) -> io::Result<()> {
             }),
             closed: AtomicBool::new(false),
             close_reason: Mutex::new(None),
+            encryption: Mutex::new(None),
             next_seq: AtomicU32::new(1),
             version: AtomicU8::new(VERSION),
             pending: Mutex::new(HashMap::new()),
@@ -1019,19 +1050,24 @@ fn read_loop(shared: &Arc<Shared>, conn: &ServerConn, mut stream: TcpStream) -> 
         let mut input = &buf[..n];
         if let Some(pre) = handshake.as_mut() {
             pre.extend_from_slice(input);
-            let Some((dec, used)) = try_handshake(shared, conn, pre)? else {
-                continue;
-            };
-            let rest = pre.split_off(used);
-            handshake = None;
-            decryptor = Some(dec);
-            plain.clear();
-            decryptor
-                .as_mut()
-                .expect("just set")
-                .decrypt(&rest, &mut plain)
-                .map_err(|e| format!("cannot decrypt: {e}"))?;
-            decoder.feed(&plain);
+            match try_handshake(shared, conn, pre)? {
+                None => continue,
+                Some(Start::Plain) => {
+                    // A plain client on a server that allows it: the bytes
+                    // buffered so far are ordinary frames.
+                    let pre = handshake.take().expect("buffering");
+                    decoder.feed(&pre);
+                }
+                Some(Start::Encrypted(dec, used)) => {
+                    let rest = pre.split_off(used);
+                    handshake = None;
+                    let dec = decryptor.insert(*dec);
+                    plain.clear();
+                    dec.decrypt(&rest, &mut plain)
+                        .map_err(|e| format!("cannot decrypt: {e}"))?;
+                    decoder.feed(&plain);
+                }
+            }
             input = &[];
         }
         if let Some(dec) = decryptor.as_mut() {
@@ -1068,14 +1104,22 @@ fn read_loop(shared: &Arc<Shared>, conn: &ServerConn, mut stream: TcpStream) -> 
     }
 }
 
+/// How a connection to an encrypted server starts.
+enum Start {
+    /// With a `*key` frame of this many bytes: the rest is encrypted.
+    Encrypted(Box<Decryptor>, usize),
+    /// With another frame, on a server that allows plain clients.
+    Plain,
+}
+
 /// Tries to complete the `*key` handshake from the raw bytes received so far.
-/// `Ok(None)`: more bytes needed. `Ok(Some((decryptor, n)))`: done, the
-/// frame was `n` bytes. `Err`: close the connection without answering.
+/// `Ok(None)`: more bytes needed. `Ok(Some(start))`: how the connection
+/// goes on. `Err`: close the connection without answering.
 fn try_handshake(
     shared: &Arc<Shared>,
     conn: &ServerConn,
     pre: &[u8],
-) -> Result<Option<(Decryptor, usize)>, String> {
+) -> Result<Option<Start>, String> {
     if pre.len() < HEADER_LEN {
         return Ok(None);
     }
@@ -1099,6 +1143,11 @@ fn try_handshake(
         .map_err(|e| format!("bad first frame: {e}"))?;
     let quest = match frame {
         Frame::Quest(q) if q.method == "*key" && q.seq.is_some() => q,
+        _ if shared.allow_plain => {
+            conn.inner.version.store(header.version, Ordering::SeqCst);
+            log::debug!("conn {}: not encrypted", conn.id());
+            return Ok(Some(Start::Plain));
+        }
         Frame::Quest(q) => {
             return Err(format!(
                 "the first quest is `{}`, not a two-way `*key`, on an encrypted server",
@@ -1131,14 +1180,22 @@ fn try_handshake(
         .map_err(|e| format!("`*key` refused: {e}"))?;
     lock(&conn.inner.writer).encryptor = Some(encryptor);
     conn.inner.version.store(header.version, Ordering::SeqCst);
-    log::debug!(
-        "conn {}: encrypted ({} mode, AES-{bits})",
-        conn.id(),
-        if stream_mode { "stream" } else { "package" }
-    );
+    let mode = if stream_mode {
+        CipherMode::Stream
+    } else {
+        CipherMode::Package
+    };
+    let key_bits = if bits == 128 {
+        KeyBits::Aes128
+    } else {
+        KeyBits::Aes256
+    };
+    *lock(&conn.inner.encryption) = Some((mode, key_bits));
+    log::debug!("conn {}: encrypted ({mode:?} mode, AES-{bits})", conn.id());
     // Faults apply (a frozen server does not answer `*key` either).
     conn.deliver(quest.seq, Reply::ok(), false);
-    Ok(Some((decryptor, len)))
+    shared.service.on_encrypted(conn);
+    Ok(Some(Start::Encrypted(Box::new(decryptor), len)))
 }
 
 fn handle_quest(shared: &Arc<Shared>, conn: &ServerConn, quest: Quest) {
@@ -1531,6 +1588,37 @@ mod tests {
         encrypted_roundtrip(Curve::Secp256k1, CipherMode::Package, KeyBits::Aes128);
         encrypted_roundtrip(Curve::Secp256r1, CipherMode::Stream, KeyBits::Aes128);
         encrypted_roundtrip(Curve::Secp256r1, CipherMode::Package, KeyBits::Aes256);
+    }
+
+    #[test]
+    fn an_encrypted_server_may_serve_plain_clients_too() {
+        let key = ServerPrivateKey::generate(Curve::Secp256r1);
+        let public = key.public_key();
+        let server = FpnnServer::start(
+            echo(),
+            ServerOptions::new().encryption(key).allow_plain(true),
+        )
+        .unwrap();
+        let p = map(vec![("a", 1.into())]);
+        // Plain, in one write with a second frame, and by bytes.
+        let mut c = RawClient::connect(&server.endpoint());
+        assert_eq!(c.call("echo", &p).into_result().unwrap(), p);
+        assert_eq!(c.call("echo", &p).into_result().unwrap(), p);
+        let conn = server.connections().pop().unwrap();
+        assert_eq!(conn.encryption(), None);
+        // A `*key` after another quest closes, as on the C++ server.
+        c.send("*key", &map(vec![]));
+        c.expect_closed();
+        // Encrypted clients still work.
+        let mut c = RawClient::connect(&server.endpoint());
+        let seq = c.handshake(&public, CipherMode::Stream, KeyBits::Aes256, true);
+        assert_eq!(c.read_answer().seq, seq);
+        assert_eq!(c.call("echo", &p).into_result().unwrap(), p);
+        let conn = server.connections().pop().unwrap();
+        assert_eq!(
+            conn.encryption(),
+            Some((CipherMode::Stream, KeyBits::Aes256))
+        );
     }
 
     #[test]
