@@ -693,6 +693,10 @@ fn huge_durations_never_panic_and_the_timer_keeps_working() {
         // A server that closes the connection: the huge back-off does not
         // panic the supervisor (keepalive is on: it redials at once, the
         // first attempts are immediate).
+        assert!(wait_until(Duration::from_secs(5), || server
+            .connections()
+            .len()
+            == 1));
         for c in server.connections() {
             c.close();
         }
@@ -934,6 +938,10 @@ fn an_idle_client_does_not_redial_after_the_server_closes_it() {
         .unwrap();
         let events = record_events(&client);
         client.connect().unwrap();
+        assert!(wait_until(Duration::from_secs(5), || server
+            .connections()
+            .len()
+            == 1));
         for c in server.connections() {
             c.close();
         }
