@@ -964,3 +964,36 @@ fn an_idle_client_does_not_redial_after_the_server_closes_it() {
         assert_eq!(server.connection_count(), 2);
     });
 }
+
+#[test]
+fn a_call_made_from_a_callback_never_dials_on_the_callback_thread() {
+    watchdog(Duration::from_secs(30), || {
+        // A resend (or any call) made from a callback while its client is
+        // disconnected is queued: the callback thread goes on at once.
+        let stalled = common::stalled_endpoint();
+        let stalled_client = FpnnClient::new(
+            stalled.endpoint.clone(),
+            ClientConfig::default().connect_timeout(Duration::from_secs(3)),
+        )
+        .unwrap();
+        let server = hold_server();
+        let client = FpnnClient::new(server.endpoint(), ClientConfig::default()).unwrap();
+        let (tx, rx) = unbounded();
+        for _ in 0..4 {
+            let tx = tx.clone();
+            let other = stalled_client.clone();
+            client.call_with_callback("x", empty(), None, move |_| {
+                let t = Instant::now();
+                other.call_with_callback("x", empty(), Duration::from_millis(500), |_| {});
+                tx.send(t.elapsed()).unwrap();
+            });
+        }
+        for _ in 0..4 {
+            let took = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert!(
+                took < Duration::from_millis(100),
+                "a call from a callback blocked its thread for {took:?}"
+            );
+        }
+    });
+}
