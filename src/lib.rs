@@ -106,5 +106,16 @@ pub mod rtm;
 pub mod emulator;
 
 pub use error::{codes, Error, ProtocolError, Result};
+/// The msgpack crate the raw calls speak (`rmpv::Value` maps), re-exported
+/// so that its version always matches this crate's.
+pub use rmpv;
+/// A msgpack value: the parameters and answer of the raw
+/// [`RtmServerClient::call`] and of [`FpnnClient`] calls.
+pub use rmpv::Value;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 pub use fpnn::{ClientConfig, FpnnClient};
 pub use rtm::{AdminCommand, RtcRoomMembers, RtcRoomType, RtmServerClient, VoiceRoomMembers};

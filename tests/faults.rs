@@ -15,7 +15,9 @@ use crossbeam_channel::unbounded;
 use rmpv::Value;
 use rtm_server_sdk::emulator::{FpnnServer, Reply, RtmEmulator, ServerOptions};
 use rtm_server_sdk::fpnn::{ConnectionEvent, KeepaliveConfig, ReconnectStrategy};
-use rtm_server_sdk::rtm::{MessageBody, PushEvent, PushHandler, PushMessage};
+use rtm_server_sdk::rtm::{
+    ListenStatus, ListenTargets, MessageBody, PushEvent, PushHandler, PushMessage,
+};
 use rtm_server_sdk::{ClientConfig, Error, FpnnClient, RtmServerClient};
 
 const PID: i64 = 11000001;
@@ -45,9 +47,23 @@ fn killed_and_restarted_server_calls_fail_once_and_listen_state_is_restored() {
                 .connect_timeout(Duration::from_secs(2))
                 .reconnect(fast_reconnect()),
         );
-        client.add_listen(&[1, 2], &[3], &[], &["login"]).unwrap();
-        client.set_listen_status(false, true, false, false).unwrap();
-        client.remove_listen(&[2], &[], &[], &[]).unwrap();
+        client
+            .add_listen(
+                &ListenTargets::new()
+                    .groups([1, 2])
+                    .rooms([3])
+                    .events(["login"]),
+            )
+            .unwrap();
+        client
+            .set_listen_status(ListenStatus {
+                rooms: true,
+                ..Default::default()
+            })
+            .unwrap();
+        client
+            .remove_listen(&ListenTargets::new().groups([2]))
+            .unwrap();
         let expected = client.listen_state();
         assert_eq!(expected.gids.iter().copied().collect::<Vec<_>>(), vec![1]);
         assert!(expected.all_rooms);
@@ -257,16 +273,16 @@ struct Recorder {
 struct Handler(Arc<Recorder>);
 
 impl PushHandler for Handler {
-    fn on_message(&self, m: &PushMessage) {
+    fn on_message(&self, _: &RtmServerClient, m: &PushMessage) {
         self.0.messages.lock().unwrap().push(m.clone());
     }
-    fn on_room_message(&self, m: &PushMessage) {
+    fn on_room_message(&self, _: &RtmServerClient, m: &PushMessage) {
         self.0.messages.lock().unwrap().push(m.clone());
     }
-    fn on_event(&self, e: &PushEvent) {
+    fn on_event(&self, _: &RtmServerClient, e: &PushEvent) {
         self.0.events.lock().unwrap().push(e.clone());
     }
-    fn on_ping(&self) {
+    fn on_ping(&self, _: &RtmServerClient) {
         self.0.pings.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -353,9 +369,9 @@ fn pushes_under_load_are_answered_and_delivered_once() {
         let mids: HashSet<i64> = messages.iter().map(|m| m.mid).collect();
         assert_eq!(mids.len(), 300);
         let m0 = messages.iter().find(|m| m.mid == 0).unwrap();
-        assert_eq!(m0.msg, MessageBody::Binary(vec![0, 1, 2, 255]));
+        assert_eq!(m0.body, MessageBody::Binary(vec![0, 1, 2, 255]));
         let m1 = messages.iter().find(|m| m.mid == 1).unwrap();
-        assert_eq!(m1.msg.as_text(), Some("hello 1"));
+        assert_eq!(m1.body.as_text(), Some("hello 1"));
         assert_eq!((m1.from, m1.to, m1.mtype), (7, 8, 30));
         assert_eq!(recorder.events.lock().unwrap().len(), 6);
         assert_eq!(recorder.pings.load(Ordering::SeqCst), 6);
@@ -403,7 +419,9 @@ fn close_cuts_a_connect_in_progress_short() {
                 .connect_timeout(Duration::from_secs(20))
                 .reconnect(fast_reconnect()),
         );
-        client.add_listen(&[1], &[], &[], &[]).unwrap();
+        client
+            .add_listen(&ListenTargets::new().groups([1]))
+            .unwrap();
         // The server stops answering and drops the connection: the
         // background reconnect then hangs in the listen restore (which waits
         // up to the 20 s connect timeout).

@@ -14,7 +14,8 @@ use rmpv::Value;
 use rtm_server_sdk::emulator::RtmEmulator;
 use rtm_server_sdk::fpnn::codec::map_get;
 use rtm_server_sdk::{
-    codes, AdminCommand, ClientConfig, Error, Result, RtcRoomType, RtmServerClient,
+    codes, rtm::RtcRoomOptions, AdminCommand, ClientConfig, Error, Result, RtcRoomType,
+    RtmServerClient,
 };
 
 const PID: i64 = 11000001;
@@ -256,7 +257,15 @@ fn the_quests_on_the_wire_match_the_protocol(v: Variant) {
         c.get_voice_room_list().unwrap();
         c.kick_out_from_voice_room(rid, 2, uid).unwrap();
         c.close_voice_room(rid).unwrap();
-        c.pull_into_rtc_room(rid, &[uid], RtcRoomType::Video, Some(30), None)
+        c.pull_into_rtc_room(
+            rid,
+            &[uid],
+            RtcRoomType::Video,
+            RtcRoomOptions {
+                voice_range: Some(30),
+                ..Default::default()
+            },
+        )
             .unwrap();
         c.admin_command(rid, &[uid], AdminCommand::ForbidSendingAudio)
             .unwrap();
@@ -341,10 +350,19 @@ fn the_quests_on_the_wire_match_the_protocol(v: Variant) {
 fn every_rtc_room_method_in_both_forms(v: Variant) {
     watchdog(Duration::from_secs(30), move || {
         let (_emu, c) = setup(v);
-        c.pull_into_rtc_room(5, &[1, 2], RtcRoomType::Voice, None, None)
+        c.pull_into_rtc_room(5, &[1, 2], RtcRoomType::Voice, RtcRoomOptions::default())
             .unwrap();
         via_callback(|f| {
-            c.pull_into_rtc_room_with_callback(6, &[3], RtcRoomType::Video, Some(10), Some(4), f)
+            c.pull_into_rtc_room_with_callback(
+                6,
+                &[3],
+                RtcRoomType::Video,
+                RtcRoomOptions {
+                    voice_range: Some(10),
+                    max_receive_streams: Some(4),
+                },
+                f,
+            )
         })
         .unwrap();
         assert_eq!(sorted(c.get_rtc_room_list().unwrap()), vec![5, 6]);

@@ -85,8 +85,23 @@
 pub mod rtm;
 pub mod server;
 
+mod data;
+mod devices;
+mod files;
+mod groups;
+mod imserver;
+mod messages;
+mod moderation;
+mod params;
+mod relations;
+mod rooms;
+mod users;
+
 #[cfg(test)]
 mod testutil;
 
+pub use groups::Group;
+pub use imserver::{ApplyGrant, ImGroup};
+pub use rooms::Room;
 pub use rtm::{ListenState, Rooms, RtcRoom, RtmEmulator, UserFlags, VoiceRoom};
 pub use server::{Faults, FpnnServer, Reply, ServerConn, ServerOptions, Service};

@@ -8,7 +8,7 @@
 //!   project id), `salt`, `ts` (ints) and `sign` (str), with
 //!   `sign == UPPERCASE_HEX(MD5("<pid>:<secret>:<salt>:<method>:<ts>"))`;
 //!   otherwise the answer is error 200002 (`RTM_EC_INVALID_PID_OR_SIGN`).
-//!   A `(salt, sign)` pair seen before (among the last 100,000) gives 200006
+//!   A `(salt, sign)` pair seen before (among the last 10,000, [`SEEN_SIGNS_CAPACITY`]) gives 200006
 //!   (`RTM_EC_SAME_SIGN`). `ts` is not compared with the clock.
 //! * An unknown method gives 20004 (checked before the signature), a missing
 //!   parameter 10009 and a parameter of the wrong type 10010 (the message
@@ -30,13 +30,13 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use md5::{Digest, Md5};
 use rmpv::Value;
 
+use super::params::*;
 use super::server::{lock, FpnnServer, Reply, ServerConn, ServerOptions, Service};
 use crate::codes;
 use crate::error::Error;
-use crate::fpnn::codec::{map_get, Quest};
+use crate::fpnn::codec::Quest;
 
 /// How many `(salt, sign)` pairs the emulator remembers for the same-sign
 /// check (the most recent ones). Kept modest so that a long test run
@@ -111,7 +111,7 @@ pub struct RtcRoom {
     /// The administrators (appointed with `adminCommand` 0).
     pub administrators: BTreeSet<i64>,
     /// The first user pulled into the new room, if any (kept after it
-    /// leaves); answered as `owner` (0 when none).
+    /// leaves); answered as `owner` (left out when none).
     pub owner: Option<i64>,
     /// Users invited and not (yet) pulled in.
     pub invited: BTreeSet<i64>,
@@ -162,19 +162,110 @@ pub struct ListenState {
     pub ev: bool,
 }
 
+/// The whole state of an emulator, behind one lock. Each API family keeps
+/// its part in a field of its own, defined in its own file.
 #[derive(Default)]
-struct RtmState {
+#[allow(dead_code)] // families fill in their parts
+pub(crate) struct RtmState {
     voice: BTreeMap<i64, VoiceRoom>,
     rtc: BTreeMap<i64, RtcRoom>,
     seen: HashSet<(String, String)>,
     seen_order: VecDeque<(String, String)>,
-    listen: HashMap<u64, ListenState>,
+    pub(crate) listen: HashMap<u64, ListenState>,
+    /// Added to the real clock (see [`RtmEmulator::advance_clock`]).
+    clock_offset_ms: i64,
+    pub(crate) users: super::users::Users,
+    pub(crate) relations: super::relations::Relations,
+    pub(crate) data: super::data::Data,
+    pub(crate) groups: super::groups::Groups,
+    pub(crate) rooms: super::rooms::RoomsState,
+    pub(crate) devices: super::devices::Devices,
+    pub(crate) im: super::imserver::ImServer,
+    pub(crate) messages: super::messages::Messages,
+    pub(crate) moderation: super::moderation::Moderation,
+    pub(crate) files: super::files::Files,
 }
 
-struct RtmShared {
-    pid: i64,
+impl RtmState {
+    /// The emulator's clock in milliseconds since the Unix epoch (the real
+    /// clock plus whatever [`RtmEmulator::advance_clock`] added).
+    pub(crate) fn now_ms(&self) -> i64 {
+        super::server::now_ms().saturating_add(self.clock_offset_ms)
+    }
+
+    /// The emulator's clock in seconds.
+    #[allow(dead_code)]
+    pub(crate) fn now_s(&self) -> i64 {
+        self.now_ms() / 1000
+    }
+}
+
+/// What a handler may need besides the state: the connection the quest
+/// came on, and an outbox of pushes sent once the state lock is released.
+#[allow(dead_code)]
+pub(crate) struct Ctx<'a> {
+    /// The connection of the quest.
+    pub conn: &'a ServerConn,
+    /// The pid of the emulator.
+    pub pid: i64,
+    /// Pushes to send after the quest was handled: (connection id, method,
+    /// payload). Each is sent as a two-way quest from a helper thread.
+    pub outbox: Vec<(u64, &'static str, Value)>,
+}
+
+impl<'a> Ctx<'a> {
+    /// The context of a quest on `conn`, with an empty outbox.
+    pub(crate) fn new(conn: &'a ServerConn, pid: i64) -> Ctx<'a> {
+        Ctx {
+            conn,
+            pid,
+            outbox: Vec::new(),
+        }
+    }
+}
+
+/// One API family of the emulator: its methods and its handler.
+pub(crate) struct Family {
+    pub methods: &'static [&'static str],
+    pub dispatch: fn(&mut RtmState, &mut Ctx<'_>, &str, &Value) -> R<Value>,
+}
+
+/// Every family besides the rooms and listen (handled in this file).
+const FAMILIES: &[&Family] = &[
+    &super::users::FAMILY,
+    &super::relations::FAMILY,
+    &super::data::FAMILY,
+    &super::groups::FAMILY,
+    &super::rooms::FAMILY,
+    &super::devices::FAMILY,
+    &super::imserver::FAMILY,
+    &super::messages::FAMILY,
+    &super::moderation::FAMILY,
+    &super::files::FAMILY,
+];
+
+fn family_of(method: &str) -> Option<&'static Family> {
+    FAMILIES
+        .iter()
+        .copied()
+        .find(|f| f.methods.contains(&method))
+}
+
+/// Every method the emulator implements (besides `*ping` and `*key`).
+pub fn implemented_methods() -> Vec<&'static str> {
+    let mut all = METHODS.to_vec();
+    for f in FAMILIES {
+        all.extend_from_slice(f.methods);
+    }
+    all
+}
+
+pub(crate) struct RtmShared {
+    pub(crate) pid: i64,
     secret: String,
-    state: Mutex<RtmState>,
+    pub(crate) state: Mutex<RtmState>,
+    /// The open connections, by id (for pushes to listeners).
+    pub(crate) conns: Mutex<HashMap<u64, ServerConn>>,
 }
 
 struct RtmService(Arc<RtmShared>);
@@ -184,7 +275,9 @@ struct RtmService(Arc<RtmShared>);
 /// [`stop`](Self::stop), or dropping it, stops the server.
 pub struct RtmEmulator {
     server: FpnnServer,
-    shared: Arc<RtmShared>,
+    /// The file gate (see `files.rs`), started and stopped with the server.
+    pub(crate) file_gate: FpnnServer,
+    pub(crate) shared: Arc<RtmShared>,
 }
 
 impl fmt::Debug for RtmEmulator {
@@ -222,9 +315,16 @@ impl RtmEmulator {
             pid,
             secret: secret.to_string(),
             state: Mutex::new(RtmState::default()),
+            conns: Mutex::new(HashMap::new()),
         });
+        let max_payload = options.max_payload;
         let server = FpnnServer::start(RtmService(shared.clone()), options)?;
-        Ok(RtmEmulator { server, shared })
+        let file_gate = super::files::start_gate(shared.clone(), max_payload)?;
+        Ok(RtmEmulator {
+            server,
+            file_gate,
+            shared,
+        })
     }
 
     /// The endpoint a client dials: `"127.0.0.1:PORT"`.
@@ -247,9 +347,25 @@ impl RtmEmulator {
         &self.server
     }
 
-    /// Stops the emulator (idempotent); the room state stays readable.
+    /// Stops the emulator and its file gate (idempotent); the room state
+    /// stays readable.
     pub fn stop(&mut self) {
         self.server.stop();
+        self.file_gate.stop();
+    }
+
+    /// Moves the emulator's clock forward by `by` (bans, tokens and
+    /// message times follow it), so that a test sees an expiry without
+    /// waiting. The clock never goes back.
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        let mut st = lock(&self.shared.state);
+        st.clock_offset_ms = st.clock_offset_ms.saturating_add(ms);
+    }
+
+    /// The emulator's clock, in milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> i64 {
+        lock(&self.shared.state).now_ms()
     }
 
     /// A snapshot of every room.
@@ -324,148 +440,36 @@ impl RtmEmulator {
     }
 }
 
-/// `UPPERCASE_HEX(MD5("<pid>:<secret>:<salt>:<method>:<ts>"))`
-/// (PROTOCOL.md 5.2).
-pub fn rtm_sign(pid: &str, secret: &str, salt: &str, method: &str, ts: &str) -> String {
-    let digest = Md5::digest(format!("{pid}:{secret}:{salt}:{method}:{ts}").as_bytes());
-    hex::encode_upper(digest)
-}
-
-// ---------------------------------------------------------------------------
-// Parameter helpers
-// ---------------------------------------------------------------------------
-
-type R<T> = Result<T, Reply>;
-
-fn missing(key: &str) -> Reply {
-    Reply::error(
-        codes::FPNN_EC_PROTO_KEY_NOT_FOUND,
-        format!("missing parameter `{key}`"),
-    )
-}
-
-fn wrong_type(key: &str, what: &str) -> Reply {
-    Reply::error(
-        codes::FPNN_EC_PROTO_TYPE_CONVERT,
-        format!("parameter `{key}` must be {what}"),
-    )
-}
-
-fn not_in_room(msg: String) -> Reply {
-    Reply::error(codes::RTM_EC_NOT_IN_ROOM, msg)
-}
-
-fn no_room(rid: i64) -> Reply {
-    not_in_room(format!("room {rid} does not exist"))
-}
-
-/// The value of `key`; an explicit nil counts as absent.
-fn get<'a>(p: &'a Value, key: &str) -> Option<&'a Value> {
-    map_get(p, key).filter(|v| !v.is_nil())
-}
-
-fn opt_int(p: &Value, key: &str) -> R<Option<i64>> {
-    match get(p, key) {
-        None => Ok(None),
-        Some(v) => v
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| wrong_type(key, "an int")),
-    }
-}
-
-fn int(p: &Value, key: &str) -> R<i64> {
-    opt_int(p, key)?.ok_or_else(|| missing(key))
-}
-
-fn boolean(p: &Value, key: &str) -> R<bool> {
-    match get(p, key) {
-        None => Err(missing(key)),
-        Some(v) => v.as_bool().ok_or_else(|| wrong_type(key, "a bool")),
-    }
-}
-
-fn opt_bool(p: &Value, key: &str) -> R<Option<bool>> {
-    match get(p, key) {
-        None => Ok(None),
-        Some(v) => v
-            .as_bool()
-            .map(Some)
-            .ok_or_else(|| wrong_type(key, "a bool")),
-    }
-}
-
-fn opt_int_list(p: &Value, key: &str) -> R<Option<Vec<i64>>> {
-    match get(p, key) {
-        None => Ok(None),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(Value::as_i64)
-            .collect::<Option<Vec<_>>>()
-            .map(Some)
-            .ok_or_else(|| wrong_type(key, "an array of ints")),
-        Some(_) => Err(wrong_type(key, "an array of ints")),
-    }
-}
-
-fn int_list(p: &Value, key: &str) -> R<Vec<i64>> {
-    opt_int_list(p, key)?.ok_or_else(|| missing(key))
-}
-
-fn opt_str_list(p: &Value, key: &str) -> R<Option<Vec<String>>> {
-    let bad = || wrong_type(key, "an array of strings");
-    match get(p, key) {
-        None => Ok(None),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| match v {
-                Value::String(s) => s.as_str().map(str::to_string),
-                Value::Binary(b) => String::from_utf8(b.clone()).ok(),
-                _ => None,
-            })
-            .collect::<Option<Vec<_>>>()
-            .map(Some)
-            .ok_or_else(bad),
-        Some(_) => Err(bad()),
-    }
-}
-
-/// The decimal text of any msgpack int (u64 above `i64::MAX` included).
-fn int_text(v: Option<&Value>) -> Option<String> {
-    let v = v?;
-    v.as_i64()
-        .map(|i| i.to_string())
-        .or_else(|| v.as_u64().map(|u| u.to_string()))
-}
-
-fn ids<'a>(set: impl IntoIterator<Item = &'a i64>) -> Value {
-    Value::Array(set.into_iter().map(|&i| Value::from(i)).collect())
-}
-
-fn obj(entries: Vec<(&str, Value)>) -> Value {
-    crate::fpnn::codec::map_of(entries)
-}
-
-fn empty() -> Value {
-    Value::Map(Vec::new())
-}
-
 // ---------------------------------------------------------------------------
 // The service
 // ---------------------------------------------------------------------------
 
+/// The signature the gateway expects, from the decimal texts of `salt` and
+/// `ts` as they arrived (other SDKs may send a salt above `i64::MAX` as a
+/// msgpack uint64, which `crate::rtm::sign` cannot take).
+fn rtm_sign(pid: &str, secret: &str, salt: &str, method: &str, ts: &str) -> String {
+    use md5::{Digest, Md5};
+    hex::encode_upper(Md5::digest(format!("{pid}:{secret}:{salt}:{method}:{ts}")))
+}
+
 impl Service for RtmService {
     fn on_quest(&self, conn: &ServerConn, quest: &Quest) -> Reply {
         let method = quest.method.as_str();
-        if !METHODS.contains(&method) {
+        if !METHODS.contains(&method) && family_of(method).is_none() {
             return Reply::error(
                 codes::FPNN_EC_CORE_UNKNOWN_METHOD,
                 format!("unknown method `{method}`"),
             );
         }
+        let mut cx = Ctx {
+            conn,
+            pid: self.0.pid,
+            outbox: Vec::new(),
+        };
         let result = self
             .authenticate(method, &quest.payload)
-            .and_then(|()| self.dispatch(conn, method, &quest.payload));
+            .and_then(|()| self.dispatch(&mut cx, method, &quest.payload));
+        self.0.send_outbox(std::mem::take(&mut cx.outbox));
         match result {
             Ok(v) => Reply::Answer(v),
             Err(r) => {
@@ -475,7 +479,12 @@ impl Service for RtmService {
         }
     }
 
+    fn on_connect(&self, conn: &ServerConn) {
+        lock(&self.0.conns).insert(conn.id(), conn.clone());
+    }
+
     fn on_disconnect(&self, conn: &ServerConn) {
+        lock(&self.0.conns).remove(&conn.id());
         lock(&self.0.state).listen.remove(&conn.id());
     }
 }
@@ -512,10 +521,49 @@ impl RtmService {
         st.seen_order.push_back(key);
         Ok(())
     }
+}
 
-    fn dispatch(&self, conn: &ServerConn, method: &str, p: &Value) -> R<Value> {
+impl RtmShared {
+    /// Sends the pushes a quest produced to the RTM connections, from a
+    /// helper thread (a push waits for the client's answer, which the
+    /// connection's own reader thread must stay free to read). The file
+    /// gate sends its pushes here too.
+    pub(crate) fn send_outbox(&self, outbox: Vec<(u64, &'static str, Value)>) {
+        if outbox.is_empty() {
+            return;
+        }
+        let conns = lock(&self.conns);
+        let targets: Vec<(ServerConn, &'static str, Value)> = outbox
+            .into_iter()
+            .filter_map(|(id, m, v)| conns.get(&id).map(|c| (c.clone(), m, v)))
+            .collect();
+        drop(conns);
+        if targets.is_empty() {
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("emu-push".into())
+            .spawn(move || {
+                for (conn, method, payload) in targets {
+                    if let Err(e) = conn.push(method, payload) {
+                        log::debug!("emulator: push `{method}` to connection {}: {e}", conn.id());
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!("emulator: cannot spawn a push thread: {e}");
+        }
+    }
+}
+
+impl RtmService {
+    fn dispatch(&self, cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<Value> {
         let mut guard = lock(&self.0.state);
         let st = &mut *guard;
+        if let Some(family) = family_of(method) {
+            return (family.dispatch)(st, cx, method, p);
+        }
+        let conn = cx.conn;
         match method {
             // ---- voice rooms ----
             "pullIntoVoiceRoom" => {
@@ -637,11 +685,14 @@ impl RtmService {
             "getRTCRoomMembers" => {
                 let rid = int(p, "rid")?;
                 let room = st.rtc.get(&rid).ok_or_else(|| no_room(rid))?;
-                Ok(obj(vec![
+                let mut answer = vec![
                     ("uids", ids(&room.members)),
                     ("administrators", ids(&room.administrators)),
-                    ("owner", Value::from(room.owner.unwrap_or(0))),
-                ]))
+                ];
+                if let Some(owner) = room.owner {
+                    answer.push(("owner", Value::from(owner)));
+                }
+                Ok(obj(answer))
             }
             "getRTCRoomMemberCount" => {
                 let rid = int(p, "rid")?;
@@ -774,6 +825,7 @@ fn apply_listen(
 
 #[cfg(test)]
 mod tests {
+    use crate::fpnn::codec::map_get;
     use std::sync::atomic::{AtomicI64, Ordering};
     use std::time::{Duration, Instant};
 
@@ -942,7 +994,10 @@ mod tests {
         ]);
         assert!(c.call("getRTCRoomList", &p).into_result().is_ok());
         // Unknown methods: 20004, before authentication; *ping needs no auth.
-        assert_eq!(code(c.call("sendmsg", &map(vec![])).into_result()), 20004);
+        assert_eq!(
+            code(c.call("noSuchMethod", &map(vec![])).into_result()),
+            20004
+        );
         assert_eq!(code(call(&mut c, "getRoomList", vec![])), 20004);
         assert!(c.call("*ping", &map(vec![])).into_result().is_ok());
     }

@@ -54,6 +54,8 @@ pub(crate) struct RtmInner {
     pub(crate) listen: Arc<Mutex<ListenState>>,
     push: Arc<PushDispatch>,
     fpnn: FpnnClient,
+    /// The file-gate clients (see `files.rs`).
+    files: Arc<super::files::FileGates>,
 }
 
 /// The project's credentials; signs quests.
@@ -115,15 +117,45 @@ fn should_resend(err: &Error) -> bool {
 impl RtmServerClient {
     /// A client for project `pid` with its `secret` key, talking to
     /// `endpoint` (`host:port`), with the default [`ClientConfig`]
-    /// (30 s connect and quest timeouts).
+    /// (30 s connect and quest timeouts). Nothing is connected yet: the
+    /// first call connects.
     ///
-    /// Nothing is connected yet; fails only when the client's threads cannot
-    /// be started.
+    /// ```
+    /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(11000001, "secret").unwrap();
+    /// # let endpoint = emulator.endpoint();
+    /// use rtm_server_sdk::RtmServerClient;
+    /// let client = RtmServerClient::new(11000001, "secret", endpoint)?;
+    /// assert_eq!(client.get_voice_room_list()?, Vec::<i64>::new());
+    /// # Ok::<(), rtm_server_sdk::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when `endpoint` is not of the form
+    /// `host:port`, and an I/O error when the client's threads cannot be
+    /// started.
     pub fn new(pid: i64, secret: impl Into<String>, endpoint: impl Into<String>) -> Result<Self> {
         Self::with_config(pid, secret, endpoint, ClientConfig::default())
     }
 
     /// Like [`new`](RtmServerClient::new), with a configuration.
+    ///
+    /// ```
+    /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(11000001, "secret").unwrap();
+    /// # let endpoint = emulator.endpoint();
+    /// use std::time::Duration;
+    /// use rtm_server_sdk::{ClientConfig, RtmServerClient};
+    /// let config = ClientConfig::default()
+    ///     .connect_timeout(Duration::from_secs(5))
+    ///     .quest_timeout(Duration::from_secs(10));
+    /// let client = RtmServerClient::with_config(11000001, "secret", endpoint, config)?;
+    /// client.connect()?; // fail fast on a wrong endpoint
+    /// # Ok::<(), rtm_server_sdk::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](RtmServerClient::new).
     pub fn with_config(
         pid: i64,
         secret: impl Into<String>,
@@ -145,13 +177,17 @@ impl RtmServerClient {
         fpnn.core().set_wanted(Arc::new(move || {
             *lock(&listening) != ListenState::default()
         }));
+        let files = Arc::new(super::files::FileGates::new(fpnn.config()));
+        let inner = Arc::new(RtmInner {
+            signer,
+            listen,
+            push,
+            fpnn,
+            files,
+        });
+        inner.push.set_client(Arc::downgrade(&inner));
         Ok(RtmServerClient {
-            inner: Arc::new(RtmInner {
-                signer,
-                listen,
-                push,
-                fpnn,
-            }),
+            inner,
             timeout: None,
         })
     }
@@ -164,22 +200,57 @@ impl RtmServerClient {
         *lock(&self.inner.push.handler) = Some(Arc::new(handler));
     }
 
-    /// Installs the handler of connection events; see
-    /// [`FpnnClient::set_event_handler`].
-    pub fn set_event_handler(&self, handler: impl Fn(&ConnectionEvent) + Send + Sync + 'static) {
-        self.inner
-            .fpnn
-            .set_event_handler(move |_, event| handler(event))
+    /// Installs the handler of connection events (see [`ConnectionEvent`]
+    /// and [`FpnnClient::set_event_handler`]), replacing any previous one.
+    ///
+    /// The handler is given the client: use that reference rather than
+    /// capturing a clone of the client in the closure (a captured clone
+    /// would keep the client alive for as long as the handler is
+    /// installed, so that dropping every other handle would not close it).
+    ///
+    /// ```
+    /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
+    /// # let client = rtm_server_sdk::RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
+    /// use rtm_server_sdk::fpnn::ConnectionEvent;
+    /// client.set_event_handler(|client, event| match event {
+    ///     ConnectionEvent::Connected { .. } => log::info!("project {} connected", client.pid()),
+    ///     other => log::warn!("{other:?}"),
+    /// });
+    /// client.connect()?;
+    /// # Ok::<(), rtm_server_sdk::Error>(())
+    /// ```
+    pub fn set_event_handler(
+        &self,
+        handler: impl Fn(&RtmServerClient, &ConnectionEvent) + Send + Sync + 'static,
+    ) {
+        let weak = self.downgrade();
+        self.inner.fpnn.set_event_handler(move |_, event| {
+            if let Some(inner) = weak.upgrade() {
+                handler(
+                    &RtmServerClient {
+                        inner,
+                        timeout: None,
+                    },
+                    event,
+                )
+            }
+        })
     }
 
     /// A handle to the same client whose calls wait at most `timeout` for
     /// their answer (zero means the configured default).
     ///
-    /// ```no_run
-    /// # use std::time::Duration;
-    /// # fn demo(client: &rtm_server_sdk::RtmServerClient) -> rtm_server_sdk::Result<()> {
-    /// let rooms = client.with_timeout(Duration::from_secs(2)).get_voice_room_list()?;
-    /// # let _ = rooms; Ok(()) }
+    /// The timeout reaches every call made through the handle, the raw
+    /// ones of [`fpnn`](Self::fpnn) included.
+    ///
+    /// ```
+    /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
+    /// # let client = rtm_server_sdk::RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
+    /// use std::time::Duration;
+    /// let quick = client.with_timeout(Duration::from_secs(2));
+    /// let rooms = quick.get_voice_room_list()?;
+    /// assert_eq!(quick.fpnn().timeout(), Some(Duration::from_secs(2)));
+    /// # let _ = rooms; Ok::<(), rtm_server_sdk::Error>(())
     /// ```
     pub fn with_timeout(&self, timeout: Duration) -> RtmServerClient {
         RtmServerClient {
@@ -193,28 +264,47 @@ impl RtmServerClient {
     }
 
     /// The per-call timeout of this handle (`None`: the configured default).
+    #[must_use]
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout
     }
 
     /// The project id.
+    #[must_use]
     pub fn pid(&self) -> i64 {
         self.inner.signer.pid
     }
 
-    /// The underlying FPNN client, for unsigned raw quests.
-    pub fn fpnn(&self) -> &FpnnClient {
-        &self.inner.fpnn
+    /// The underlying FPNN client, for unsigned raw quests, with this
+    /// handle's per-call timeout (see [`with_timeout`](Self::with_timeout)).
+    #[must_use]
+    pub fn fpnn(&self) -> FpnnClient {
+        match self.timeout {
+            Some(t) => self.inner.fpnn.with_timeout(t),
+            None => self.inner.fpnn.clone(),
+        }
     }
 
     /// Connects now, so that a wrong endpoint fails fast.
+    ///
+    /// # Errors
+    ///
+    /// The connect error ([`Error::Connect`], [`Error::ConnectTimeout`],
+    /// [`Error::Encryption`] for a failed key exchange), or
+    /// [`Error::ClientClosed`].
     pub fn connect(&self) -> Result<()> {
         self.inner.fpnn.connect()
     }
 
-    /// Closes the client; see [`FpnnClient::close`].
+    /// Closes the client; see [`FpnnClient::close`]. The file-gate
+    /// connections close too.
     pub fn close(&self) {
-        self.inner.fpnn.close()
+        self.inner.fpnn.close();
+        self.inner.files.close();
+    }
+
+    pub(crate) fn file_gates(&self) -> &Arc<super::files::FileGates> {
+        &self.inner.files
     }
 
     pub(crate) fn inner_listen(&self) -> Arc<Mutex<ListenState>> {
@@ -230,6 +320,14 @@ impl RtmServerClient {
             .submit(crate::fpnn::pool::Job::Task(Box::new(f)));
     }
 
+    /// A handle to the client `inner` (no per-call timeout).
+    pub(crate) fn from_inner(inner: Arc<RtmInner>) -> RtmServerClient {
+        RtmServerClient {
+            inner,
+            timeout: None,
+        }
+    }
+
     pub(crate) fn downgrade(&self) -> Weak<RtmInner> {
         Arc::downgrade(&self.inner)
     }
@@ -242,6 +340,24 @@ impl RtmServerClient {
     /// (or the server answers 20002 or 20012), or the server answers
     /// 200006 (same sign), the quest is re-signed with a fresh salt and sent
     /// once more; the second result is final.
+    ///
+    /// ```
+    /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
+    /// # let client = rtm_server_sdk::RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
+    /// use rtm_server_sdk::Value;
+    /// let params = Value::Map(vec![
+    ///     (Value::from("rid"), Value::from(42)),
+    ///     (Value::from("toUids"), Value::Array(vec![Value::from(1001)])),
+    /// ]);
+    /// client.call("pullIntoVoiceRoom", params)?;
+    /// assert_eq!(client.get_voice_room_list()?, vec![42]);
+    /// # Ok::<(), rtm_server_sdk::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when `params` is not a map with string
+    /// keys or holds `pid`, `sign`, `salt` or `ts`; otherwise any call error.
     pub fn call(&self, method: &str, params: Value) -> Result<Value> {
         let params = Params::from_map(&params)?;
         self.invoke(method, &params, |a| Ok(a.answer.clone()))
@@ -285,6 +401,7 @@ impl RtmServerClient {
         params: &Params,
         read: ReadAnswer<T>,
     ) -> Result<T> {
+        params.check()?;
         let answer = match self.send_signed(method, params) {
             Err(e) if should_resend(&e) && !self.inner.fpnn.is_closed() => {
                 log::debug!("`{method}` failed ({e}); re-signing and resending once");
@@ -308,6 +425,9 @@ impl RtmServerClient {
         read: ReadAnswer<T>,
         callback: Box<dyn FnOnce(Result<T>) + Send>,
     ) {
+        if let Err(e) = params.check() {
+            return self.on_pool(move || callback(Err(e)));
+        }
         let core = self.inner.fpnn.core().clone();
         let timeout = self.timeout;
         let weak = self.downgrade();
@@ -352,16 +472,70 @@ impl RtmServerClient {
     }
 }
 
-/// Declares RTM API methods: each is described once (name, parameters, the
-/// method string, the wire keys, how to read the answer) and gets a blocking
-/// form and a `*_with_callback` form.
+impl RtmServerClient {
+    /// This handle, or one with `default` as its timeout when it has no
+    /// per-call timeout of its own (the methods with a longer default, such
+    /// as the moderation checks).
+    fn or_default_timeout(&self, default: Option<Duration>) -> std::borrow::Cow<'_, Self> {
+        match (self.timeout, default) {
+            (None, Some(d)) => std::borrow::Cow::Owned(self.with_timeout(d)),
+            _ => std::borrow::Cow::Borrowed(self),
+        }
+    }
+
+    /// [`invoke`](Self::invoke) with the method's own default timeout.
+    pub(crate) fn invoke_timed<T>(
+        &self,
+        method: &str,
+        params: &Params,
+        default_timeout: Option<Duration>,
+        read: ReadAnswer<T>,
+    ) -> Result<T> {
+        self.or_default_timeout(default_timeout)
+            .invoke(method, params, read)
+    }
+
+    /// [`invoke_with_callback`](Self::invoke_with_callback) with the
+    /// method's own default timeout.
+    pub(crate) fn invoke_timed_with_callback<T: Send + 'static>(
+        &self,
+        method: MethodName,
+        params: Params,
+        default_timeout: Option<Duration>,
+        read: ReadAnswer<T>,
+        callback: Box<dyn FnOnce(Result<T>) + Send>,
+    ) {
+        self.or_default_timeout(default_timeout)
+            .invoke_with_callback(method, params, read, callback)
+    }
+}
+
+/// Declares RTM API methods: each is described once (name, arguments, the
+/// method string, the wire keys, how to read the answer, and optionally a
+/// default timeout of its own) and gets a blocking form and a
+/// `*_with_callback` form. See CONTRIBUTING.md, "API conventions".
+///
+/// ```ignore
+/// rtm_methods! {
+///     /// Doc of the method (shared by both forms).
+///     fn get_token / get_token_with_callback (uid: i64) -> String {
+///         method: "gettoken",
+///         params: { "uid": uid },
+///         answer: |a| a.string("token"),
+///     }
+/// }
+/// ```
+///
+/// `timeout: Duration::from_secs(120),` after `answer` sets the method's
+/// own default (used when the handle has no per-call timeout).
 macro_rules! rtm_methods {
     ($(
         $(#[$doc:meta])*
         fn $name:ident / $cb_name:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> $out:ty {
             method: $method:literal,
             params: { $($key:literal : $val:expr),* $(,)? },
-            answer: $read:expr $(,)?
+            answer: $read:expr
+            $(, timeout: $timeout:expr)? $(,)?
         }
     )*) => {
         impl $crate::rtm::RtmServerClient { $(
@@ -370,9 +544,12 @@ macro_rules! rtm_methods {
             #[doc = concat!("Quest `", $method, "`. The callback form is [`", stringify!($cb_name), "`](Self::", stringify!($cb_name), ").")]
             pub fn $name(&self, $($arg: $ty),*) -> $crate::Result<$out> {
                 #[allow(unused_mut)]
-                let mut params = $crate::rtm::Params::new();
+                let mut params = $crate::rtm::params::Params::new();
                 $( params.put($key, $val); )*
-                self.invoke($method, &params, $read)
+                #[allow(unused_mut, unused_assignments)]
+                let mut default_timeout: Option<std::time::Duration> = None;
+                $( default_timeout = Some($timeout); )?
+                self.invoke_timed($method, &params, default_timeout, $read)
             }
 
             #[doc = concat!("The callback form of [`", stringify!($name), "`](Self::", stringify!($name), "): sends the same quest and returns at once; `callback` receives the same result exactly once, on a callback thread.")]
@@ -381,11 +558,15 @@ macro_rules! rtm_methods {
                 F: FnOnce($crate::Result<$out>) + Send + 'static,
             {
                 #[allow(unused_mut)]
-                let mut params = $crate::rtm::Params::new();
+                let mut params = $crate::rtm::params::Params::new();
                 $( params.put($key, $val); )*
-                self.invoke_with_callback(
+                #[allow(unused_mut, unused_assignments)]
+                let mut default_timeout: Option<std::time::Duration> = None;
+                $( default_timeout = Some($timeout); )?
+                self.invoke_timed_with_callback(
                     $crate::fpnn::conn::MethodName::Static($method),
                     params,
+                    default_timeout,
                     $read,
                     Box::new(callback),
                 )

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use super::client::{RtmServerClient, Signer};
-use super::params::Params;
+use super::params::{Params, Strs};
 use crate::error::Result;
 use crate::fpnn::conn::lock;
 use crate::fpnn::{ConnectHook, FpnnSession};
@@ -98,13 +98,13 @@ impl Change {
                 p.put("gids", non_empty(&s.gids))
                     .put("rids", non_empty(&s.rids))
                     .put("uids", non_empty(&s.uids))
-                    .put("events", non_empty(&s.events));
+                    .put("events", non_empty(&s.events).map(Strs));
             }
             Change::Set(s) => {
                 p.put("gids", s.gids.as_deref())
                     .put("rids", s.rids.as_deref())
                     .put("uids", s.uids.as_deref())
-                    .put("events", s.events.as_deref());
+                    .put("events", s.events.as_deref().map(Strs));
             }
             Change::Status([group, room, p2p, ev]) => {
                 p.put("group", *group)
@@ -163,21 +163,110 @@ impl Change {
     }
 }
 
-fn strings(events: &[&str]) -> Vec<String> {
-    events.iter().map(|e| e.to_string()).collect()
+/// Groups, rooms, users and events to listen to (or to stop listening
+/// to), built with chained setters:
+///
+/// ```
+/// use rtm_server_sdk::rtm::ListenTargets;
+/// let targets = ListenTargets::new().rooms([42]).events(["login", "logout"]);
+/// assert_eq!(targets.rids, vec![42]);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListenTargets {
+    /// Group ids.
+    pub gids: Vec<i64>,
+    /// Room ids.
+    pub rids: Vec<i64>,
+    /// User ids (P2P messages).
+    pub uids: Vec<i64>,
+    /// Event names (`login`, `logout`, ...).
+    pub events: Vec<String>,
 }
 
-fn sets(gids: &[i64], rids: &[i64], uids: &[i64], events: &[&str]) -> Sets {
-    Sets {
-        gids: gids.to_vec(),
-        rids: rids.to_vec(),
-        uids: uids.to_vec(),
-        events: strings(events),
+impl ListenTargets {
+    /// Nothing yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds group ids.
+    #[must_use]
+    pub fn groups(mut self, gids: impl IntoIterator<Item = i64>) -> Self {
+        self.gids.extend(gids);
+        self
+    }
+
+    /// Adds room ids.
+    #[must_use]
+    pub fn rooms(mut self, rids: impl IntoIterator<Item = i64>) -> Self {
+        self.rids.extend(rids);
+        self
+    }
+
+    /// Adds user ids.
+    #[must_use]
+    pub fn users(mut self, uids: impl IntoIterator<Item = i64>) -> Self {
+        self.uids.extend(uids);
+        self
+    }
+
+    /// Adds event names.
+    #[must_use]
+    pub fn events<S: Into<String>>(mut self, events: impl IntoIterator<Item = S>) -> Self {
+        self.events.extend(events.into_iter().map(Into::into));
+        self
+    }
+
+    fn sets(&self) -> Sets {
+        Sets {
+            gids: self.gids.clone(),
+            rids: self.rids.clone(),
+            uids: self.uids.clone(),
+            events: self.events.clone(),
+        }
+    }
+
+    fn opt_sets(&self) -> OptSets {
+        OptSets {
+            gids: Some(self.gids.clone()),
+            rids: Some(self.rids.clone()),
+            uids: Some(self.uids.clone()),
+            events: Some(self.events.clone()),
+        }
+    }
+}
+
+/// Whether to listen to everything of a kind (quest `setlisten` with
+/// `group`, `room`, `p2p` and `ev`):
+///
+/// ```
+/// use rtm_server_sdk::rtm::ListenStatus;
+/// let status = ListenStatus { p2p: true, ..Default::default() };
+/// assert!(!status.groups);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ListenStatus {
+    /// Every group (`group`).
+    pub groups: bool,
+    /// Every room (`room`).
+    pub rooms: bool,
+    /// Every P2P message (`p2p`).
+    pub p2p: bool,
+    /// Every event (`ev`).
+    pub events: bool,
+}
+
+impl ListenStatus {
+    fn flags(self) -> [bool; 4] {
+        [self.groups, self.rooms, self.p2p, self.events]
     }
 }
 
 impl RtmServerClient {
     /// A copy of what the client listens to (as the server accepted it).
+    #[must_use]
     pub fn listen_state(&self) -> ListenState {
         lock(&self.inner_listen()).clone()
     }
@@ -185,111 +274,77 @@ impl RtmServerClient {
     /// Adds groups, rooms, users and events to what this connection
     /// listens to (quest `addlisten`; empty lists are left out, and a call
     /// with every list empty sends nothing).
-    pub fn add_listen(
-        &self,
-        gids: &[i64],
-        rids: &[i64],
-        uids: &[i64],
-        events: &[&str],
-    ) -> Result<()> {
-        self.change_listen(Change::Add(sets(gids, rids, uids, events)))
+    ///
+    /// ```
+    /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
+    /// # let client = rtm_server_sdk::RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
+    /// use rtm_server_sdk::rtm::ListenTargets;
+    /// client.add_listen(&ListenTargets::new().groups([7]).events(["login"]))?;
+    /// assert!(client.listen_state().gids.contains(&7));
+    /// # Ok::<(), rtm_server_sdk::Error>(())
+    /// ```
+    pub fn add_listen(&self, targets: &ListenTargets) -> Result<()> {
+        self.change_listen(Change::Add(targets.sets()))
     }
 
     /// The callback form of [`add_listen`](Self::add_listen).
-    pub fn add_listen_with_callback<F>(
-        &self,
-        gids: &[i64],
-        rids: &[i64],
-        uids: &[i64],
-        events: &[&str],
-        callback: F,
-    ) where
+    pub fn add_listen_with_callback<F>(&self, targets: &ListenTargets, callback: F)
+    where
         F: FnOnce(Result<()>) + Send + 'static,
     {
-        self.change_listen_with_callback(Change::Add(sets(gids, rids, uids, events)), callback)
+        self.change_listen_with_callback(Change::Add(targets.sets()), callback)
     }
 
     /// Removes groups, rooms, users and events from what this connection
     /// listens to (quest `removelisten`; empty lists are left out, and a
     /// call with every list empty sends nothing).
-    pub fn remove_listen(
-        &self,
-        gids: &[i64],
-        rids: &[i64],
-        uids: &[i64],
-        events: &[&str],
-    ) -> Result<()> {
-        self.change_listen(Change::Remove(sets(gids, rids, uids, events)))
+    pub fn remove_listen(&self, targets: &ListenTargets) -> Result<()> {
+        self.change_listen(Change::Remove(targets.sets()))
     }
 
     /// The callback form of [`remove_listen`](Self::remove_listen).
-    pub fn remove_listen_with_callback<F>(
-        &self,
-        gids: &[i64],
-        rids: &[i64],
-        uids: &[i64],
-        events: &[&str],
-        callback: F,
-    ) where
+    pub fn remove_listen_with_callback<F>(&self, targets: &ListenTargets, callback: F)
+    where
         F: FnOnce(Result<()>) + Send + 'static,
     {
-        self.change_listen_with_callback(Change::Remove(sets(gids, rids, uids, events)), callback)
+        self.change_listen_with_callback(Change::Remove(targets.sets()), callback)
     }
 
-    /// Replaces the listened sets that are given (quest `setlisten`): `None`
-    /// leaves a set as it is, `Some(&[])` sends an empty list (which the
-    /// server presumably takes as "clear") and clears the local copy.
-    pub fn set_listen(
-        &self,
-        gids: Option<&[i64]>,
-        rids: Option<&[i64]>,
-        uids: Option<&[i64]>,
-        events: Option<&[&str]>,
-    ) -> Result<()> {
-        self.change_listen(Change::Set(opt_sets(gids, rids, uids, events)))
+    /// Replaces the four listened sets with exactly `targets` (quest
+    /// `setlisten` with all four lists; an empty list clears that set).
+    pub fn set_listen(&self, targets: &ListenTargets) -> Result<()> {
+        self.change_listen(Change::Set(targets.opt_sets()))
     }
 
     /// The callback form of [`set_listen`](Self::set_listen).
-    pub fn set_listen_with_callback<F>(
-        &self,
-        gids: Option<&[i64]>,
-        rids: Option<&[i64]>,
-        uids: Option<&[i64]>,
-        events: Option<&[&str]>,
-        callback: F,
-    ) where
+    pub fn set_listen_with_callback<F>(&self, targets: &ListenTargets, callback: F)
+    where
         F: FnOnce(Result<()>) + Send + 'static,
     {
-        self.change_listen_with_callback(Change::Set(opt_sets(gids, rids, uids, events)), callback)
+        self.change_listen_with_callback(Change::Set(targets.opt_sets()), callback)
     }
 
     /// Listens to everything of a kind (quest `setlisten` with `group`,
     /// `room`, `p2p` and `ev`; all four are always sent).
-    pub fn set_listen_status(
-        &self,
-        all_groups: bool,
-        all_rooms: bool,
-        all_p2p: bool,
-        all_events: bool,
-    ) -> Result<()> {
-        self.change_listen(Change::Status([all_groups, all_rooms, all_p2p, all_events]))
+    ///
+    /// ```
+    /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
+    /// # let client = rtm_server_sdk::RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
+    /// use rtm_server_sdk::rtm::ListenStatus;
+    /// client.set_listen_status(ListenStatus { events: true, ..Default::default() })?;
+    /// assert!(client.listen_state().all_events);
+    /// # Ok::<(), rtm_server_sdk::Error>(())
+    /// ```
+    pub fn set_listen_status(&self, status: ListenStatus) -> Result<()> {
+        self.change_listen(Change::Status(status.flags()))
     }
 
     /// The callback form of [`set_listen_status`](Self::set_listen_status).
-    pub fn set_listen_status_with_callback<F>(
-        &self,
-        all_groups: bool,
-        all_rooms: bool,
-        all_p2p: bool,
-        all_events: bool,
-        callback: F,
-    ) where
+    pub fn set_listen_status_with_callback<F>(&self, status: ListenStatus, callback: F)
+    where
         F: FnOnce(Result<()>) + Send + 'static,
     {
-        self.change_listen_with_callback(
-            Change::Status([all_groups, all_rooms, all_p2p, all_events]),
-            callback,
-        )
+        self.change_listen_with_callback(Change::Status(status.flags()), callback)
     }
 
     fn change_listen(&self, change: Change) -> Result<()> {
@@ -321,20 +376,6 @@ impl RtmServerClient {
                 callback(result)
             }),
         )
-    }
-}
-
-fn opt_sets(
-    gids: Option<&[i64]>,
-    rids: Option<&[i64]>,
-    uids: Option<&[i64]>,
-    events: Option<&[&str]>,
-) -> OptSets {
-    OptSets {
-        gids: gids.map(<[i64]>::to_vec),
-        rids: rids.map(<[i64]>::to_vec),
-        uids: uids.map(<[i64]>::to_vec),
-        events: events.map(strings),
     }
 }
 

@@ -1,13 +1,25 @@
 //! The RTC-room API (the current generation of the room API, PROTOCOL.md
 //! 6.2): the voice-room methods renamed, with room types and
 //! administrator commands.
+//!
+//! ```
+//! # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
+//! # let client = rtm_server_sdk::RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
+//! use rtm_server_sdk::rtm::{AdminCommand, RtcRoomOptions, RtcRoomType};
+//! client.pull_into_rtc_room(7, &[1001, 1002], RtcRoomType::Video, RtcRoomOptions::default())?;
+//! client.admin_command(7, &[1002], AdminCommand::ForbidSendingVideo)?;
+//! let members = client.get_rtc_room_members(7)?;
+//! assert_eq!((members.uids, members.owner), (vec![1001, 1002], Some(1001)));
+//! # Ok::<(), rtm_server_sdk::Error>(())
+//! ```
 
 use super::client::rtm_methods;
 use super::params::ToParam;
 #[allow(unused_imports)]
 use super::RtmServerClient;
 
-/// The members of an RTC room.
+/// The members of an RTC room. Build one in your own tests with
+/// `RtcRoomMembers::default()` and field assignment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RtcRoomMembers {
@@ -17,14 +29,17 @@ pub struct RtcRoomMembers {
     /// `managers` when a server sends the older key; empty when neither is
     /// present).
     pub administrators: Vec<i64>,
-    /// The room's owner, when the server names one.
+    /// The room's owner, when the server names one (an `owner` of 0 means
+    /// none).
     pub owner: Option<i64>,
 }
 
 /// The kind of an RTC room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum RtcRoomType {
     /// A voice room (`type` 1).
+    #[default]
     Voice,
     /// A video room (`type` 2).
     Video,
@@ -32,6 +47,7 @@ pub enum RtcRoomType {
 
 impl RtcRoomType {
     /// The wire value.
+    #[must_use]
     pub fn code(self) -> i64 {
         match self {
             RtcRoomType::Voice => 1,
@@ -41,13 +57,14 @@ impl RtcRoomType {
 }
 
 impl ToParam for RtcRoomType {
-    fn write(&self, out: &mut Vec<u8>) -> bool {
+    fn write(&self, out: &mut Vec<u8>) -> crate::Result<bool> {
         self.code().write(out)
     }
 }
 
 /// An administrator command for [`admin_command`](RtmServerClient::admin_command).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AdminCommand {
     /// Grants administrator rights (0).
     AppointAdministrator,
@@ -81,15 +98,33 @@ impl AdminCommand {
     ];
 
     /// The wire value (0..=7).
+    #[must_use]
     pub fn code(self) -> i64 {
         Self::ALL.iter().position(|c| *c == self).unwrap_or(0) as i64
     }
 }
 
 impl ToParam for AdminCommand {
-    fn write(&self, out: &mut Vec<u8>) -> bool {
+    fn write(&self, out: &mut Vec<u8>) -> crate::Result<bool> {
         self.code().write(out)
     }
+}
+
+/// The optional settings of [`pull_into_rtc_room`](RtmServerClient::pull_into_rtc_room).
+/// Each is sent only when set; their meaning is the server's (they were
+/// added to the service later).
+///
+/// ```
+/// use rtm_server_sdk::rtm::RtcRoomOptions;
+/// let options = RtcRoomOptions { voice_range: Some(30), ..Default::default() };
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct RtcRoomOptions {
+    /// `voiceRange`: the range within which users hear each other.
+    pub voice_range: Option<i32>,
+    /// `maxReceiveStreams`: how many streams a user receives at most.
+    pub max_receive_streams: Option<i32>,
 }
 
 rtm_methods! {
@@ -136,7 +171,7 @@ rtm_methods! {
                 Some(admins) => admins,
                 None => a.opt_ints("managers")?.unwrap_or_default(),
             },
-            owner: a.opt_int("owner")?,
+            owner: a.opt_int("owner")?.filter(|&o| o != 0),
         }),
     }
 
@@ -158,16 +193,15 @@ rtm_methods! {
     }
 
     /// Pulls users into an RTC room of the given type, creating it when it
-    /// does not exist. `voice_range` and `max_receive_streams` are sent only
-    /// when set (their meaning is the server's; they were added to the
-    /// service later).
+    /// does not exist; `options` (see [`RtcRoomOptions`]) are sent only when
+    /// set.
     fn pull_into_rtc_room / pull_into_rtc_room_with_callback
-        (rid: i64, to_uids: &[i64], room_type: RtcRoomType,
-         voice_range: Option<i32>, max_receive_streams: Option<i32>) -> () {
+        (rid: i64, to_uids: &[i64], room_type: RtcRoomType, options: RtcRoomOptions) -> () {
         method: "pullIntoRTCRoom",
         params: {
             "rid": rid, "toUids": to_uids, "type": room_type,
-            "voiceRange": voice_range, "maxReceiveStreams": max_receive_streams,
+            "voiceRange": options.voice_range,
+            "maxReceiveStreams": options.max_receive_streams,
         },
         answer: |_| Ok(()),
     }

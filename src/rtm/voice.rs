@@ -2,12 +2,24 @@
 //!
 //! Rooms are created by [`pull_into_voice_room`](RtmServerClient::pull_into_voice_room);
 //! an inviter must already be in the room. All ids are 64-bit.
+//!
+//! ```
+//! # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
+//! # let client = rtm_server_sdk::RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
+//! client.pull_into_voice_room(42, &[1001, 1002])?;
+//! client.invite_user_into_voice_room(42, &[1003], 1001)?;
+//! client.kick_out_from_voice_room(42, 1002, 1001)?;
+//! assert_eq!(client.get_voice_room_members(42)?.uids, vec![1001]);
+//! client.close_voice_room(42)?;
+//! # Ok::<(), rtm_server_sdk::Error>(())
+//! ```
 
 use super::client::rtm_methods;
 #[allow(unused_imports)]
 use super::RtmServerClient;
 
-/// The members of a voice room.
+/// The members of a voice room. Build one in your own tests with
+/// `VoiceRoomMembers::default()` and field assignment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VoiceRoomMembers {

@@ -1,0 +1,188 @@
+//! What a real backend does with RTM: at a user's login (a token, user
+//! info, friends, saved data) and when it sets up a group chat (a group
+//! with members, a room, a message and a shared file, read back from
+//! history and received as pushes).
+//!
+//! With `RTM_ENDPOINT`, `RTM_PID` and `RTM_SECRET` set, it talks to that
+//! server; otherwise it starts the built-in emulator on 127.0.0.1:
+//!
+//! ```text
+//! cargo run --example backend
+//! RTM_ENDPOINT=host:port RTM_PID=11000001 RTM_SECRET=... cargo run --example backend
+//! ```
+//!
+//! `RTM_UIDS` (default `201,202,203`) picks the users and `RTM_GROUP`
+//! (default 700001) the group and room id it touches.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use rtm_server_sdk::emulator::RtmEmulator;
+use rtm_server_sdk::rtm::{
+    FileOptions, HistoryQuery, ListenTargets, PushHandler, PushMessage, SendOptions,
+};
+use rtm_server_sdk::{ClientConfig, Result, RtmServerClient};
+
+/// Prints the group messages the server pushes to this backend.
+struct GroupPushes;
+
+impl PushHandler for GroupPushes {
+    fn on_group_message(&self, _client: &RtmServerClient, m: &PushMessage) {
+        match &m.file {
+            Some(file) => println!(
+                "  (push) group {}: {} shared {:?} ({} bytes)",
+                m.to, m.from, file.name, file.size
+            ),
+            None => println!(
+                "  (push) group {}: {} says {:?}",
+                m.to,
+                m.from,
+                m.body.as_text().unwrap_or("<binary>")
+            ),
+        }
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn main() -> ExitCode {
+    env_logger::init();
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match e.code() {
+                Some(code) => eprintln!("error: {e} (code {code})"),
+                None => eprintln!("error: {e}"),
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let _emulator; // keeps the emulator running until the end
+    let (endpoint, pid, secret) = match (env("RTM_ENDPOINT"), env("RTM_PID"), env("RTM_SECRET")) {
+        (Some(endpoint), Some(pid), Some(secret)) => {
+            let pid = pid.parse().expect("RTM_PID is a number");
+            println!("talking to the RTM server at {endpoint} (project {pid})");
+            (endpoint, pid, secret)
+        }
+        _ => {
+            let (pid, secret) = (11000001, "emulator-secret".to_string());
+            let emulator = RtmEmulator::start(pid, &secret).expect("the emulator starts");
+            let endpoint = emulator.endpoint();
+            println!("RTM_ENDPOINT/RTM_PID/RTM_SECRET not set: started the built-in emulator at {endpoint}");
+            _emulator = emulator;
+            (endpoint, pid, secret)
+        }
+    };
+    let uids: Vec<i64> = env("RTM_UIDS").map_or(vec![201, 202, 203], |u| {
+        u.split(',')
+            .map(|x| x.trim().parse().expect("RTM_UIDS is a list of numbers"))
+            .collect()
+    });
+    let gid: i64 = env("RTM_GROUP").map_or(700001, |g| g.parse().expect("RTM_GROUP is a number"));
+    let config = ClientConfig::default()
+        .connect_timeout(Duration::from_secs(5))
+        .quest_timeout(Duration::from_secs(10));
+    let client = RtmServerClient::with_config(pid, secret, endpoint, config)?;
+    client.connect()?;
+
+    let (me, others) = uids.split_first().expect("at least one uid");
+    login(&client, *me, others)?;
+    group_chat(&client, gid, &uids)?;
+    client.close();
+    println!("\ndone");
+    Ok(())
+}
+
+/// A user logs in: hand their client a token, keep their profile, their
+/// friends and their settings.
+fn login(client: &RtmServerClient, uid: i64, friends: &[i64]) -> Result<()> {
+    println!("\n-- user {uid} logs in --");
+    let token = client.get_token(uid)?;
+    println!("get_token({uid}): {token} (give it to the user's client)");
+    client.set_user_info(uid, Some("Alice"), Some("plan=gold"))?;
+    let info = client.get_user_info(uid)?;
+    println!(
+        "get_user_info({uid}): public {:?}, private {:?}",
+        info.public, info.private
+    );
+    client.add_friends(uid, friends)?;
+    println!("add_friends({uid}, {friends:?}): ok");
+    println!("get_friends({uid}): {:?}", client.get_friends(uid)?);
+    client.set_data(uid, "theme", "dark")?;
+    println!(
+        "get_data({uid}, \"theme\"): {:?}",
+        client.get_data(uid, "theme")?
+    );
+    println!("is_project_ban({uid}): {}", client.is_project_ban(uid)?);
+    Ok(())
+}
+
+/// A group chat is set up: a group with members, and a room for its live
+/// voice, with a short ban for a troublemaker.
+fn group_chat(client: &RtmServerClient, gid: i64, uids: &[i64]) -> Result<()> {
+    println!("\n-- group {gid} --");
+    client.add_group_members(gid, uids)?;
+    println!("add_group_members({gid}, {uids:?}): ok");
+    client.set_group_info(gid, Some("Book club"), None)?;
+    println!(
+        "get_group_members({gid}): {:?}, count {}",
+        client.get_group_members(gid)?,
+        client.get_group_count(gid)?
+    );
+    let added = client.add_room_members(gid, uids)?;
+    println!("add_room_members({gid}, {uids:?}): added {added:?}");
+    if let Some(last) = uids.last() {
+        client.add_group_ban(gid, *last, Duration::from_secs(60))?;
+        println!(
+            "add_group_ban({gid}, {last}, 60 s): ok; is_ban_of_group: {}",
+            client.is_ban_of_group(gid, *last)?
+        );
+        client.remove_group_ban(gid, *last)?;
+        println!("remove_group_ban({gid}, {last}): ok");
+    }
+    println!(
+        "get_room_count([{gid}]): {:?}",
+        client.get_room_count(&[gid])?
+    );
+
+    println!("\n-- messages in group {gid} --");
+    client.set_push_handler(GroupPushes);
+    client.add_listen(&ListenTargets::new().groups([gid]))?;
+    let from = uids[0];
+    let mtime = client.send_group_chat(
+        from,
+        gid,
+        "Welcome to the book club!",
+        SendOptions::default(),
+    )?;
+    println!("send_group_chat({from}, {gid}, ...): mtime {mtime}");
+    let notes = FileOptions {
+        name: Some("reading-list.txt".into()),
+        ..Default::default()
+    };
+    let mtime = client.send_group_file(from, gid, b"1. Dune\n2. Emma\n", &notes)?;
+    println!("send_group_file({from}, {gid}, reading-list.txt): mtime {mtime}");
+    let page = client.get_group_chat(gid, from, &HistoryQuery::default())?;
+    println!(
+        "get_group_chat({gid}): {} messages, newest first",
+        page.messages.len()
+    );
+    for m in &page.messages {
+        match &m.file {
+            Some(file) => println!("  {} shared {:?} at {}", m.from, file.name, file.url),
+            None => println!(
+                "  {} said {:?}",
+                m.from,
+                m.body.as_text().unwrap_or("<binary>")
+            ),
+        }
+    }
+    // Give the pushes a moment to be printed before the client closes.
+    std::thread::sleep(Duration::from_millis(200));
+    Ok(())
+}

@@ -1,0 +1,478 @@
+//! Files (A.6): `filetoken` and the file gate.
+//!
+//! Every emulator runs a file gate: a second [`FpnnServer`] on `127.0.0.1`
+//! (a free port, never encrypted, with the emulator's payload limit),
+//! started and stopped with it; [`RtmEmulator::file_gate_endpoint`] is
+//! what `filetoken` answers as `endpoint`.
+//!
+//! * `filetoken` (signed, on the RTM connection) reads `from`, `cmd` and
+//!   the key of that command only: `to` for `sendfile`, `tos` (a non-empty
+//!   list) for `sendfiles`, `gid` for `sendgroupfile`, `rid` for
+//!   `sendroomfile`, none for `broadcastfile` (other keys are ignored). It
+//!   answers a fresh `token`, valid once, for that command, sender and
+//!   target, until [`RtmEmulator::FILE_TOKEN_TTL`] (5 minutes) on the
+//!   emulator's clock has passed. An unknown `cmd` is 200034.
+//! * The gate takes the five commands, unsigned: `pid`, `token`, `mtype`,
+//!   `from`, the target key, `mid`, `file` (`bin`; a `str` is taken as its
+//!   bytes) and `attrs` (a string). A missing key is 10009, a wrong type
+//!   10010, another method 20004, a wrong `pid` 200002. Then the token is
+//!   used up, whatever follows: unknown, used, expired, issued for another
+//!   command, sender or target, it is 200003
+//!   (`RTM_EC_INVALID_FILE_OR_SIGN_OR_TOKEN`). An `mtype` outside 40..=50
+//!   is 200007, an empty file 200003, `attrs` that is not a JSON object
+//!   with a string `rtm.sign` 200004, and a sign other than
+//!   `lowercase_hex(md5(lowercase_hex(md5(file)) + ":" + token))` 200003.
+//! * A file that passes is stored (read it back with
+//!   [`RtmEmulator::file`]) under the URL
+//!   `rtmemu://files/<n>[.<ext>]`, and becomes a message through the
+//!   message family (stored, and pushed to the listening connections): its
+//!   `msg` is the JSON text `{"size": N, "url": "..."}` (plus `"surl"`,
+//!   the same URL, for an image, mtype 40: the emulator makes no
+//!   thumbnails), its `attrs` the text as sent. `sendfiles` makes one P2P
+//!   message per receiver, with the same `mid`. The answer is `mtime`.
+//!
+//! Lenient: the gate checks no group membership, room presence or
+//! friendship, and no file-size limit besides the payload limit.
+//!
+//! ```
+//! use rtm_server_sdk::emulator::RtmEmulator;
+//! use rtm_server_sdk::rtm::FileOptions;
+//! use rtm_server_sdk::RtmServerClient;
+//!
+//! let emu = RtmEmulator::start(11000001, "secret").unwrap();
+//! let client = RtmServerClient::new(11000001, "secret", emu.endpoint()).unwrap();
+//! let options = FileOptions { name: Some("a.txt".into()), ..Default::default() };
+//! client.send_file(1, 2, b"some bytes", &options).unwrap();
+//! let url = &emu.file_urls()[0];
+//! assert!(url.starts_with("rtmemu://files/") && url.ends_with(".txt"));
+//! assert_eq!(emu.file(url).unwrap(), b"some bytes");
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+use rmpv::Value;
+use serde::{Deserialize, Serialize};
+
+use super::messages::{deliver, Target};
+use super::params::*;
+use super::rtm::{Ctx, Family, RtmEmulator, RtmShared, RtmState};
+use super::server::{lock, FpnnServer, Reply, ServerConn, ServerOptions, Service};
+use crate::codes;
+use crate::fpnn::codec::Quest;
+
+/// The five commands of the file gate.
+const COMMANDS: &[&str] = &[
+    "sendfile",
+    "sendfiles",
+    "sendgroupfile",
+    "sendroomfile",
+    "broadcastfile",
+];
+
+/// This family's state (part of the emulator's one state).
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub(crate) struct Files {
+    /// The gate's endpoint (set when the gate starts; not saved, since a
+    /// new gate listens elsewhere).
+    #[serde(skip)]
+    pub gate_endpoint: String,
+    /// The tokens not used yet, by token.
+    pub tokens: BTreeMap<String, Grant>,
+    /// The stored files, oldest first.
+    pub stored: Vec<StoredFile>,
+}
+
+/// What a token allows.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Grant {
+    /// The step-2 command.
+    pub cmd: String,
+    /// The sender.
+    pub from: i64,
+    /// The target ids: `[to]`, `tos`, `[gid]`, `[rid]`, or none.
+    pub target: Vec<i64>,
+    /// When it expires, on the emulator's clock (ms).
+    pub expires_ms: i64,
+}
+
+/// One stored file.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredFile {
+    pub url: String,
+    /// The content (saved as hex).
+    #[serde(with = "hex_bytes")]
+    pub bytes: Vec<u8>,
+    pub from: i64,
+    pub mtype: i64,
+    pub mid: i64,
+    /// `rtm.filename` of the attrs, if any.
+    pub name: Option<String>,
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The methods of this family (on the RTM connection).
+pub(crate) const FAMILY: Family = Family {
+    methods: &["filetoken"],
+    dispatch,
+};
+
+fn dispatch(st: &mut RtmState, _cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<Value> {
+    match method {
+        "filetoken" => file_token(st, p),
+        _ => Err(unknown_method(method)),
+    }
+}
+
+/// The target key of a command and the ids it names, read from `p`.
+fn read_target(p: &Value, cmd: &str) -> R<Vec<i64>> {
+    match cmd {
+        "sendfile" => Ok(vec![int(p, "to")?]),
+        "sendfiles" => {
+            let tos = int_list(p, "tos")?;
+            if tos.is_empty() {
+                return Err(bad_value("tos", "a non-empty list"));
+            }
+            Ok(tos)
+        }
+        "sendgroupfile" => Ok(vec![int(p, "gid")?]),
+        "sendroomfile" => Ok(vec![int(p, "rid")?]),
+        "broadcastfile" => Ok(Vec::new()),
+        _ => Err(bad_value("cmd", &format!("one of {}", COMMANDS.join(", ")))),
+    }
+}
+
+fn file_token(st: &mut RtmState, p: &Value) -> R<Value> {
+    let from = int(p, "from")?;
+    let cmd = string(p, "cmd")?;
+    let target = read_target(p, &cmd)?;
+    if st.files.gate_endpoint.is_empty() {
+        return Err(Reply::error(
+            codes::RTM_EC_UNKNOWN_ERROR,
+            "the file gate is not running",
+        ));
+    }
+    let now = st.now_ms();
+    st.files.tokens.retain(|_, g| g.expires_ms > now);
+    let token = hex::encode(Md5::digest(format!(
+        "file-token:{}:{now}",
+        crate::rtm::next_salt()
+    )));
+    let ttl = i64::try_from(RtmEmulator::FILE_TOKEN_TTL.as_millis()).unwrap_or(i64::MAX);
+    st.files.tokens.insert(
+        token.clone(),
+        Grant {
+            cmd,
+            from,
+            target,
+            expires_ms: now.saturating_add(ttl),
+        },
+    );
+    Ok(obj(vec![
+        ("token", Value::from(token)),
+        ("endpoint", Value::from(st.files.gate_endpoint.as_str())),
+    ]))
+}
+
+fn invalid(why: impl Into<String>) -> Reply {
+    Reply::error(codes::RTM_EC_INVALID_FILE_OR_SIGN_OR_TOKEN, why)
+}
+
+/// Handles one quest of the gate.
+fn gate_quest(st: &mut RtmState, cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<Value> {
+    let pid = int(p, "pid")?;
+    let token = string(p, "token")?;
+    let mtype = int(p, "mtype")?;
+    let from = int(p, "from")?;
+    let target = read_target(p, method)?;
+    let mid = int(p, "mid")?;
+    let file = opt_bytes(p, "file")?.ok_or_else(|| missing("file"))?;
+    let attrs = string(p, "attrs")?;
+    if pid != cx.pid {
+        return Err(Reply::error(
+            codes::RTM_EC_INVALID_PID_OR_SIGN,
+            "invalid pid",
+        ));
+    }
+    // The token is used up here, whatever follows.
+    let grant = st
+        .files
+        .tokens
+        .remove(&token)
+        .ok_or_else(|| invalid("unknown or used token"))?;
+    if grant.expires_ms <= st.now_ms() {
+        return Err(invalid("expired token"));
+    }
+    if grant.cmd != method {
+        return Err(invalid(format!("the token is for `{}`", grant.cmd)));
+    }
+    if grant.from != from || grant.target != target {
+        return Err(invalid("the token is for another sender or target"));
+    }
+    if !(40..=50).contains(&mtype) {
+        return Err(Reply::error(
+            codes::RTM_EC_INVALID_FILE_MTYPE,
+            "a file's mtype is 40..=50",
+        ));
+    }
+    if file.is_empty() {
+        return Err(invalid("empty file"));
+    }
+    let without_sign = || {
+        Reply::error(
+            codes::RTM_EC_ATTRS_WITHOUT_SIGN_OR_EXT,
+            "attrs must be a JSON object with rtm.sign",
+        )
+    };
+    let json: serde_json::Value = serde_json::from_str(&attrs).map_err(|_| without_sign())?;
+    let rtm = json.get("rtm").ok_or_else(without_sign)?;
+    let sign = rtm
+        .get("sign")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(without_sign)?;
+    let content_md5 = hex::encode(Md5::digest(&file));
+    let expected = hex::encode(Md5::digest(format!("{content_md5}:{token}")));
+    if sign != expected {
+        return Err(invalid("invalid sign"));
+    }
+    let name = rtm
+        .get("filename")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string);
+    let ext = rtm
+        .get("ext")
+        .and_then(serde_json::Value::as_str)
+        .filter(|e| !e.is_empty() && e.chars().all(|c| c.is_ascii_alphanumeric()));
+    let mut url = format!("rtmemu://files/{}", st.files.stored.len() + 1);
+    if let Some(ext) = ext {
+        url = format!("{url}.{ext}");
+    }
+    let mut msg = BTreeMap::new();
+    msg.insert("url", serde_json::Value::from(url.as_str()));
+    msg.insert("size", serde_json::Value::from(file.len()));
+    if mtype == 40 {
+        msg.insert("surl", serde_json::Value::from(url.as_str()));
+    }
+    let msg = serde_json::to_string(&msg).unwrap_or_default();
+    st.files.stored.push(StoredFile {
+        url,
+        bytes: file,
+        from,
+        mtype,
+        mid,
+        name,
+    });
+    let targets: Vec<Target> = match method {
+        "sendfile" | "sendfiles" => target.iter().map(|&to| Target::P2p(to)).collect(),
+        "sendgroupfile" => vec![Target::Group(target[0])],
+        "sendroomfile" => vec![Target::Room(target[0])],
+        _ => vec![Target::Broadcast],
+    };
+    let mut mtime = 0;
+    for t in targets {
+        mtime = deliver(
+            st,
+            cx,
+            t,
+            from,
+            mtype,
+            mid,
+            Value::from(msg.as_str()),
+            attrs.clone(),
+        );
+    }
+    Ok(obj(vec![("mtime", Value::from(mtime))]))
+}
+
+/// The file gate's service: the five commands, unsigned.
+struct GateService(Arc<RtmShared>);
+
+impl Service for GateService {
+    fn on_quest(&self, conn: &ServerConn, quest: &Quest) -> Reply {
+        let method = quest.method.as_str();
+        if !COMMANDS.contains(&method) {
+            return Reply::error(
+                codes::FPNN_EC_CORE_UNKNOWN_METHOD,
+                format!("unknown method `{method}`"),
+            );
+        }
+        let mut cx = Ctx::new(conn, self.0.pid);
+        let result = {
+            let mut st = lock(&self.0.state);
+            gate_quest(&mut st, &mut cx, method, &quest.payload)
+        };
+        self.0.send_outbox(std::mem::take(&mut cx.outbox));
+        match result {
+            Ok(v) => Reply::Answer(v),
+            Err(r) => {
+                log::debug!("emulator file gate: `{method}` failed: {r:?}");
+                r
+            }
+        }
+    }
+}
+
+/// Starts the file gate of an emulator and records its endpoint.
+pub(crate) fn start_gate(
+    shared: Arc<RtmShared>,
+    max_payload: usize,
+) -> std::io::Result<FpnnServer> {
+    let gate = FpnnServer::start(
+        GateService(shared.clone()),
+        ServerOptions::new().max_payload(max_payload),
+    )?;
+    lock(&shared.state).files.gate_endpoint = gate.endpoint();
+    Ok(gate)
+}
+
+impl RtmEmulator {
+    /// How long a file token stays valid, on the emulator's clock (see
+    /// [`advance_clock`](RtmEmulator::advance_clock)): 5 minutes.
+    pub const FILE_TOKEN_TTL: Duration = Duration::from_secs(300);
+
+    /// The endpoint of the file gate (`"127.0.0.1:PORT"`), which
+    /// `filetoken` answers.
+    ///
+    /// The gate is a second, never encrypted listener of this emulator,
+    /// started and stopped with it. It takes the five step-2 commands
+    /// unsigned, and refuses with 200003
+    /// (`RTM_EC_INVALID_FILE_OR_SIGN_OR_TOKEN`) a token that is unknown,
+    /// already used (a token is used up by its first step-2 quest, whatever
+    /// follows), older than [`FILE_TOKEN_TTL`](Self::FILE_TOKEN_TTL), or
+    /// issued for another command, sender or target, and a wrong
+    /// `rtm.sign` in the attrs (missing: 200004; an mtype outside 40..=50:
+    /// 200007). A file it takes is stored ([`file`](Self::file)) and
+    /// becomes a file message, stored and pushed to the listeners like any
+    /// message, with `msg` the JSON `{"size", "url", "surl"?}` (`surl` for
+    /// images) and the attrs as sent.
+    pub fn file_gate_endpoint(&self) -> String {
+        self.file_gate.endpoint()
+    }
+
+    /// The file gate's server (its connections, faults and received
+    /// quests).
+    pub fn file_gate(&self) -> &FpnnServer {
+        &self.file_gate
+    }
+
+    /// The content of the stored file at `url` (the `url` of its file
+    /// message).
+    pub fn file(&self, url: &str) -> Option<Vec<u8>> {
+        lock(&self.shared.state)
+            .files
+            .stored
+            .iter()
+            .find(|f| f.url == url)
+            .map(|f| f.bytes.clone())
+    }
+
+    /// The URLs of the stored files, oldest first.
+    pub fn file_urls(&self) -> Vec<String> {
+        lock(&self.shared.state)
+            .files
+            .stored
+            .iter()
+            .map(|f| f.url.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emulator_sign_matches_the_worked_values() {
+        let sign = |content: &[u8], token: &str| {
+            let md5 = hex::encode(Md5::digest(content));
+            hex::encode(Md5::digest(format!("{md5}:{token}")))
+        };
+        assert_eq!(sign(b"hello", "abc"), "1f3290000afa62d7f5c8daa9864bed20");
+        assert_eq!(sign(b"hello", "tok"), "95eb30a7fab2897cb0c174f93e8e0db7");
+    }
+
+    #[test]
+    fn a_sent_file_is_a_stored_message_with_its_url_size_and_name() {
+        use crate::rtm::FileOptions;
+        let emu = RtmEmulator::start(5, "s").unwrap();
+        let client = crate::RtmServerClient::new(5, "s", emu.endpoint()).unwrap();
+        let options = FileOptions {
+            name: Some("a.txt".into()),
+            attrs: r#"{"k":1}"#.into(),
+            ..FileOptions::default()
+        };
+        let mtime = client.send_group_file(3, 9, b"hello", &options).unwrap();
+        client.send_files(3, &[4, 6], b"to two", &options).unwrap();
+        let st = lock(&emu.shared.state);
+        let log = &st.messages.log;
+        assert_eq!(log.len(), 3);
+        let m = &log[0];
+        assert_eq!(
+            (m.target, m.from, m.mtype, m.mtime),
+            (Target::Group(9), 3, 50, mtime)
+        );
+        let msg: serde_json::Value = serde_json::from_str(m.msg.as_str().unwrap()).unwrap();
+        let file = &st.files.stored[0];
+        assert_eq!(msg["url"], file.url.as_str());
+        assert_eq!(msg["size"], 5);
+        assert_eq!(file.bytes, b"hello");
+        assert_eq!(file.name.as_deref(), Some("a.txt"));
+        let attrs: serde_json::Value = serde_json::from_str(&m.attrs).unwrap();
+        assert_eq!(attrs["rtm"]["filename"], "a.txt");
+        assert_eq!(attrs["custom"]["k"], 1);
+        // `sendfiles`: one P2P message per receiver, one stored file.
+        assert_eq!(
+            (log[1].target, log[2].target),
+            (Target::P2p(4), Target::P2p(6))
+        );
+        assert_eq!(log[1].mid, log[2].mid);
+        assert_eq!(log[1].msg, log[2].msg);
+        assert_eq!(st.files.stored.len(), 2);
+        assert_eq!(file.mid, m.mid);
+    }
+
+    #[test]
+    fn state_round_trips_through_json() {
+        let mut files = Files {
+            gate_endpoint: "127.0.0.1:1".into(),
+            ..Files::default()
+        };
+        files.tokens.insert(
+            "t".into(),
+            Grant {
+                cmd: "sendfiles".into(),
+                from: 1,
+                target: vec![2, 3],
+                expires_ms: 9,
+            },
+        );
+        files.stored.push(StoredFile {
+            url: "rtmemu://files/1".into(),
+            bytes: vec![0, 1, 255],
+            from: 1,
+            mtype: 50,
+            mid: 7,
+            name: Some("a".into()),
+        });
+        let text = serde_json::to_string(&files).unwrap();
+        assert!(text.contains("\"0001ff\""), "{text}");
+        let back: Files = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.tokens, files.tokens);
+        assert_eq!(back.stored, files.stored);
+        assert!(back.gate_endpoint.is_empty());
+    }
+}

@@ -1,0 +1,84 @@
+//! The public API's promises that are not about one family: a per-call
+//! timeout reaches the raw calls of the same handle, and handlers given the
+//! client do not keep it alive.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{thread_count, wait_until, watchdog};
+use rtm_server_sdk::emulator::RtmEmulator;
+use rtm_server_sdk::fpnn::ConnectionEvent;
+use rtm_server_sdk::{ClientConfig, RtmServerClient, Value};
+
+#[test]
+fn with_timeout_reaches_the_raw_fpnn_calls() {
+    watchdog(Duration::from_secs(30), || {
+        let emu = RtmEmulator::start(1, "s").unwrap();
+        let client = RtmServerClient::with_config(
+            1,
+            "s",
+            emu.endpoint(),
+            ClientConfig::default().quest_timeout(Duration::from_secs(20)),
+        )
+        .unwrap();
+        client.connect().unwrap();
+        emu.server().faults().set_freeze(true);
+        let quick = client.with_timeout(Duration::from_millis(200));
+        let start = Instant::now();
+        let err = quick
+            .fpnn()
+            .call("getVoiceRoomList", Value::Map(vec![]))
+            .unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "waited {:?}",
+            start.elapsed()
+        );
+        let start = Instant::now();
+        assert!(quick.get_voice_room_list().unwrap_err().is_timeout());
+        assert!(start.elapsed() < Duration::from_secs(3));
+        // The handle without a per-call timeout keeps the default.
+        assert_eq!(client.fpnn().timeout(), None);
+    });
+}
+
+#[test]
+fn event_handlers_that_use_the_client_do_not_keep_it_alive() {
+    watchdog(Duration::from_secs(60), || {
+        let emu = RtmEmulator::start(1, "s").unwrap();
+        let before = thread_count();
+        let seen = Arc::new(AtomicUsize::new(0));
+        let clients: Vec<RtmServerClient> = (0..5)
+            .map(|_| {
+                let client = RtmServerClient::new(1, "s", emu.endpoint()).unwrap();
+                let seen = seen.clone();
+                client.set_event_handler(move |client, event| {
+                    if let ConnectionEvent::Connected { .. } = event {
+                        // The natural code: use the client from the handler.
+                        client.get_voice_room_list_with_callback(|_| {});
+                        seen.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+                client.connect().unwrap();
+                client
+            })
+            .collect();
+        assert!(wait_until(Duration::from_secs(10), || seen
+            .load(Ordering::SeqCst)
+            == 5));
+        drop(clients);
+        assert!(
+            wait_until(Duration::from_secs(10), || thread_count() <= before),
+            "threads left: {} (before: {before})",
+            thread_count()
+        );
+        assert!(wait_until(Duration::from_secs(10), || emu
+            .server()
+            .connections()
+            .is_empty()));
+    });
+}
