@@ -103,9 +103,9 @@ fn time_left(total: Duration, started: Instant) -> Option<Duration> {
         .filter(|left| !left.is_zero())
 }
 
-/// True for the failures after which a quest is resent once (PROTOCOL.md
-/// 5.5): the connection closed under the quest (20002, or an I/O error on
-/// the established connection), the server reports an invalid connection
+/// True for the failures after which a quest is resent once
+/// (`docs/protocol.md`, section 4): the connection closed under the quest
+/// (20002; an I/O error on the established connection is reported so too), the server reports an invalid connection
 /// (20012), or the signature was seen before (200006). A failure to connect
 /// is not retried (the quest never left), nor is a timeout.
 fn should_resend(err: &Error) -> bool {
@@ -558,7 +558,7 @@ impl RtmServerClient {
 macro_rules! rtm_methods {
     ($(
         $(#[$doc:meta])*
-        fn $name:ident / $cb_name:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> $out:ty {
+        fn $name:ident / $cb_name:ident ($($arg:ident : $ty:ty),* $(,)? ) -> $out:ty {
             method: $method:literal,
             params: { $($key:literal : $val:expr),* $(,)? },
             answer: $read:expr
@@ -572,10 +572,10 @@ macro_rules! rtm_methods {
             pub fn $name(&self, $($arg: $ty),*) -> $crate::Result<$out> {
                 #[allow(unused_mut)]
                 let mut params = $crate::rtm::params::Params::new();
-                $( params.put($key, $val); )*
+                $(params.put($key, $val); )*
                 #[allow(unused_mut, unused_assignments)]
                 let mut default_timeout: Option<std::time::Duration> = None;
-                $( default_timeout = Some($timeout); )?
+                $(default_timeout = Some($timeout); )?
                 self.invoke_timed($method, &params, default_timeout, $read)
             }
 
@@ -586,10 +586,10 @@ macro_rules! rtm_methods {
             {
                 #[allow(unused_mut)]
                 let mut params = $crate::rtm::params::Params::new();
-                $( params.put($key, $val); )*
+                $(params.put($key, $val); )*
                 #[allow(unused_mut, unused_assignments)]
                 let mut default_timeout: Option<std::time::Duration> = None;
-                $( default_timeout = Some($timeout); )?
+                $(default_timeout = Some($timeout); )?
                 self.invoke_timed_with_callback(
                     $crate::fpnn::conn::MethodName::Static($method),
                     params,
