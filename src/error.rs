@@ -89,7 +89,8 @@ pub enum Error {
     ConnectionClosed {
         /// Why the connection ended.
         reason: String,
-        /// The I/O error that ended it, when one did.
+        /// The I/O error that ended it, when one did (the `source()` is
+        /// this `Arc<std::io::Error>`).
         #[source]
         source: Option<Arc<io::Error>>,
     },

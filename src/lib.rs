@@ -105,13 +105,18 @@
 //! timer thread (callback timeouts, keepalive); a supervisor thread
 //! (connection events, background reconnects); and a small pool of callback
 //! threads (callbacks and server pushes; two by default, see
-//! [`ClientConfig::callback_threads`]). User code never runs on the reader
-//! thread, so a callback may itself make blocking calls on the same client.
-//! Callback calls made from callbacks are written together when their batch
-//! of callbacks is done (see [`FpnnClient::call_with_callback`]); keep heavy
-//! work out of callbacks. All of these threads are joined when the client
-//! is closed or dropped. The library
-//! logs through the `log` facade and never prints.
+//! [`ClientConfig::callback_threads`]). A dial (name resolution, connect,
+//! key exchange) runs on a short-lived thread of its own, shared by every
+//! call that waits for it, so that `close()` never waits for the network;
+//! callbacks of calls made after `close()` run on a short-lived thread too,
+//! never on the caller's. Thread names carry a per-client number
+//! (`fpnn-3-cb-0`). User code never runs on the reader thread, so a
+//! callback may itself make blocking calls on the same client. Callback
+//! calls made from callbacks are written together when their batch of
+//! callbacks is done (see [`FpnnClient::call_with_callback`]); keep heavy
+//! work out of callbacks. The long-lived threads are joined when the client
+//! is closed or dropped. The library logs through the `log` facade and
+//! never prints.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

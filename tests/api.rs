@@ -82,3 +82,35 @@ fn event_handlers_that_use_the_client_do_not_keep_it_alive() {
             .is_empty()));
     });
 }
+
+/// A quest lost with its connection is resent once, within the call's one
+/// deadline: the resend gets what is left of the timeout, not a new one.
+#[test]
+fn the_resend_shares_the_calls_deadline() {
+    use rtm_server_sdk::emulator::{FpnnServer, Reply, ServerOptions};
+    watchdog(Duration::from_secs(30), || {
+        let server = FpnnServer::start(
+            |_: &_, _: &_| Reply::After(Duration::from_millis(700), Box::new(Reply::Close)),
+            ServerOptions::new(),
+        )
+        .unwrap();
+        let client = RtmServerClient::new(1, "s", server.endpoint()).unwrap();
+        client.connect().unwrap();
+        let quick = client.with_timeout(Duration::from_millis(1000));
+        let start = Instant::now();
+        let err = quick.get_voice_room_list().unwrap_err();
+        let took = start.elapsed();
+        // The first attempt fails after 0.7 s; the resend has 0.3 s left.
+        assert!(err.is_timeout(), "{err}");
+        assert!(took < Duration::from_millis(1400), "took {took:?}");
+        assert!(took >= Duration::from_millis(900), "took {took:?}");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let start = Instant::now();
+        quick.get_voice_room_list_with_callback(move |r| {
+            let _ = tx.send((r, start.elapsed()));
+        });
+        let (r, took) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(r.unwrap_err().is_timeout());
+        assert!(took < Duration::from_millis(1400), "took {took:?}");
+    });
+}

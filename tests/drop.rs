@@ -133,3 +133,26 @@ fn handlers_that_call_the_client_do_not_keep_it_alive() {
         );
     });
 }
+
+#[test]
+fn thread_names_tell_clients_apart() {
+    let _serial = serial();
+    watchdog(Duration::from_secs(30), || {
+        let name_of_callback_thread = |client: &FpnnClient| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            client.call_with_callback("x", Value::Map(vec![]), None, move |_| {
+                tx.send(std::thread::current().name().map(str::to_string))
+                    .unwrap()
+            });
+            rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap()
+        };
+        let a = FpnnClient::new("127.0.0.1:1", ClientConfig::default()).unwrap();
+        let b = FpnnClient::new("127.0.0.1:1", ClientConfig::default()).unwrap();
+        let (na, nb) = (name_of_callback_thread(&a), name_of_callback_thread(&b));
+        // `fpnn-<client id>-cb-<n>`
+        let prefix = |n: &str| n.split("-cb-").next().unwrap().to_string();
+        assert!(na.starts_with("fpnn-") && na.contains("-cb-"), "{na}");
+        assert!(nb.starts_with("fpnn-") && nb.contains("-cb-"), "{nb}");
+        assert_ne!(prefix(&na), prefix(&nb), "{na} / {nb}");
+    });
+}

@@ -256,7 +256,7 @@ fn refused_connections_follow_the_back_off_schedule_and_close_stops_them() {
         for (i, gap) in gaps.iter().enumerate().take(expected.len()) {
             let want = expected[i];
             assert!(
-                *gap + 20 >= want && *gap < want + 150,
+                *gap + 20 >= want && *gap < want + 400,
                 "gap {i} was {gap} ms, expected about {want} ms (all gaps {gaps:?})"
             );
         }
@@ -711,6 +711,10 @@ fn huge_durations_never_panic_and_the_timer_keeps_working() {
         // A server that closes the connection: the huge back-off does not
         // panic the supervisor (keepalive is on: it redials at once, the
         // first attempts are immediate).
+        assert!(wait_until(Duration::from_secs(5), || server
+            .connections()
+            .len()
+            == 1));
         for c in server.connections() {
             c.close();
         }
@@ -952,6 +956,10 @@ fn an_idle_client_does_not_redial_after_the_server_closes_it() {
         .unwrap();
         let events = record_events(&client);
         client.connect().unwrap();
+        assert!(wait_until(Duration::from_secs(5), || server
+            .connections()
+            .len()
+            == 1));
         for c in server.connections() {
             c.close();
         }
@@ -972,5 +980,38 @@ fn an_idle_client_does_not_redial_after_the_server_closes_it() {
         // The next call connects on demand.
         assert_eq!(client.call("x", empty()).unwrap(), empty());
         assert_eq!(server.connection_count(), 2);
+    });
+}
+
+#[test]
+fn a_call_made_from_a_callback_never_dials_on_the_callback_thread() {
+    watchdog(Duration::from_secs(30), || {
+        // A resend (or any call) made from a callback while its client is
+        // disconnected is queued: the callback thread goes on at once.
+        let stalled = common::stalled_endpoint();
+        let stalled_client = FpnnClient::new(
+            stalled.endpoint.clone(),
+            ClientConfig::default().connect_timeout(Duration::from_secs(3)),
+        )
+        .unwrap();
+        let server = hold_server();
+        let client = FpnnClient::new(server.endpoint(), ClientConfig::default()).unwrap();
+        let (tx, rx) = unbounded();
+        for _ in 0..4 {
+            let tx = tx.clone();
+            let other = stalled_client.clone();
+            client.call_with_callback("x", empty(), None, move |_| {
+                let t = Instant::now();
+                other.call_with_callback("x", empty(), Duration::from_millis(500), |_| {});
+                tx.send(t.elapsed()).unwrap();
+            });
+        }
+        for _ in 0..4 {
+            let took = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert!(
+                took < Duration::from_millis(100),
+                "a call from a callback blocked its thread for {took:?}"
+            );
+        }
     });
 }

@@ -581,7 +581,8 @@ impl FpnnClient {
     /// The handler gets a reference to this client, so it need not capture
     /// a clone (a captured clone would keep the client alive until
     /// [`close`](FpnnClient::close) is called). It is dropped when the
-    /// client closes.
+    /// client closes; once the last handle is gone, no more events are
+    /// delivered.
     ///
     /// ```
     /// # use rtm_server_sdk::{fpnn::ConnectionEvent, ClientConfig, FpnnClient};
@@ -880,28 +881,23 @@ impl Core {
         st.dialing = false;
         st.connecting = None;
         st.attempts += 1;
+        // A connection that closed while it was being set up (it is not
+        // published yet, so its close was not reported) is a failed dial;
+        // its threads are joined once the lock is released.
+        let mut dead = None;
         let result = match result {
-            Ok(conn) if st.closed || conn.is_closed() => {
-                let err = if st.closed {
-                    Error::ClientClosed
-                } else {
-                    Error::closed("the server closed the connection while it was being set up")
-                };
-                let closed = st.closed;
+            Ok(conn) if st.closed => {
                 drop(st);
-                conn.shutdown(err.clone());
+                conn.shutdown(Error::ClientClosed);
                 conn.join_threads();
-                if closed {
-                    self.dialed.notify_all();
-                    return;
-                }
-                st = lock(&self.state);
-                if st.closed {
-                    drop(st);
-                    self.dialed.notify_all();
-                    return;
-                }
-                Err(err)
+                self.dialed.notify_all();
+                return;
+            }
+            Ok(conn) if conn.is_closed() => {
+                dead = Some(conn);
+                Err(Error::closed(
+                    "the server closed the connection while it was being set up",
+                ))
             }
             other => other,
         };
@@ -947,6 +943,9 @@ impl Core {
                 }
                 drop(st);
                 self.dialed.notify_all();
+                if let Some(conn) = dead {
+                    conn.join_threads();
+                }
                 self.ctx.limiter.release(queued.len());
                 for q in queued {
                     self.pool.fail(q.cb, err.clone());

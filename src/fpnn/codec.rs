@@ -1,6 +1,6 @@
 //! The pure FPNN frame codec: bytes in, values out, no sockets.
 //!
-//! The wire format (PROTOCOL.md section 1): a 12-byte header
+//! The wire format (`docs/protocol.md`, section 1): a 12-byte header
 //! (`FPNN`, version, flag, message type, `ss`, payload size as u32 LE),
 //! then a sequence number for two-way quests and answers, then the method
 //! name for quests, then a msgpack payload whose root is a map with string
@@ -40,31 +40,31 @@ use rmpv::Value;
 use crate::error::{Error, ProtocolError, Result};
 
 /// The four magic bytes that start every frame.
-pub const MAGIC: [u8; 4] = *b"FPNN";
+pub(crate) const MAGIC: [u8; 4] = *b"FPNN";
 /// The length of the fixed header.
-pub const HEADER_LEN: usize = 12;
+pub(crate) const HEADER_LEN: usize = 12;
 /// The protocol version this crate sends (any value is accepted on receive).
-pub const VERSION: u8 = 1;
+pub(crate) const VERSION: u8 = 1;
 /// Flag bit: the payload is msgpack.
-pub const FLAG_MSGPACK: u8 = 0x80;
+pub(crate) const FLAG_MSGPACK: u8 = 0x80;
 /// Flag bit: the payload is JSON.
-pub const FLAG_JSON: u8 = 0x40;
+pub(crate) const FLAG_JSON: u8 = 0x40;
 /// Message type of a one-way quest.
-pub const MTYPE_ONEWAY: u8 = 0;
+pub(crate) const MTYPE_ONEWAY: u8 = 0;
 /// Message type of a two-way quest.
-pub const MTYPE_TWOWAY: u8 = 1;
+pub(crate) const MTYPE_TWOWAY: u8 = 1;
 /// Message type of an answer.
-pub const MTYPE_ANSWER: u8 = 2;
+pub(crate) const MTYPE_ANSWER: u8 = 2;
 /// The longest method name the header can carry.
 pub const MAX_METHOD_LEN: usize = 255;
 /// The default largest payload accepted from the peer: 200 MiB, as the Go
-/// SDK (PROTOCOL.md 1.6).
+/// SDK.
 pub const DEFAULT_MAX_RECV_PAYLOAD: usize = 200 * 1024 * 1024;
 /// The default largest payload sent: 8 MiB, the C++ server's default
-/// package limit (PROTOCOL.md 1.6).
+/// package limit.
 pub const DEFAULT_MAX_SEND_PAYLOAD: usize = 8 * 1024 * 1024;
 /// The one-byte empty msgpack map, the smallest legal payload.
-pub const EMPTY_MAP: u8 = 0x80;
+pub(crate) const EMPTY_MAP: u8 = 0x80;
 
 /// A quest (a request) from either peer.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +91,7 @@ pub struct Answer {
 
 impl Answer {
     /// True when the status marks an exception.
+    #[must_use]
     pub fn is_error(&self) -> bool {
         self.status != 0
     }
@@ -98,6 +99,10 @@ impl Answer {
     /// Turns the answer into the OK payload or an [`Error::Server`] read from
     /// the exception's `code` (default 20001, unknown error) and `ex`
     /// (default empty).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Server`] for an exception answer.
     pub fn into_result(self) -> Result<Value> {
         if self.status == 0 {
             return Ok(self.payload);
@@ -125,6 +130,7 @@ pub enum Frame {
 
 /// Builds a msgpack map with string keys, the shape of every payload:
 /// `map_of(vec![("rid", Value::from(1))])`.
+#[must_use]
 pub fn map_of<'a>(entries: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
     Value::Map(
         entries
@@ -136,6 +142,7 @@ pub fn map_of<'a>(entries: impl IntoIterator<Item = (&'a str, Value)>) -> Value 
 
 /// Looks a key up in a msgpack map (`None` when `map` is not a map or has no
 /// such key).
+#[must_use]
 pub fn map_get<'a>(map: &'a Value, key: &str) -> Option<&'a Value> {
     match map {
         Value::Map(entries) => entries
@@ -147,7 +154,7 @@ pub fn map_get<'a>(map: &'a Value, key: &str) -> Option<&'a Value> {
 }
 
 /// Checks that a payload can be sent: a map whose keys are all strings.
-pub fn check_payload(payload: &Value) -> Result<()> {
+pub(crate) fn check_payload(payload: &Value) -> Result<()> {
     match payload {
         Value::Map(entries) => {
             if entries.iter().all(|(k, _)| k.is_str()) {
@@ -182,7 +189,7 @@ fn check_method(method: &str) -> Result<()> {
 /// Append the msgpack payload after it, then call [`finish_frame`].
 ///
 /// Returns the offset of the frame start in `out`.
-pub fn begin_quest(out: &mut Vec<u8>, two_way: bool, method: &str) -> Result<usize> {
+pub(crate) fn begin_quest(out: &mut Vec<u8>, two_way: bool, method: &str) -> Result<usize> {
     check_method(method)?;
     let start = out.len();
     out.extend_from_slice(&MAGIC);
@@ -202,7 +209,7 @@ pub fn begin_quest(out: &mut Vec<u8>, two_way: bool, method: &str) -> Result<usi
 /// `out.len()`: writes the payload size into the header. `max_payload`
 /// bounds the payload (an [`Error::InvalidArgument`] when over it, or when
 /// the payload is empty).
-pub fn finish_frame(out: &mut [u8], start: usize, max_payload: usize) -> Result<()> {
+pub(crate) fn finish_frame(out: &mut [u8], start: usize, max_payload: usize) -> Result<()> {
     let frame = &mut out[start..];
     let body_prefix = body_prefix_len(frame[6], frame[7]);
     let psize = frame.len() - HEADER_LEN - body_prefix;
@@ -225,7 +232,7 @@ pub fn finish_frame(out: &mut [u8], start: usize, max_payload: usize) -> Result<
 
 /// Writes the sequence number into a two-way quest or answer frame that
 /// starts at `frame[0]`.
-pub fn set_seq(frame: &mut [u8], seq: u32) {
+pub(crate) fn set_seq(frame: &mut [u8], seq: u32) {
     LittleEndian::write_u32(&mut frame[12..16], seq);
 }
 
@@ -241,6 +248,12 @@ fn body_prefix_len(mtype: u8, ss: u8) -> usize {
 
 /// Encodes a whole quest frame (`seq` `None` for one-way) into `out`, with
 /// the default send limit.
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] for an empty or too long method name, a
+/// payload that is not a map with string keys, or one over
+/// [`DEFAULT_MAX_SEND_PAYLOAD`]; `out` is then left as it was.
 pub fn encode_quest(
     out: &mut Vec<u8>,
     seq: Option<u32>,
@@ -261,6 +274,11 @@ pub fn encode_quest(
 }
 
 /// Encodes an OK answer frame into `out`.
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] for a payload that is not a map with string
+/// keys, or one over [`DEFAULT_MAX_SEND_PAYLOAD`].
 pub fn encode_answer(out: &mut Vec<u8>, seq: u32, payload: &Value) -> Result<()> {
     check_payload(payload)?;
     encode_answer_raw(out, seq, 0, |out| write_value(out, payload))
@@ -308,14 +326,14 @@ fn encode_answer_raw(
 }
 
 /// Appends the msgpack encoding of `value` to `out`.
-pub fn write_value(out: &mut Vec<u8>, value: &Value) {
+pub(crate) fn write_value(out: &mut Vec<u8>, value: &Value) {
     // Writing into a Vec cannot fail.
     rmpv::encode::write_value(out, value).expect("writing msgpack to a Vec cannot fail");
 }
 
 /// A parsed 12-byte header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header {
+pub(crate) struct Header {
     /// The version byte (never checked).
     pub version: u8,
     /// The flag byte.
@@ -331,7 +349,7 @@ pub struct Header {
 impl Header {
     /// Parses and validates a header: the magic, the message type and the
     /// flag. The payload size is checked by the caller against its limit.
-    pub fn parse(bytes: &[u8; HEADER_LEN]) -> std::result::Result<Header, ProtocolError> {
+    pub(crate) fn parse(bytes: &[u8; HEADER_LEN]) -> std::result::Result<Header, ProtocolError> {
         let mut magic = [0u8; 4];
         magic.copy_from_slice(&bytes[..4]);
         if magic != MAGIC {
@@ -365,7 +383,7 @@ impl Header {
     }
 
     /// The length of the whole frame, header included.
-    pub fn frame_len(&self) -> u64 {
+    pub(crate) fn frame_len(&self) -> u64 {
         HEADER_LEN as u64 + body_prefix_len(self.mtype, self.ss) as u64 + self.psize as u64
     }
 }
@@ -373,7 +391,7 @@ impl Header {
 /// Decodes a msgpack payload, which must be a map with string keys, nested
 /// at most [`MAX_NESTING`] levels deep (see [`check_payload_bytes`]).
 /// Bytes after the map are ignored (as the other FPNN implementations do).
-pub fn decode_payload(bytes: &[u8]) -> std::result::Result<Value, ProtocolError> {
+pub(crate) fn decode_payload(bytes: &[u8]) -> std::result::Result<Value, ProtocolError> {
     check_payload_bytes(bytes)?;
     decode_checked(bytes)
 }
@@ -391,7 +409,11 @@ fn decode_checked(bytes: &[u8]) -> std::result::Result<Value, ProtocolError> {
 }
 
 /// Decodes one complete frame (`bytes` holds exactly one frame).
-pub fn decode_frame(bytes: &[u8], max_payload: usize) -> std::result::Result<Frame, ProtocolError> {
+#[cfg_attr(not(feature = "emulator"), allow(dead_code))]
+pub(crate) fn decode_frame(
+    bytes: &[u8],
+    max_payload: usize,
+) -> std::result::Result<Frame, ProtocolError> {
     let mut decoder = Decoder::new(max_payload);
     decoder.feed(bytes);
     match decoder.next_frame()? {
@@ -420,6 +442,7 @@ pub struct Decoder {
 
 impl Decoder {
     /// A decoder that refuses payloads larger than `max_payload` bytes.
+    #[must_use]
     pub fn new(max_payload: usize) -> Decoder {
         Decoder {
             buf: Vec::new(),
@@ -436,6 +459,7 @@ impl Decoder {
     }
 
     /// The number of received bytes not yet returned as frames.
+    #[must_use]
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.start
     }
@@ -454,6 +478,13 @@ impl Decoder {
     /// (magic, message type, flag, payload size against the limit) as soon as
     /// its 12 bytes are in, before waiting for (or allocating room for) the
     /// body.
+    ///
+    /// # Errors
+    ///
+    /// A [`ProtocolError`] for anything that is not a well-formed frame
+    /// within the limit (bad magic, type or flag, a payload over the limit,
+    /// invalid msgpack, a root that is not a map with string keys, nesting
+    /// deeper than [`MAX_NESTING`]). The stream is unusable after it.
     pub fn next_frame(&mut self) -> std::result::Result<Option<Frame>, ProtocolError> {
         let Some((header, body)) = self.peek_frame()? else {
             return Ok(None);
@@ -635,7 +666,7 @@ pub const MAX_NESTING: usize = 100;
 /// Checks, without decoding or allocating, that `bytes` start with a
 /// well-formed msgpack map whose keys are all (UTF-8) strings, nested at most
 /// [`MAX_NESTING`] levels deep: the checks [`decode_payload`] makes.
-pub fn check_payload_bytes(bytes: &[u8]) -> std::result::Result<(), ProtocolError> {
+pub(crate) fn check_payload_bytes(bytes: &[u8]) -> std::result::Result<(), ProtocolError> {
     use rmp::Marker;
     let mut rd = bytes;
     let pairs = match Marker::from_u8(take(&mut rd, 1)?[0]) {
@@ -757,7 +788,7 @@ mod tests {
 
     #[test]
     fn worked_example_two_way_quest() {
-        // PROTOCOL.md 1.8: getVoiceRoomList, seq 1, 99 bytes.
+        // docs/protocol.md, section 1: getVoiceRoomList, seq 1, 99 bytes.
         let expected = unhex(
             "46504e4e 01 80 01 10 43000000 01000000 676574566f696365526f6f6d4c697374
              84 a3706964 ce00a7d8c1

@@ -1048,7 +1048,7 @@ impl Connection {
     }
 }
 
-/// Draws sequence numbers: 1, 2, ... up to 0x7FFFFFFF (PROTOCOL.md 1.5),
+/// Draws sequence numbers: 1, 2, ... up to 0x7FFFFFFF (`docs/protocol.md`, section 1),
 /// then 1 again (0 is never used). After the first wrap, numbers still in
 /// flight are skipped (before it, none can be).
 struct SeqCounter {

@@ -1,4 +1,4 @@
-//! FPNN connection encryption: ECDH key exchange and AES-CFB (PROTOCOL.md §2).
+//! FPNN connection encryption: ECDH key exchange and AES-CFB (`docs/protocol.md`, section 2).
 //!
 //! Encryption is optional. It is switched on by giving the client the RTM
 //! server's **public key**, an ECC key in the usual
@@ -94,6 +94,7 @@ fn enc_err(msg: impl Into<String>) -> Error {
 /// key's named-curve OID. secp192r1 and secp224r1 are refused with
 /// [`Error::Encryption`] ("unsupported curve ..."), as are all other curves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Curve {
     /// secp256k1 (OID 1.3.132.0.10), the curve RTM servers normally use.
     Secp256k1,
@@ -129,6 +130,7 @@ pub enum KeyBits {
 
 impl KeyBits {
     /// The key size in bits, 128 or 256, as sent in the `*key` quest.
+    #[must_use]
     pub const fn bits(self) -> u32 {
         match self {
             KeyBits::Aes128 => 128,
@@ -329,6 +331,7 @@ impl ServerPublicKey {
     }
 
     /// The curve of the key.
+    #[must_use]
     pub fn curve(&self) -> Curve {
         self.curve
     }
@@ -352,6 +355,7 @@ pub struct EncryptionConfig {
 
 impl EncryptionConfig {
     /// Encryption with `server_key`, in stream mode with AES-256.
+    #[must_use]
     pub fn new(server_key: ServerPublicKey) -> Self {
         EncryptionConfig {
             server_key,
@@ -450,8 +454,18 @@ impl fmt::Debug for ClientHandshake {
 /// The private key of a server, used by the in-process emulator to accept
 /// encrypted connections.
 ///
-/// Its `Debug` output shows only the curve, never the key.
+/// Its `Debug` output shows only the curve, never the key. Public with the
+/// `emulator` feature only.
+#[cfg(feature = "emulator")]
 pub struct ServerPrivateKey {
+    secret: EcSecret,
+}
+
+/// The private key of a server (crate-internal without the `emulator`
+/// feature: the crate's own tests use it).
+#[cfg(not(feature = "emulator"))]
+#[allow(dead_code)]
+pub(crate) struct ServerPrivateKey {
     secret: EcSecret,
 }
 
@@ -463,8 +477,10 @@ impl fmt::Debug for ServerPrivateKey {
     }
 }
 
+#[cfg_attr(not(feature = "emulator"), allow(dead_code))]
 impl ServerPrivateKey {
     /// A new random private key on `curve`.
+    #[must_use]
     pub fn generate(curve: Curve) -> Self {
         ServerPrivateKey {
             secret: EcSecret::random(curve),
@@ -484,6 +500,7 @@ impl ServerPrivateKey {
     }
 
     /// The matching public key, as a client would configure it.
+    #[must_use]
     pub fn public_key(&self) -> ServerPublicKey {
         ServerPublicKey {
             curve: self.secret.curve(),
@@ -494,6 +511,7 @@ impl ServerPrivateKey {
     /// The matching public key as a `-----BEGIN PUBLIC KEY-----` PEM
     /// (`SubjectPublicKeyInfo`, uncompressed point, LF line endings), which
     /// [`ServerPublicKey::from_pem`] reads back.
+    #[must_use]
     pub fn public_key_pem(&self) -> String {
         let pem = match &self.secret {
             EcSecret::K256(sk) => sk.public_key().to_public_key_pem(LineEnding::LF),
@@ -776,7 +794,7 @@ impl PackageReceiver {
 // Key derivation and cipher states
 // ---------------------------------------------------------------------------
 
-/// The AES key and IV of one connection (PROTOCOL.md §2.2).
+/// The AES key and IV of one connection (`docs/protocol.md`, section 2).
 struct SessionKeys {
     key: AesKey,
     iv: [u8; 16],
@@ -1181,7 +1199,7 @@ S4a1d/N8uEu9dove1EqPwZo56J0dI8Hc1d48tuFoUHcMMRzM0fkG4A==
         }
     }
 
-    // --- known answers (PROTOCOL.md 2.7) ---
+    // --- known answers (the worked example of the FPNN security notes) ---
 
     #[test]
     fn kat_server_pem() {

@@ -1,4 +1,4 @@
-//! Request signing (PROTOCOL.md 5.2) and the unique salt generator (5.3).
+//! Request signing (`docs/protocol.md`, section 4) and the unique salt generator.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};

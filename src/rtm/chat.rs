@@ -1,4 +1,4 @@
-//! The chat and command forms (PROTOCOL.md A.3): the send methods with
+//! The chat and command forms: the send methods with
 //! mtype 30 (chat) or 32 (command), history limited to the chat and file
 //! types ([`MessageType::CHAT_MTYPES`]), and the chat names of delete and
 //! get.

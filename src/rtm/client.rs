@@ -2,7 +2,7 @@
 //! path that every API method goes through.
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rmpv::Value;
 
@@ -96,9 +96,16 @@ impl std::fmt::Debug for RtmServerClient {
     }
 }
 
-/// True for the failures after which a quest is resent once (PROTOCOL.md
-/// 5.5): the connection closed under the quest (20002, or an I/O error on
-/// the established connection), the server reports an invalid connection
+/// What is left of a call's `total` time since `started`, if anything.
+fn time_left(total: Duration, started: Instant) -> Option<Duration> {
+    total
+        .checked_sub(started.elapsed())
+        .filter(|left| !left.is_zero())
+}
+
+/// True for the failures after which a quest is resent once
+/// (`docs/protocol.md`, section 4): the connection closed under the quest
+/// (20002; an I/O error on the established connection is reported so too), the server reports an invalid connection
 /// (20012), or the signature was seen before (200006). A failure to connect
 /// is not retried (the quest never left), nor is a timeout.
 fn should_resend(err: &Error) -> bool {
@@ -339,7 +346,8 @@ impl RtmServerClient {
     /// The resend rule applies: when the connection is lost under the quest
     /// (or the server answers 20002 or 20012), or the server answers
     /// 200006 (same sign), the quest is re-signed with a fresh salt and sent
-    /// once more; the second result is final.
+    /// once more, within what is left of the call's timeout (one deadline
+    /// per call); the second result is final.
     ///
     /// ```
     /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
@@ -379,6 +387,12 @@ impl RtmServerClient {
         }
     }
 
+    /// The timeout of this handle's calls: its own, else the configured one.
+    fn effective_timeout(&self) -> Duration {
+        self.timeout
+            .unwrap_or(self.inner.fpnn.config().quest_timeout)
+    }
+
     fn signed_frame(&self, method: &str, params: &Params) -> Result<FrameBuf> {
         self.inner
             .signer
@@ -402,10 +416,17 @@ impl RtmServerClient {
         read: ReadAnswer<T>,
     ) -> Result<T> {
         params.check()?;
+        let started = Instant::now();
         let answer = match self.send_signed(method, params) {
             Err(e) if should_resend(&e) && !self.inner.fpnn.is_closed() => {
-                log::debug!("`{method}` failed ({e}); re-signing and resending once");
-                self.send_signed(method, params)
+                // The resend shares the call's one deadline.
+                match time_left(self.effective_timeout(), started) {
+                    Some(left) => {
+                        log::debug!("`{method}` failed ({e}); re-signing and resending once");
+                        self.with_timeout(left).send_signed(method, params)
+                    }
+                    None => Err(e),
+                }
             }
             other => other,
         }?;
@@ -430,6 +451,8 @@ impl RtmServerClient {
         }
         let core = self.inner.fpnn.core().clone();
         let timeout = self.timeout;
+        let total = self.effective_timeout();
+        let started = Instant::now();
         let weak = self.downgrade();
         let frame = self.signed_frame(&method, &params);
         let first_method = method.clone();
@@ -448,6 +471,10 @@ impl RtmServerClient {
                 let Some(inner) = weak.upgrade().filter(|i| !i.fpnn.is_closed()) else {
                     return finish(&method, Err(e));
                 };
+                // The resend shares the call's one deadline.
+                let Some(left) = time_left(total, started) else {
+                    return finish(&method, Err(e));
+                };
                 log::debug!("`{method}` failed ({e}); re-signing and resending once");
                 let client = RtmServerClient { inner, timeout };
                 match client.signed_frame(&method, &params) {
@@ -456,7 +483,7 @@ impl RtmServerClient {
                         client.inner.fpnn.core().call_frame_cb(
                             method.clone(),
                             frame,
-                            timeout,
+                            Some(left),
                             Box::new(move |r| finish(&m, r)),
                         );
                     }
@@ -531,7 +558,7 @@ impl RtmServerClient {
 macro_rules! rtm_methods {
     ($(
         $(#[$doc:meta])*
-        fn $name:ident / $cb_name:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> $out:ty {
+        fn $name:ident / $cb_name:ident ($($arg:ident : $ty:ty),* $(,)? ) -> $out:ty {
             method: $method:literal,
             params: { $($key:literal : $val:expr),* $(,)? },
             answer: $read:expr
@@ -545,10 +572,10 @@ macro_rules! rtm_methods {
             pub fn $name(&self, $($arg: $ty),*) -> $crate::Result<$out> {
                 #[allow(unused_mut)]
                 let mut params = $crate::rtm::params::Params::new();
-                $( params.put($key, $val); )*
+                $(params.put($key, $val); )*
                 #[allow(unused_mut, unused_assignments)]
                 let mut default_timeout: Option<std::time::Duration> = None;
-                $( default_timeout = Some($timeout); )?
+                $(default_timeout = Some($timeout); )?
                 self.invoke_timed($method, &params, default_timeout, $read)
             }
 
@@ -559,10 +586,10 @@ macro_rules! rtm_methods {
             {
                 #[allow(unused_mut)]
                 let mut params = $crate::rtm::params::Params::new();
-                $( params.put($key, $val); )*
+                $(params.put($key, $val); )*
                 #[allow(unused_mut, unused_assignments)]
                 let mut default_timeout: Option<std::time::Duration> = None;
-                $( default_timeout = Some($timeout); )?
+                $(default_timeout = Some($timeout); )?
                 self.invoke_timed_with_callback(
                     $crate::fpnn::conn::MethodName::Static($method),
                     params,

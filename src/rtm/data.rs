@@ -1,4 +1,4 @@
-//! Key-value data per user (PROTOCOL.md Appendix A.4: `dataget`,
+//! Key-value data per user (`dataget`,
 //! `dataset`, `datadel`): small strings a backend keeps on the service
 //! under a key of its choice.
 //!

@@ -1,4 +1,4 @@
-//! Devices and push options (PROTOCOL.md A.5): the device tokens that
+//! Devices and push options the device tokens that
 //! offline push notifications go to, and per-user push options for
 //! messages from a peer or a group.
 //!

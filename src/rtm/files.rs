@@ -1,4 +1,4 @@
-//! Sending files (PROTOCOL.md A.6): two steps, through the file gate.
+//! Sending files two steps, through the file gate.
 //!
 //! 1. A signed `filetoken` quest on the RTM connection, carrying the
 //!    sender, the step-2 command and only that command's target key (`to`,
@@ -576,7 +576,7 @@ impl RtmServerClient {
 macro_rules! file_methods {
     ($(
         $(#[$doc:meta])*
-        fn $name:ident / $cb_name:ident ( $($arg:ident : $ty:ty),* ) => $cmd:literal, $target:expr;
+        fn $name:ident / $cb_name:ident ($($arg:ident : $ty:ty),* ) => $cmd:literal, $target:expr;
     )*) => {
         impl RtmServerClient { $(
             $(#[$doc])*

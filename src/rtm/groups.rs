@@ -1,4 +1,4 @@
-//! Groups (PROTOCOL.md A.5): members, bans, public and private info,
+//! Groups members, bans, public and private info,
 //! counts.
 //!
 //! A group needs no creation: adding members makes it. A ban stops a user

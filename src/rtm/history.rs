@@ -1,4 +1,4 @@
-//! History and stored messages (PROTOCOL.md A.2): reading a conversation
+//! History and stored messages reading a conversation
 //! page by page, getting, deleting, cleaning, counting and editing
 //! messages.
 //!

@@ -1,4 +1,4 @@
-//! The IM library (PROTOCOL.md A.7, the `imserver_*` methods): user and
+//! The IM library (the `imserver_*` methods): user and
 //! group infos as string maps, apply and invite grants, and IM groups with
 //! an owner, infos and permissions.
 //!

@@ -1,4 +1,4 @@
-//! The listen API (PROTOCOL.md 7.2 and 7.3): which groups, rooms, users and
+//! The listen API (`docs/protocol.md`, section 5): which groups, rooms, users and
 //! events the server pushes to this connection.
 //!
 //! The server keeps listen state per connection, so the client keeps a copy

@@ -1,4 +1,4 @@
-//! Sending messages (PROTOCOL.md A.2): to one user, to several, to a group,
+//! Sending messages to one user, to several, to a group,
 //! to a room, and to everyone (broadcast).
 //!
 //! Every send takes the body as `impl Into<MessageBody>` (text goes out as

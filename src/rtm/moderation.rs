@@ -1,4 +1,4 @@
-//! Translation and moderation (PROTOCOL.md A.3): `translate`, `profanity`,
+//! Translation and moderation `translate`, `profanity`,
 //! `speech2text`, and the text, image, audio and video checks.
 //!
 //! Languages are codes (`"en"`, `"zh-CN"`, ...). A `uid` of 0 or less is

@@ -1,4 +1,4 @@
-//! Server push (PROTOCOL.md 7.1): the messages and events the RTM server
+//! Server push (`docs/protocol.md`, section 5): the messages and events the RTM server
 //! pushes to a server-SDK connection, delivered to a typed [`PushHandler`].
 
 use std::collections::{HashMap, VecDeque};

@@ -1,4 +1,4 @@
-//! Friends and black lists (PROTOCOL.md Appendix A.4): each user has a
+//! Friends and black lists each user has a
 //! friend list and a black list of its own.
 //!
 //! ```

@@ -1,4 +1,4 @@
-//! Rooms (PROTOCOL.md A.5; not the voice and RTC rooms): members, bans,
+//! Rooms (not the voice and RTC rooms): members, bans,
 //! public and private info, counts, and the rooms of a user.
 //!
 //! A room needs no creation: adding a member makes it. A ban stops a user

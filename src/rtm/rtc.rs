@@ -1,6 +1,5 @@
-//! The RTC-room API (the current generation of the room API, PROTOCOL.md
-//! 6.2): the voice-room methods renamed, with room types and
-//! administrator commands.
+//! The RTC-room API (the current generation of the room API): the
+//! voice-room methods renamed, with room types and administrator commands.
 //!
 //! ```
 //! # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();

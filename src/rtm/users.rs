@@ -1,4 +1,4 @@
-//! Tokens and users (PROTOCOL.md Appendix A.1): login tokens, kicking
+//! Tokens and users login tokens, kicking
 //! users out, online status, the project's black and ban lists, public and
 //! private user info, clearing a user's messages, and sessions.
 //!

@@ -1,4 +1,4 @@
-//! The voice-room API (the 2021 generation, PROTOCOL.md 6.1).
+//! The voice-room API (the 2021 generation).
 //!
 //! Rooms are created by [`pull_into_voice_room`](RtmServerClient::pull_into_voice_room);
 //! an inviter must already be in the room. All ids are 64-bit.
