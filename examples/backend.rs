@@ -14,10 +14,11 @@
 //! `RTM_UIDS` (default `201,202,203`) picks the users and `RTM_GROUP`
 //! (default 700001) the group and room id it touches.
 
+mod common;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
-use rtm_server_sdk::emulator::RtmEmulator;
 use rtm_server_sdk::rtm::{
     FileOptions, HistoryQuery, ListenTargets, PushHandler, PushMessage, SendOptions,
 };
@@ -43,47 +44,19 @@ impl PushHandler for GroupPushes {
     }
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
 fn main() -> ExitCode {
-    env_logger::init();
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            match e.code() {
-                Some(code) => eprintln!("error: {e} (code {code})"),
-                None => eprintln!("error: {e}"),
-            }
-            ExitCode::FAILURE
-        }
-    }
+    common::run(run)
 }
 
 fn run() -> Result<()> {
-    let _emulator; // keeps the emulator running until the end
-    let (endpoint, pid, secret) = match (env("RTM_ENDPOINT"), env("RTM_PID"), env("RTM_SECRET")) {
-        (Some(endpoint), Some(pid), Some(secret)) => {
-            let pid = pid.parse().expect("RTM_PID is a number");
-            println!("talking to the RTM server at {endpoint} (project {pid})");
-            (endpoint, pid, secret)
-        }
-        _ => {
-            let (pid, secret) = (11000001, "emulator-secret".to_string());
-            let emulator = RtmEmulator::start(pid, &secret).expect("the emulator starts");
-            let endpoint = emulator.endpoint();
-            println!("RTM_ENDPOINT/RTM_PID/RTM_SECRET not set: started the built-in emulator at {endpoint}");
-            _emulator = emulator;
-            (endpoint, pid, secret)
-        }
-    };
-    let uids: Vec<i64> = env("RTM_UIDS").map_or(vec![201, 202, 203], |u| {
-        u.split(',')
-            .map(|x| x.trim().parse().expect("RTM_UIDS is a list of numbers"))
-            .collect()
-    });
-    let gid: i64 = env("RTM_GROUP").map_or(700001, |g| g.parse().expect("RTM_GROUP is a number"));
+    let common::Target {
+        endpoint,
+        pid,
+        secret,
+        emulator: _emulator, // keeps the emulator running until the end
+    } = common::target();
+    let uids = common::ids("RTM_UIDS", &[201, 202, 203]);
+    let gid = common::id("RTM_GROUP", 700001);
     let config = ClientConfig::default()
         .connect_timeout(Duration::from_secs(5))
         .quest_timeout(Duration::from_secs(10));

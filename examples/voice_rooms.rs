@@ -16,18 +16,14 @@
 //! (default `101,102,103`) the users, so that a run against a real project
 //! touches only rooms you choose.
 
+mod common;
+
+use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use std::process::ExitCode;
-
-use rtm_server_sdk::emulator::RtmEmulator;
 use rtm_server_sdk::rtm::{AdminCommand, ListenStatus, ListenTargets, RtcRoomOptions, RtcRoomType};
 use rtm_server_sdk::{ClientConfig, Result, RtmServerClient};
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
 
 /// Runs a callback-form call and waits for its result, so that the two forms
 /// can be shown side by side.
@@ -40,42 +36,18 @@ fn wait<T: Send + 'static>(start: impl FnOnce(Box<dyn FnOnce(Result<T>) + Send>)
 }
 
 fn main() -> ExitCode {
-    env_logger::init();
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            match e.code() {
-                Some(code) => eprintln!("error: {e} (code {code})"),
-                None => eprintln!("error: {e}"),
-            }
-            ExitCode::FAILURE
-        }
-    }
+    common::run(run)
 }
 
 fn run() -> Result<()> {
-    let _emulator; // keeps the emulator running until the end of main
-    let (endpoint, pid, secret) = match (env("RTM_ENDPOINT"), env("RTM_PID"), env("RTM_SECRET")) {
-        (Some(endpoint), Some(pid), Some(secret)) => {
-            let pid = pid.parse().expect("RTM_PID is a number");
-            println!("talking to the RTM server at {endpoint} (project {pid})");
-            (endpoint, pid, secret)
-        }
-        _ => {
-            let (pid, secret) = (11000001, "emulator-secret".to_string());
-            let emulator = RtmEmulator::start(pid, &secret).expect("the emulator starts");
-            let endpoint = emulator.endpoint();
-            println!("RTM_ENDPOINT/RTM_PID/RTM_SECRET not set: started the built-in emulator at {endpoint}");
-            _emulator = emulator;
-            (endpoint, pid, secret)
-        }
-    };
-    let rid: i64 = env("RTM_ROOM").map_or(900001, |r| r.parse().expect("RTM_ROOM is a number"));
-    let uids: Vec<i64> = env("RTM_UIDS").map_or(vec![101, 102, 103], |u| {
-        u.split(',')
-            .map(|x| x.trim().parse().expect("RTM_UIDS is a list of numbers"))
-            .collect()
-    });
+    let common::Target {
+        endpoint,
+        pid,
+        secret,
+        emulator: _emulator, // keeps the emulator running until the end
+    } = common::target();
+    let rid = common::id("RTM_ROOM", 900001);
+    let uids = common::ids("RTM_UIDS", &[101, 102, 103]);
     let (first, rest) = uids.split_first().expect("at least one uid");
 
     let config = ClientConfig::default()
