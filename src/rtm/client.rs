@@ -55,7 +55,7 @@ pub(crate) struct RtmInner {
     push: Arc<PushDispatch>,
     fpnn: FpnnClient,
     /// The file-gate clients (see `files.rs`).
-    files: Arc<super::files::FileGates>,
+    files: Arc<super::file_gates::FileGates>,
 }
 
 /// The project's credentials; signs quests.
@@ -184,7 +184,7 @@ impl RtmServerClient {
         fpnn.core().set_wanted(Arc::new(move || {
             *lock(&listening) != ListenState::default()
         }));
-        let files = Arc::new(super::files::FileGates::new(fpnn.config()));
+        let files = Arc::new(super::file_gates::FileGates::new(fpnn.config()));
         let inner = Arc::new(RtmInner {
             signer,
             listen,
@@ -310,7 +310,7 @@ impl RtmServerClient {
         self.inner.files.close();
     }
 
-    pub(crate) fn file_gates(&self) -> &Arc<super::files::FileGates> {
+    pub(crate) fn file_gates(&self) -> &Arc<super::file_gates::FileGates> {
         &self.inner.files
     }
 

@@ -14,6 +14,7 @@ pub mod chat;
 mod client;
 pub mod data;
 pub mod devices;
+mod file_gates;
 pub mod files;
 pub mod groups;
 pub mod history;
