@@ -32,7 +32,7 @@
 //! # Size
 //!
 //! A file is one FPNN frame: a file whose step-2 quest would exceed the
-//! client's [`ClientConfig::max_send_payload`] (8 MiB by default, the FPNN
+//! client's [`ClientConfig::max_send_payload`](crate::ClientConfig::max_send_payload) (8 MiB by default, the FPNN
 //! server's default limit) is refused with
 //! [`Error::InvalidArgument`], naming both
 //! sizes, before anything is sent (the quest adds the attrs and about a
