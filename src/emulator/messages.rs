@@ -184,7 +184,7 @@ pub(crate) fn deliver(
         ]);
         let mut listeners: Vec<u64> = st
             .listen
-            .values()
+            .states()
             .filter(|l| match target {
                 Target::P2p(to) => l.p2p || l.uids.contains(&to) || l.uids.contains(&from),
                 Target::Group(gid) => l.group || l.gids.contains(&gid),

@@ -101,21 +101,30 @@ mod devices;
 mod files;
 mod groups;
 mod imserver;
+mod listen;
+mod membership;
 mod messages;
 mod moderation;
+mod options;
 mod params;
 mod relations;
 mod rooms;
+mod rtc;
 mod users;
+mod voice;
 
 #[cfg(test)]
 mod testutil;
 
 pub use groups::Group;
 pub use imserver::{ApplyGrant, ImGroup};
-pub use rooms::Room;
-pub use rtm::{
-    ConnectionEvent, ConnectionObserver, EmulatorFaults, EmulatorOptions, ListenState,
-    QuestObserver, QuestOutcome, QuestRecord, Rooms, RtcRoom, RtmEmulator, UserFlags, VoiceRoom,
+pub use listen::ConnListenState;
+pub use options::{
+    ConnEvent, ConnectionObserver, EmulatorFaults, EmulatorOptions, QuestObserver, QuestOutcome,
+    QuestRecord,
 };
+pub use rooms::Room;
+pub use rtc::{RtcRoom, UserFlags};
+pub use rtm::RtmEmulator;
 pub use server::{Faults, FpnnServer, Reply, ServerConn, ServerOptions, Service};
+pub use voice::{Rooms, VoiceRoom};
