@@ -59,9 +59,6 @@ pub struct ConnListenState {
     pub ev: bool,
 }
 
-/// The whole state of an emulator, behind one lock. Each API family keeps
-/// its part in a field of its own, defined in its own file.
-
 /// This family's state: the listen state of each open connection (not
 /// saved).
 #[derive(Debug, Default)]
