@@ -107,6 +107,7 @@ mod messages;
 mod moderation;
 mod options;
 mod params;
+mod pushes;
 mod relations;
 mod rooms;
 mod rtc;
