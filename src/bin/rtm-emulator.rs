@@ -93,8 +93,9 @@ struct Args {
     secret: Option<String>,
 
     /// The address to listen on. Port 0 picks a free port (the `endpoint:`
-    /// line says which); 0.0.0.0 serves other machines too (the file gate
-    /// stays on 127.0.0.1).
+    /// line says which); 0.0.0.0 serves other machines too. The file gate
+    /// listens on a free port of the same IP; `filetoken` tells each client
+    /// the IP it came in on.
     #[arg(
         long,
         value_name = "HOST:PORT",

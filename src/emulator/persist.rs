@@ -122,7 +122,7 @@ impl RtmEmulator {
         new.listen = std::mem::take(&mut st.listen);
         new.seen = std::mem::take(&mut st.seen);
         new.seen_order = std::mem::take(&mut st.seen_order);
-        new.files.gate_endpoint = std::mem::take(&mut st.files.gate_endpoint);
+        new.files.gate_addr = st.files.gate_addr;
         *st = new;
         Ok(())
     }

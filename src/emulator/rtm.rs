@@ -180,7 +180,8 @@ pub(crate) struct RtmShared {
 
 struct RtmService(Arc<RtmShared>);
 
-/// A running RTM emulator on `127.0.0.1` (see the [module docs](self)).
+/// A running RTM emulator, on `127.0.0.1` unless its
+/// [`ServerOptions::addr`] says otherwise (see the [emulator's docs](super)).
 ///
 /// [`stop`](Self::stop), or dropping it, stops the server.
 pub struct RtmEmulator {
@@ -255,7 +256,8 @@ impl RtmEmulator {
         });
         let max_payload = options.server.max_payload;
         let server = FpnnServer::start(RtmService(shared.clone()), options.server)?;
-        let file_gate = super::files::start_gate(shared.clone(), max_payload)?;
+        let ip = server.local_addr().ip();
+        let file_gate = super::files::start_gate(shared.clone(), max_payload, ip)?;
         Ok(RtmEmulator {
             server,
             file_gate,
