@@ -16,7 +16,7 @@
 //!   when its last member is kicked out; only `closeRTCRoom` removes it.
 //! * `adminCommand` takes a `command` from 0 to 7 (otherwise 10010): 0 and
 //!   1 appoint and dismiss administrators, 2..=7 set the per-user switches
-//!   of [`UserFlags`](super::UserFlags). Every target must be a member.
+//!   of [`UserFlags`]. Every target must be a member.
 //! * Every method on a missing room, and an inviter, kicked user or
 //!   `adminCommand` target that is not a member, gives 200040
 //!   (`RTM_EC_NOT_IN_ROOM`).

@@ -1,7 +1,7 @@
 //! The core of the RTM emulator: an [`FpnnServer`] service that
 //! authenticates quests like the RTM gateway and hands each to its API
 //! family (one file each under `src/emulator/`, listed in the
-//! [emulator's docs](super)), the one state they share ([`RtmState`]), the
+//! [emulator's docs](super)), the one state they share (`RtmState`), the
 //! pushes they queue, and [`RtmEmulator`] itself.
 //!
 //! # Behaviour
@@ -592,7 +592,7 @@ mod tests {
 
     #[test]
     fn worked_example_sign() {
-        // PROTOCOL.md 5.2.
+        // The signing rule of `docs/protocol.md`, section 4, on known values.
         assert_eq!(
             rtm_sign(
                 "11000001",
