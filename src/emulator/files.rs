@@ -161,10 +161,11 @@ fn read_target(p: &Value, cmd: &str) -> R<Vec<i64>> {
 
 /// The gate's endpoint for a client on `conn`: the gate's own IP, or,
 /// when the gate listens on a wildcard address (`0.0.0.0`, `::`), the IP
-/// the client reached the emulator on, which the client can reach again.
+/// the client reached the emulator on, which the client can reach again
+/// (an IPv4 client of a `::` listener is told its IPv4 address).
 fn gate_endpoint_for(gate: SocketAddr, conn: &ServerConn) -> String {
     let ip = if gate.ip().is_unspecified() {
-        conn.local_addr().ip()
+        conn.local_addr().ip().to_canonical()
     } else {
         gate.ip()
     };
@@ -546,6 +547,22 @@ mod tests {
         let on_loopback = format!("127.0.0.1:{}", emu.local_addr().port());
         assert_eq!(token_endpoint(&on_loopback), format!("127.0.0.1:{port}"));
         assert_eq!(emu.file_gate_endpoint(), format!("127.0.0.1:{port}"));
+        // An IPv6 wildcard (where the machine has IPv6): an IPv4 client is
+        // told its IPv4 address, an IPv6 client its IPv6 one.
+        let v6 = ServerOptions::new().addr("[::]:0".parse().unwrap());
+        if let Ok(emu) = RtmEmulator::start_with(PID, SECRET, v6) {
+            let (port, gate) = (emu.local_addr().port(), emu.file_gate().local_addr());
+            assert!(gate.ip().is_unspecified() && gate.is_ipv6(), "{gate}");
+            let gate = gate.port();
+            let answer = token_endpoint(&format!("127.0.0.1:{port}"));
+            assert_eq!(answer, format!("127.0.0.1:{gate}"));
+            if std::net::TcpStream::connect(("::1", port)).is_ok() {
+                assert_eq!(
+                    token_endpoint(&format!("[::1]:{port}")),
+                    format!("[::1]:{gate}")
+                );
+            }
+        }
         // Linux routes all of 127/8 to the loopback interface: a client
         // that dials 127.0.0.2 is told 127.0.0.2, and a gate of an emulator
         // on 127.0.0.2 listens there.
