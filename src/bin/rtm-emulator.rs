@@ -15,7 +15,7 @@ use log::{LevelFilter, Log, Metadata, Record};
 use rand_core::{OsRng, RngCore};
 use rtm_server_sdk::emulator::keys::{generate_key_pair, read_private_key};
 use rtm_server_sdk::emulator::{
-    ConnectionEvent, EmulatorOptions, QuestOutcome, QuestRecord, RtmEmulator, ServerOptions,
+    ConnEvent, EmulatorOptions, QuestOutcome, QuestRecord, RtmEmulator, ServerOptions,
 };
 use rtm_server_sdk::fpnn::crypto::{CipherMode, Curve, KeyBits};
 
@@ -93,8 +93,9 @@ struct Args {
     secret: Option<String>,
 
     /// The address to listen on. Port 0 picks a free port (the `endpoint:`
-    /// line says which); 0.0.0.0 serves other machines too (the file gate
-    /// stays on 127.0.0.1).
+    /// line says which); 0.0.0.0 serves other machines too. The file gate
+    /// listens on a free port of the same IP; `filetoken` tells each client
+    /// the IP it came in on.
     #[arg(
         long,
         value_name = "HOST:PORT",
@@ -294,12 +295,12 @@ fn log_quest(r: &QuestRecord) {
 /// The log line of a connection opening or closing; a connection the
 /// emulator closed because of the client (a bad frame, a refused
 /// handshake) is a warning.
-fn log_connection(e: &ConnectionEvent) {
+fn log_connection(e: &ConnEvent) {
     match e {
-        ConnectionEvent::Opened { conn_id, peer } => {
+        ConnEvent::Opened { conn_id, peer } => {
             log::info!("conn {conn_id}: connected from {peer}");
         }
-        ConnectionEvent::Encrypted {
+        ConnEvent::Encrypted {
             conn_id,
             mode,
             bits,
@@ -315,7 +316,7 @@ fn log_connection(e: &ConnectionEvent) {
             };
             log::info!("conn {conn_id}: encrypted ({mode} mode, AES-{bits})");
         }
-        ConnectionEvent::Closed {
+        ConnEvent::Closed {
             conn_id, reason, ..
         } => match reason.as_deref() {
             None => log::info!("conn {conn_id}: closed by the client"),

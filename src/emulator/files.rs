@@ -1,9 +1,11 @@
 //! Files (A.6): `filetoken` and the file gate.
 //!
-//! Every emulator runs a file gate: a second [`FpnnServer`] on `127.0.0.1`
-//! (a free port, never encrypted, with the emulator's payload limit),
-//! started and stopped with it; [`RtmEmulator::file_gate_endpoint`] is
-//! what `filetoken` answers as `endpoint`.
+//! Every emulator runs a file gate: a second [`FpnnServer`] on a free port
+//! of the emulator's own IP (never encrypted, with the emulator's payload
+//! limit), started and stopped with it. `filetoken` answers its endpoint
+//! ([`RtmEmulator::file_gate_endpoint`]); when the emulator listens on a
+//! wildcard address (`0.0.0.0`), the answer names the IP the client's
+//! connection arrived on, which that client can reach.
 //!
 //! * `filetoken` (signed, on the RTM connection) reads `from`, `cmd` and
 //!   the key of that command only: `to` for `sendfile`, `tos` (a non-empty
@@ -49,6 +51,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,10 +78,10 @@ const COMMANDS: &[&str] = &[
 /// This family's state (part of the emulator's one state).
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub(crate) struct Files {
-    /// The gate's endpoint (set when the gate starts; not saved, since a
+    /// The gate's address (set when the gate starts; not saved, since a
     /// new gate listens elsewhere).
     #[serde(skip)]
-    pub gate_endpoint: String,
+    pub gate_addr: Option<SocketAddr>,
     /// The tokens not used yet, by token.
     pub tokens: BTreeMap<String, Grant>,
     /// The stored files, oldest first.
@@ -131,9 +134,9 @@ pub(crate) const FAMILY: Family = Family {
     dispatch,
 };
 
-fn dispatch(st: &mut RtmState, _cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<Value> {
+fn dispatch(st: &mut RtmState, cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<Value> {
     match method {
-        "filetoken" => file_token(st, p),
+        "filetoken" => file_token(st, cx.conn, p),
         _ => Err(unknown_method(method)),
     }
 }
@@ -156,16 +159,29 @@ fn read_target(p: &Value, cmd: &str) -> R<Vec<i64>> {
     }
 }
 
-fn file_token(st: &mut RtmState, p: &Value) -> R<Value> {
+/// The gate's endpoint for a client on `conn`: the gate's own IP, or,
+/// when the gate listens on a wildcard address (`0.0.0.0`, `::`), the IP
+/// the client reached the emulator on, which the client can reach again
+/// (an IPv4 client of a `::` listener is told its IPv4 address).
+fn gate_endpoint_for(gate: SocketAddr, conn: &ServerConn) -> String {
+    let ip = if gate.ip().is_unspecified() {
+        conn.local_addr().ip().to_canonical()
+    } else {
+        gate.ip()
+    };
+    SocketAddr::new(ip, gate.port()).to_string()
+}
+
+fn file_token(st: &mut RtmState, conn: &ServerConn, p: &Value) -> R<Value> {
     let from = int(p, "from")?;
     let cmd = string(p, "cmd")?;
     let target = read_target(p, &cmd)?;
-    if st.files.gate_endpoint.is_empty() {
+    let Some(gate) = st.files.gate_addr else {
         return Err(Reply::error(
             codes::RTM_EC_UNKNOWN_ERROR,
             "the file gate is not running",
         ));
-    }
+    };
     let now = st.now_ms();
     st.files.tokens.retain(|_, g| g.expires_ms > now);
     let token = hex::encode(Md5::digest(format!(
@@ -184,7 +200,7 @@ fn file_token(st: &mut RtmState, p: &Value) -> R<Value> {
     );
     Ok(obj(vec![
         ("token", Value::from(token)),
-        ("endpoint", Value::from(st.files.gate_endpoint.as_str())),
+        ("endpoint", Value::from(gate_endpoint_for(gate, conn))),
     ]))
 }
 
@@ -338,15 +354,20 @@ impl Service for GateService {
 }
 
 /// Starts the file gate of an emulator and records its endpoint.
+/// The gate listens on a free port of `ip`, the IP of the emulator's
+/// own listener.
 pub(crate) fn start_gate(
     shared: Arc<RtmShared>,
     max_payload: usize,
+    ip: IpAddr,
 ) -> std::io::Result<FpnnServer> {
     let gate = FpnnServer::start(
         GateService(shared.clone()),
-        ServerOptions::new().max_payload(max_payload),
+        ServerOptions::new()
+            .addr(SocketAddr::new(ip, 0))
+            .max_payload(max_payload),
     )?;
-    lock(&shared.state).files.gate_endpoint = gate.endpoint();
+    lock(&shared.state).files.gate_addr = Some(gate.local_addr());
     Ok(gate)
 }
 
@@ -355,8 +376,10 @@ impl RtmEmulator {
     /// [`advance_clock`](RtmEmulator::advance_clock)): 5 minutes.
     pub const FILE_TOKEN_TTL: Duration = Duration::from_secs(300);
 
-    /// The endpoint of the file gate (`"127.0.0.1:PORT"`), which
-    /// `filetoken` answers.
+    /// The endpoint of the file gate (`"127.0.0.1:PORT"` by default), which
+    /// `filetoken` answers. The gate listens on the IP of the emulator; for
+    /// a wildcard address this is the loopback endpoint, and `filetoken`
+    /// answers each client the IP its connection arrived on.
     ///
     /// The gate is a second, never encrypted listener of this emulator,
     /// started and stopped with it. It takes the five step-2 commands
@@ -459,7 +482,7 @@ mod tests {
     #[test]
     fn state_round_trips_through_json() {
         let mut files = Files {
-            gate_endpoint: "127.0.0.1:1".into(),
+            gate_addr: Some(SocketAddr::from(([127, 0, 0, 1], 1))),
             ..Files::default()
         };
         files.tokens.insert(
@@ -484,6 +507,73 @@ mod tests {
         let back: Files = serde_json::from_str(&text).unwrap();
         assert_eq!(back.tokens, files.tokens);
         assert_eq!(back.stored, files.stored);
-        assert!(back.gate_endpoint.is_empty());
+        assert!(back.gate_addr.is_none());
+    }
+
+    /// `filetoken`'s endpoint from a raw client on `endpoint`.
+    fn token_endpoint(endpoint: &str) -> String {
+        use crate::emulator::testutil::{call, RawClient};
+        let mut c = RawClient::connect(endpoint);
+        let p = vec![
+            ("from", 1.into()),
+            ("cmd", "sendfile".into()),
+            ("to", 2.into()),
+        ];
+        let answer = call(&mut c, "filetoken", p).unwrap();
+        crate::fpnn::codec::map_get(&answer, "endpoint")
+            .and_then(Value::as_str)
+            .expect("an endpoint")
+            .to_string()
+    }
+
+    #[test]
+    fn the_gate_listens_on_the_ip_of_the_emulator() {
+        use crate::emulator::testutil::{PID, SECRET};
+        let start = |addr: &str| {
+            let options = ServerOptions::new().addr(addr.parse().unwrap());
+            RtmEmulator::start_with(PID, SECRET, options).unwrap()
+        };
+        // The default, 127.0.0.1: the gate too.
+        let emu = start("127.0.0.1:0");
+        let gate = emu.file_gate().local_addr();
+        assert_eq!(gate.ip(), emu.local_addr().ip());
+        assert_eq!(token_endpoint(&emu.endpoint()), gate.to_string());
+        // A wildcard: the gate listens on every interface too, and
+        // `filetoken` answers the IP each client came in on.
+        let emu = start("0.0.0.0:0");
+        let gate = emu.file_gate().local_addr();
+        assert!(gate.ip().is_unspecified(), "{gate}");
+        let port = gate.port();
+        let on_loopback = format!("127.0.0.1:{}", emu.local_addr().port());
+        assert_eq!(token_endpoint(&on_loopback), format!("127.0.0.1:{port}"));
+        assert_eq!(emu.file_gate_endpoint(), format!("127.0.0.1:{port}"));
+        // An IPv6 wildcard (where the machine has IPv6): an IPv4 client is
+        // told its IPv4 address, an IPv6 client its IPv6 one.
+        let v6 = ServerOptions::new().addr("[::]:0".parse().unwrap());
+        if let Ok(emu) = RtmEmulator::start_with(PID, SECRET, v6) {
+            let (port, gate) = (emu.local_addr().port(), emu.file_gate().local_addr());
+            assert!(gate.ip().is_unspecified() && gate.is_ipv6(), "{gate}");
+            let gate = gate.port();
+            let answer = token_endpoint(&format!("127.0.0.1:{port}"));
+            assert_eq!(answer, format!("127.0.0.1:{gate}"));
+            if std::net::TcpStream::connect(("::1", port)).is_ok() {
+                assert_eq!(
+                    token_endpoint(&format!("[::1]:{port}")),
+                    format!("[::1]:{gate}")
+                );
+            }
+        }
+        // Linux routes all of 127/8 to the loopback interface: a client
+        // that dials 127.0.0.2 is told 127.0.0.2, and a gate of an emulator
+        // on 127.0.0.2 listens there.
+        #[cfg(target_os = "linux")]
+        {
+            let on_other = format!("127.0.0.2:{}", emu.local_addr().port());
+            assert_eq!(token_endpoint(&on_other), format!("127.0.0.2:{port}"));
+            let emu = start("127.0.0.2:0");
+            let gate = emu.file_gate().local_addr();
+            assert_eq!(gate.ip().to_string(), "127.0.0.2");
+            assert_eq!(token_endpoint(&emu.endpoint()), gate.to_string());
+        }
     }
 }

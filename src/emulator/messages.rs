@@ -2,9 +2,9 @@
 //!
 //! Every message sent through the emulator (by `sendmsg`, `sendmsgs`,
 //! `sendgroupmsg`, `sendroommsg`, `broadcastmsg`, or a file through the
-//! file gate) goes through [`deliver`]: it is stored with a cursor id and
+//! file gate) goes through `deliver`: it is stored with a cursor id and
 //! the emulator's time, and pushed to every connection that listens to it
-//! (PROTOCOL section 7.2): a P2P message to connections listening to its
+//! (`docs/protocol.md`, section 5): a P2P message to connections listening to its
 //! sender or receiver (`uids`) or to every P2P message (`p2p`), a group
 //! message to those listening to the group (`gids`) or to every group
 //! (`group`), a room message likewise with `rids` and `room`. Broadcast
@@ -184,7 +184,7 @@ pub(crate) fn deliver(
         ]);
         let mut listeners: Vec<u64> = st
             .listen
-            .values()
+            .states()
             .filter(|l| match target {
                 Target::P2p(to) => l.p2p || l.uids.contains(&to) || l.uids.contains(&from),
                 Target::Group(gid) => l.group || l.gids.contains(&gid),

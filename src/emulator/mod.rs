@@ -1,26 +1,46 @@
-//! In-process servers for tests, examples and benchmarks (feature
-//! `emulator`).
+//! An RTM gateway in your process, for tests, examples and benchmarks
+//! (feature `emulator`): point an [`RtmServerClient`](crate::RtmServerClient)
+//! (or any RTM SDK) at it and your backend runs against real in-memory
+//! semantics instead of the service.
 //!
-//! * [`FpnnServer`] is a small generic FPNN server: plain or encrypted
-//!   connections, a pluggable [`Service`] (any closure
-//!   `Fn(&ServerConn, &Quest) -> Reply`), server-to-client pushes
-//!   ([`ServerConn::push`]), a log of every received quest
-//!   ([`FpnnServer::received`]) and live fault switches ([`Faults`]: freeze,
-//!   refuse connections, drop every n-th quest, delay answers).
-//! * [`RtmEmulator`] is an [`FpnnServer`] that behaves like the RTM gateway
-//!   for the voice-room, RTC-room and listen APIs: it checks each quest's
-//!   signature, keeps rooms in memory and lets a test inspect them
-//!   ([`RtmEmulator::rooms`], [`RtmEmulator::listen_state`]). See the
-//!   [`rtm`] module for the exact rules.
-//! * [`EmulatorOptions`] start an emulator with RTM-level faults
-//!   ([`EmulatorFaults`]: per-method delays and errors, dropping a
-//!   connection after N quests), a quest observer ([`QuestRecord`]), a `ts`
-//!   window, or a saved state ([`persist`]: the whole state as JSON).
+//! * [`RtmEmulator`] behaves like the RTM gateway for the whole API the
+//!   crate covers: it checks every quest's signature and parameters,
+//!   answers the gateway's error codes, keeps users, tokens, friends,
+//!   groups, rooms, voice and RTC rooms, devices, messages and files in
+//!   memory, pushes messages to the connections that listen, and lets a
+//!   test read all of it back (accessors such as [`RtmEmulator::group`],
+//!   [`RtmEmulator::rooms`], [`RtmEmulator::listen_state`]).
+//! * [`families`] documents each API family: what it implements, its
+//!   errors, and where it is more lenient than the service. [`rtm`](mod@rtm)
+//!   documents what every quest goes through first (the signature, the
+//!   same-signature and clock checks, unknown methods).
+//! * The **file gate**: every emulator also runs the second server that
+//!   file sends go to ([`families::files`],
+//!   [`RtmEmulator::file_gate_endpoint`]); it listens on the emulator's IP,
+//!   and `filetoken` tells each client where to reach it.
+//! * **Options and faults**: [`EmulatorOptions`] start an emulator with a
+//!   fixed address or encryption ([`ServerOptions`]), a `ts` window, a saved
+//!   state, RTM-level faults ([`EmulatorFaults`]: per-method delays and
+//!   errors, dropping a connection after N quests) and observers of every
+//!   quest ([`QuestRecord`]) and connection ([`ConnEvent`]). The
+//!   connection-level faults (freeze, refuse connections, drop every n-th
+//!   quest) are the server's [`Faults`]. The emulator's clock can be moved
+//!   forward ([`RtmEmulator::advance_clock`]) to see bans and tokens expire
+//!   without waiting.
+//! * **Persistence**: [`persist`] saves and loads the whole state as JSON
+//!   ([`RtmEmulator::state_json`], [`RtmEmulator::save_state`]).
 //!   [`keys`] reads a server's ECC private key (PEM or raw) and makes key
 //!   pairs for encrypted emulators.
-//! * The `rtm-emulator` program (`cargo run --features emulator --bin
+//! * **The `rtm-emulator` program** (`cargo run --features emulator --bin
 //!   rtm-emulator -- --help`) runs the emulator as a standalone RTM gateway
-//!   for clients in any language, with these options as flags.
+//!   for clients in any language, with these options as flags, a log of
+//!   every connection and quest, and its state kept in a file across
+//!   restarts (see the README).
+//! * [`FpnnServer`] is the small generic FPNN server under it all: plain
+//!   or encrypted connections, a pluggable [`Service`] (any closure
+//!   `Fn(&ServerConn, &Quest) -> Reply`), server-to-client pushes
+//!   ([`ServerConn::push`]) and a log of every received quest
+//!   ([`FpnnServer::received`]).
 //!
 //! Everything listens on `127.0.0.1`, on a free port unless
 //! [`ServerOptions::addr`] says otherwise; nothing else touches the network.
@@ -32,17 +52,43 @@
 //! Enable the feature for your tests
 //! (`rtm-server-sdk = { version = "...", features = ["emulator"] }` in
 //! `[dev-dependencies]`), start an emulator with the project id and secret
-//! your client uses, and point the client at [`RtmEmulator::endpoint`]:
+//! your client uses, point the client at [`RtmEmulator::endpoint`], and
+//! check what your code did:
 //!
 //! ```
+//! use std::time::Duration;
+//!
 //! use rtm_server_sdk::emulator::RtmEmulator;
+//! use rtm_server_sdk::rtm::SendOptions;
+//! use rtm_server_sdk::RtmServerClient;
 //!
 //! let mut emu = RtmEmulator::start(11000001, "my-secret").unwrap();
-//! let endpoint = emu.endpoint(); // "127.0.0.1:PORT": give it to the client
-//! assert!(endpoint.starts_with("127.0.0.1:"));
-//! // ... run the client against `endpoint`, then inspect the state:
-//! assert!(emu.rooms().voice.is_empty());
-//! assert!(emu.received().is_empty());
+//! let client = RtmServerClient::new(11000001, "my-secret", emu.endpoint()).unwrap();
+//!
+//! // What a backend does at a user's login and in a group chat.
+//! let token = client.get_token(1001).unwrap();
+//! assert!(emu.is_token_valid(1001, &token));
+//! client.add_group_members(7, &[1001, 1002]).unwrap();
+//! client
+//!     .send_group_message(1001, 7, 30, "hello", &SendOptions::default())
+//!     .unwrap();
+//! client.pull_into_voice_room(3, &[1001]).unwrap();
+//!
+//! // The emulator's state, read back.
+//! assert_eq!(emu.group(7).unwrap().members.len(), 2);
+//! assert_eq!(emu.message_count(), 1);
+//! assert_eq!(emu.voice_room(3).unwrap().owner, Some(1001));
+//!
+//! // Faults: the next `gettoken` fails as the service would.
+//! emu.faults().set_fail("gettoken", 200010);
+//! let err = client.get_token(1001).unwrap_err();
+//! assert_eq!(err.server_code(), Some(200010));
+//!
+//! // The clock moves on: a 60-second group ban is over.
+//! client.add_group_ban(7, 1002, Duration::from_secs(60)).unwrap();
+//! assert!(emu.is_banned_in_group(7, 1002));
+//! emu.advance_clock(Duration::from_secs(61));
+//! assert!(!emu.is_banned_in_group(7, 1002));
 //! emu.stop();
 //! ```
 //!
@@ -96,26 +142,31 @@ pub mod persist;
 pub mod rtm;
 pub mod server;
 
-mod data;
-mod devices;
-mod files;
-mod groups;
-mod imserver;
-mod messages;
-mod moderation;
+pub mod families;
+
+mod membership;
+mod options;
 mod params;
-mod relations;
-mod rooms;
-mod users;
+mod pushes;
+
+// The families, where the rest of the emulator expects them.
+use families::{
+    data, devices, files, groups, imserver, listen, messages, moderation, relations, rooms, rtc,
+    users, voice,
+};
 
 #[cfg(test)]
 mod testutil;
 
 pub use groups::Group;
 pub use imserver::{ApplyGrant, ImGroup};
-pub use rooms::Room;
-pub use rtm::{
-    ConnectionEvent, ConnectionObserver, EmulatorFaults, EmulatorOptions, ListenState,
-    QuestObserver, QuestOutcome, QuestRecord, Rooms, RtcRoom, RtmEmulator, UserFlags, VoiceRoom,
+pub use listen::ConnListenState;
+pub use options::{
+    ConnEvent, ConnectionObserver, EmulatorFaults, EmulatorOptions, QuestObserver, QuestOutcome,
+    QuestRecord,
 };
+pub use rooms::Room;
+pub use rtc::{RtcRoom, UserFlags};
+pub use rtm::RtmEmulator;
 pub use server::{Faults, FpnnServer, Reply, ServerConn, ServerOptions, Service};
+pub use voice::{Rooms, VoiceRoom};

@@ -122,7 +122,7 @@ impl RtmEmulator {
         new.listen = std::mem::take(&mut st.listen);
         new.seen = std::mem::take(&mut st.seen);
         new.seen_order = std::mem::take(&mut st.seen_order);
-        new.files.gate_endpoint = std::mem::take(&mut st.files.gate_endpoint);
+        new.files.gate_addr = st.files.gate_addr;
         *st = new;
         Ok(())
     }
@@ -323,5 +323,48 @@ mod tests {
         assert_eq!(emu.voice_room(5).unwrap().rid, 5);
         assert!(emu.rooms().rtc.is_empty());
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// A state file in the layout the emulator wrote before its rooms,
+    /// groups and listen moved into families of their own.
+    const SAVED_BEFORE_THE_FAMILIES: &str = r#"{
+        "format": "rtm-emulator-state", "version": 1, "pid": 11000001,
+        "saved_at_ms": 1700000000000,
+        "state": {
+            "voice": {"10": {"rid": 10, "members": [1, 2], "managers": [1],
+                "owner": 1, "invited": [], "mic_status": null}},
+            "rtc": {"20": {"rid": 20, "members": [3], "administrators": [],
+                "owner": 3, "invited": [], "mic_status": true, "room_type": 2,
+                "voice_range": null, "max_receive_streams": null,
+                "user_flags": {"3": {"audio_forbidden": true,
+                    "video_forbidden": false, "mic_closed": false,
+                    "camera_closed": false}}}},
+            "clock_offset_ms": 0,
+            "groups": {"groups": {"7": {"gid": 7, "members": [1],
+                "public_info": "g", "private_info": "", "bans": {}}},
+                "all_bans": {}},
+            "rooms": {"rooms": {"8": {"rid": 8, "members": [2],
+                "public_info": "", "private_info": "r", "bans": {}}},
+                "all_bans": {}}
+        }
+    }"#;
+
+    #[test]
+    fn a_state_file_of_the_earlier_layout_loads() {
+        let options = EmulatorOptions::new().state_json(SAVED_BEFORE_THE_FAMILIES);
+        let emu = RtmEmulator::start_with_options(PID, SECRET, options).unwrap();
+        let voice = emu.voice_room(10).unwrap();
+        assert_eq!((voice.owner, voice.members.len()), (Some(1), 2));
+        let rtc = emu.rtc_room(20).unwrap();
+        assert!(rtc.user_flags[&3].audio_forbidden);
+        assert_eq!(rtc.mic_status, Some(true));
+        assert_eq!(emu.group(7).unwrap().public_info, "g");
+        assert_eq!(emu.room(8).unwrap().private_info, "r");
+        // And it is written back in the same layout.
+        let json = emu.state_json();
+        for key in [r#""voice": {"#, r#""groups": {"#, r#""rooms": {"#] {
+            assert!(json.contains(key), "{key} in {json}");
+        }
+        assert!(json.contains(r#""10": {"#) && json.contains(r#""7": {"#));
     }
 }

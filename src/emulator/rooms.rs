@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rmpv::Value;
 use serde::{Deserialize, Serialize};
 
-use super::groups::{ban_end, banned, prune};
+use super::membership::{collective, Registry};
 use super::params::*;
 use super::rtm::{Ctx, Family, RtmEmulator, RtmState};
 use super::server::lock;
@@ -52,14 +52,22 @@ pub struct Room {
     pub bans: BTreeMap<i64, i64>,
 }
 
-/// This family's state (part of the emulator's one state).
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-pub(crate) struct RoomsState {
-    /// Every room by id.
-    rooms: BTreeMap<i64, Room>,
-    /// The all-rooms bans: uid to the end of the ban (ms).
-    all_bans: BTreeMap<i64, i64>,
-}
+collective!(
+    Room,
+    rid,
+    "rooms",
+    [
+        "addroomban",
+        "removeroomban",
+        "isbanofroom",
+        "setroominfo",
+        "getroominfo"
+    ]
+);
+
+/// This family's state (part of the emulator's one state): every room of
+/// the room API, and the all-rooms bans.
+pub(crate) type RoomsState = Registry<Room>;
 
 /// The methods of this family.
 pub(crate) const FAMILY: Family = Family {
@@ -81,38 +89,10 @@ pub(crate) const FAMILY: Family = Family {
     dispatch,
 };
 
-impl RoomsState {
-    fn room_mut(&mut self, rid: i64) -> &mut Room {
-        self.rooms.entry(rid).or_insert_with(|| Room {
-            rid,
-            ..Room::default()
-        })
-    }
-
-    fn members(&self, rid: i64) -> Option<&BTreeSet<i64>> {
-        self.rooms.get(&rid).map(|r| &r.members)
-    }
-
-    fn is_banned(&self, rid: i64, uid: i64, now_ms: i64) -> bool {
-        banned(&self.all_bans, uid, now_ms)
-            || self
-                .rooms
-                .get(&rid)
-                .is_some_and(|r| banned(&r.bans, uid, now_ms))
-    }
-
-    /// Removes `uid` from room `rid`; true when it was a member.
-    fn remove(&mut self, rid: i64, uid: i64) -> bool {
-        self.rooms
-            .get_mut(&rid)
-            .is_some_and(|r| r.members.remove(&uid))
-    }
-}
-
 /// Whether `uid` is a member of room `rid` (for the message families).
 #[allow(dead_code)]
 pub(crate) fn is_member(st: &RtmState, rid: i64, uid: i64) -> bool {
-    st.rooms.members(rid).is_some_and(|m| m.contains(&uid))
+    st.rooms.is_member(rid, uid)
 }
 
 /// Whether `uid` is banned in room `rid` now (for the message families).
@@ -124,11 +104,14 @@ pub(crate) fn is_banned(st: &RtmState, rid: i64, uid: i64) -> bool {
 fn dispatch(st: &mut RtmState, _cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<Value> {
     let now = st.now_ms();
     let r = &mut st.rooms;
+    if let Some(result) = r.dispatch_shared(method, p, now) {
+        return result;
+    }
     match method {
         "addroommember" => {
             let rid = int(p, "rid")?;
             let uid = int(p, "uid")?;
-            r.room_mut(rid).members.insert(uid);
+            r.entry_mut(rid).members.insert(uid);
             Ok(empty())
         }
         "addroommembers" => {
@@ -137,7 +120,7 @@ fn dispatch(st: &mut RtmState, _cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<
             let added: Vec<i64> = if uids.is_empty() {
                 Vec::new()
             } else {
-                let room = r.room_mut(rid);
+                let room = r.entry_mut(rid);
                 uids.into_iter()
                     .filter(|&uid| room.members.insert(uid))
                     .collect()
@@ -147,74 +130,17 @@ fn dispatch(st: &mut RtmState, _cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<
         "delroommember" => {
             let rid = int(p, "rid")?;
             let uid = int(p, "uid")?;
-            r.remove(rid, uid);
+            r.remove_member(rid, uid);
             Ok(empty())
         }
         "delroommembers" => {
             let rid = int(p, "rid")?;
             let uids = int_list(p, "uids")?;
-            let removed: Vec<i64> = uids.into_iter().filter(|&u| r.remove(rid, u)).collect();
+            let removed: Vec<i64> = uids
+                .into_iter()
+                .filter(|&u| r.remove_member(rid, u))
+                .collect();
             Ok(obj(vec![("successedUids", ids(&removed))]))
-        }
-        "addroomban" => {
-            let rid = opt_int(p, "rid")?.filter(|&rid| rid > 0);
-            let uid = int(p, "uid")?;
-            let end = ban_end(now, int(p, "btime")?)?;
-            let bans = match rid {
-                Some(rid) => &mut r.room_mut(rid).bans,
-                None => &mut r.all_bans,
-            };
-            prune(bans, now);
-            bans.insert(uid, end);
-            Ok(empty())
-        }
-        "removeroomban" => {
-            let rid = opt_int(p, "rid")?.filter(|&rid| rid > 0);
-            let uid = int(p, "uid")?;
-            match rid {
-                Some(rid) => {
-                    if let Some(room) = r.rooms.get_mut(&rid) {
-                        room.bans.remove(&uid);
-                    }
-                }
-                None => {
-                    r.all_bans.remove(&uid);
-                    for room in r.rooms.values_mut() {
-                        room.bans.remove(&uid);
-                    }
-                }
-            }
-            Ok(empty())
-        }
-        "isbanofroom" => {
-            let rid = int(p, "rid")?;
-            let uid = int(p, "uid")?;
-            Ok(ok(r.is_banned(rid, uid, now)))
-        }
-        "setroominfo" => {
-            let rid = int(p, "rid")?;
-            let public = opt_str(p, "oinfo")?;
-            let private = opt_str(p, "pinfo")?;
-            let room = r.room_mut(rid);
-            if let Some(public) = public {
-                room.public_info = public;
-            }
-            if let Some(private) = private {
-                room.private_info = private;
-            }
-            Ok(empty())
-        }
-        "getroominfo" => {
-            let rid = int(p, "rid")?;
-            let (public, private) = r
-                .rooms
-                .get(&rid)
-                .map(|room| (room.public_info.as_str(), room.private_info.as_str()))
-                .unwrap_or_default();
-            Ok(obj(vec![
-                ("oinfo", Value::from(public)),
-                ("pinfo", Value::from(private)),
-            ]))
         }
         "getroommembers" => {
             let rid = int(p, "rid")?;
@@ -236,7 +162,7 @@ fn dispatch(st: &mut RtmState, _cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<
             let rids = int_list(p, "rids")?;
             let uid = int(p, "uid")?;
             for rid in rids {
-                r.room_mut(rid).members.insert(uid);
+                r.entry_mut(rid).members.insert(uid);
             }
             Ok(empty())
         }
@@ -244,7 +170,7 @@ fn dispatch(st: &mut RtmState, _cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<
             let rids = int_list(p, "rids")?;
             let uid = int(p, "uid")?;
             for rid in rids {
-                r.remove(rid, uid);
+                r.remove_member(rid, uid);
             }
             Ok(empty())
         }
@@ -257,19 +183,14 @@ impl RtmEmulator {
     /// if it was made. Voice and RTC rooms are in [`RtmEmulator::rooms`].
     pub fn room(&self, rid: i64) -> Option<Room> {
         let st = lock(&self.shared.state);
-        let now = st.now_ms();
-        st.rooms.rooms.get(&rid).map(|r| {
-            let mut r = r.clone();
-            prune(&mut r.bans, now);
-            r
-        })
+        st.rooms.snapshot(rid, st.now_ms())
     }
 
     /// The ids of every room of the room API, in order.
     pub fn room_ids(&self) -> Vec<i64> {
         lock(&self.shared.state)
             .rooms
-            .rooms
+            .entries
             .keys()
             .copied()
             .collect()
@@ -290,14 +211,14 @@ mod tests {
     #[test]
     fn the_state_survives_json() {
         let mut r = RoomsState::default();
-        let room = r.room_mut(5);
+        let room = r.entry_mut(5);
         room.members.insert(1);
         room.bans.insert(2, 1_000);
         room.public_info = "p".into();
         r.all_bans.insert(3, 2_000);
         let text = serde_json::to_string(&r).unwrap();
         let back: RoomsState = serde_json::from_str(&text).unwrap();
-        assert_eq!(back.rooms, r.rooms);
+        assert_eq!(back.entries, r.entries);
         assert_eq!(back.all_bans, r.all_bans);
     }
 }

@@ -374,6 +374,8 @@ type PushResult = Result<Value, Error>;
 struct ConnInner {
     id: u64,
     peer: SocketAddr,
+    /// The server's end of the connection.
+    local: SocketAddr,
     /// Used only to shut the socket down.
     stream: TcpStream,
     writer: Mutex<Writer>,
@@ -417,6 +419,13 @@ impl ServerConn {
     /// The client's address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.inner.peer
+    }
+
+    /// The server's end of the connection: the address the client dialed
+    /// (the IP it arrived on when the server listens on a wildcard address
+    /// such as `0.0.0.0`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local
     }
 
     /// Whether the connection has been closed (by either side).
@@ -961,6 +970,7 @@ fn start_conn(shared: &Arc<Shared>, stream: TcpStream) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let peer = stream.peer_addr()?;
+    let local = stream.local_addr()?;
     let writer = stream.try_clone()?;
     let shutdown_handle = stream.try_clone()?;
     let id = shared.next_conn_id.fetch_add(1, Ordering::SeqCst);
@@ -968,6 +978,7 @@ fn start_conn(shared: &Arc<Shared>, stream: TcpStream) -> io::Result<()> {
         inner: Arc::new(ConnInner {
             id,
             peer,
+            local,
             stream: shutdown_handle,
             writer: Mutex::new(Writer {
                 stream: writer,

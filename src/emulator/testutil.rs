@@ -242,3 +242,92 @@ impl RawClient {
         echo_seq
     }
 }
+
+// ---------------------------------------------------------------------------
+// Signed RTM quests (shared by the families' unit tests)
+// ---------------------------------------------------------------------------
+
+/// The project of the unit tests' emulators.
+pub(crate) const PID: i64 = 11000001;
+/// The secret of the unit tests' emulators.
+pub(crate) const SECRET: &str = "ef3617e5-e886-4a4e-9eef-7263c0320628";
+
+static SALT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
+
+/// The real clock in seconds.
+pub(crate) fn now_s() -> i64 {
+    super::server::now_ms() / 1000
+}
+
+/// The auth keys for `method` with a fresh salt, plus `params`.
+pub(crate) fn signed_with(
+    pid: i64,
+    secret: &str,
+    method: &str,
+    params: Vec<(&str, Value)>,
+) -> Value {
+    let salt = SALT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let ts = now_s();
+    let sign = super::rtm::rtm_sign(
+        &pid.to_string(),
+        secret,
+        &salt.to_string(),
+        method,
+        &ts.to_string(),
+    );
+    let mut entries = vec![
+        ("pid", Value::from(pid)),
+        ("sign", Value::from(sign)),
+        ("salt", Value::from(salt)),
+        ("ts", Value::from(ts)),
+    ];
+    entries.extend(params);
+    map(entries)
+}
+
+/// Calls `method` signed for [`PID`] and [`SECRET`].
+pub(crate) fn call(
+    c: &mut RawClient,
+    method: &str,
+    params: Vec<(&str, Value)>,
+) -> Result<Value, crate::error::Error> {
+    let p = signed_with(PID, SECRET, method, params);
+    c.call(method, &p).into_result()
+}
+
+/// The server error code of a failed call.
+pub(crate) fn code(r: Result<Value, crate::error::Error>) -> i64 {
+    let e = r.expect_err("expected an error");
+    e.server_code()
+        .unwrap_or_else(|| panic!("not a server error: {e:?}"))
+}
+
+/// The server error code and message of a failed call.
+pub(crate) fn err_msg(r: Result<Value, crate::error::Error>) -> (i64, String) {
+    match r {
+        Err(crate::error::Error::Server { code, message }) => (code, message),
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+/// The int list at `key` of an answer.
+pub(crate) fn ints(v: &Value, key: &str) -> Vec<i64> {
+    crate::fpnn::codec::map_get(v, key)
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("no `{key}` in {v}"))
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
+}
+
+/// A msgpack array of ints.
+pub(crate) fn arr(items: &[i64]) -> Value {
+    Value::Array(items.iter().map(|&i| Value::from(i)).collect())
+}
+
+/// An emulator for [`PID`] and [`SECRET`] and a raw client connected to it.
+pub(crate) fn setup() -> (super::RtmEmulator, RawClient) {
+    let emu = super::RtmEmulator::start(PID, SECRET).unwrap();
+    let c = RawClient::connect(&emu.endpoint());
+    (emu, c)
+}

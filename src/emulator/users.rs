@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rmpv::Value;
 use serde::{Deserialize, Serialize};
 
+use super::membership::{banned, prune};
 use super::params::*;
 use super::rtm::{Ctx, Family, RtmEmulator, RtmState};
 use super::server::lock;
@@ -70,18 +71,14 @@ pub(crate) struct Users {
 /// Whether `uid` is on the project's black list now (for other families).
 #[allow(dead_code)]
 pub(crate) fn is_project_black(st: &RtmState, uid: i64) -> bool {
-    active(&st.users.black, uid, st.now_ms())
+    banned(&st.users.black, uid, st.now_ms())
 }
 
 /// Whether `uid` is banned from the project now (for other families, e.g.
 /// to refuse a banned sender).
 #[allow(dead_code)]
 pub(crate) fn is_project_banned(st: &RtmState, uid: i64) -> bool {
-    active(&st.users.ban, uid, st.now_ms())
-}
-
-fn active(list: &BTreeMap<i64, i64>, uid: i64, now: i64) -> bool {
-    list.get(&uid).is_some_and(|&until| until > now)
+    banned(&st.users.ban, uid, st.now_ms())
 }
 
 /// Deletes every stored message that `uid` sent (`clearusermsg`).
@@ -177,7 +174,7 @@ fn dispatch(st: &mut RtmState, _cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<
             } else {
                 &mut st.users.ban
             };
-            list.retain(|_, &mut end| end > now);
+            prune(list, now);
             if until > now {
                 list.insert(uid, until);
             } else {
@@ -195,8 +192,8 @@ fn dispatch(st: &mut RtmState, _cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<
             st.users.ban.remove(&uid);
             Ok(empty())
         }
-        "isprojectblack" => Ok(ok(active(&st.users.black, int(p, "uid")?, now))),
-        "isprojectban" => Ok(ok(active(&st.users.ban, int(p, "uid")?, now))),
+        "isprojectblack" => Ok(ok(banned(&st.users.black, int(p, "uid")?, now))),
+        "isprojectban" => Ok(ok(banned(&st.users.ban, int(p, "uid")?, now))),
         "setuserinfo" => {
             let uid = int(p, "uid")?;
             let public = opt_str(p, "oinfo")?;
