@@ -1,4 +1,4 @@
-//! Key-value data per user (A.4: `dataget`, `dataset`, `datadel`).
+//! Key-value data per user (`dataget`, `dataset`, `datadel`).
 //!
 //! # Behaviour
 //!

@@ -1,4 +1,4 @@
-//! Devices and push options (A.5).
+//! Devices and push options.
 //!
 //! # Behaviour
 //!

@@ -1,4 +1,4 @@
-//! Files (A.6): `filetoken` and the file gate.
+//! Files: `filetoken` and the file gate.
 //!
 //! Every emulator runs a file gate: a second [`FpnnServer`] on a free port
 //! of the emulator's own IP (never encrypted, with the emulator's payload

@@ -1,4 +1,4 @@
-//! Groups (A.5): members, bans, public and private info, counts.
+//! Groups: members, bans, public and private info, counts.
 //!
 //! # Behaviour
 //!

@@ -1,4 +1,4 @@
-//! The IM-server records (A.7: `imserver_*`).
+//! The IM-server records (`imserver_*`).
 //!
 //! # Behaviour
 //!

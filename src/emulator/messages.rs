@@ -1,4 +1,4 @@
-//! Messages and history (A.2, and the chat forms of A.3).
+//! Messages and history (and the chat forms).
 //!
 //! Every message sent through the emulator (by `sendmsg`, `sendmsgs`,
 //! `sendgroupmsg`, `sendroommsg`, `broadcastmsg`, or a file through the

@@ -1,4 +1,4 @@
-//! Translation and moderation (A.3): deterministic answers for tests.
+//! Translation and moderation: deterministic answers for tests.
 //!
 //! # Rules
 //!

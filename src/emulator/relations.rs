@@ -1,4 +1,4 @@
-//! Friends and black lists (A.4).
+//! Friends and black lists.
 //!
 //! # Behaviour
 //!

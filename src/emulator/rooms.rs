@@ -1,4 +1,4 @@
-//! Rooms (A.5; not the voice and RTC rooms): members, bans, public and
+//! Rooms (not the voice and RTC rooms): members, bans, public and
 //! private info, counts, user-room links.
 //!
 //! # Behaviour

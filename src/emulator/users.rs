@@ -1,4 +1,4 @@
-//! Tokens and users (A.1): login tokens, online users, the project black
+//! Tokens and users: login tokens, online users, the project black
 //! and ban lists, user info, clearing a user's messages, sessions.
 //!
 //! # Behaviour
