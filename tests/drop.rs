@@ -8,17 +8,52 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::{thread_count, wait_until, watchdog};
+use common::{wait_until, watchdog};
 use rmpv::Value;
 use rtm_server_sdk::emulator::{FpnnServer, Reply, ServerOptions};
 use rtm_server_sdk::fpnn::{ClientConfig, ConnectionEvent, FpnnClient, QuestReply};
 use rtm_server_sdk::Error;
 
-/// The tests of this binary count the process's threads: one at a time.
+/// The tests of this binary count the crate's threads: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Takes the turn, once the threads of the test before (a detached dial
+/// thread may end just after its client) are gone.
 fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        wait_until(Duration::from_secs(10), || threads_named(&["fpnn", "emu-"])
+            .is_empty()),
+        "threads of an earlier test: {:?}",
+        threads_named(&["fpnn", "emu-"])
+    );
+    guard
+}
+
+/// The names of this process's threads that start with one of `prefixes`.
+fn threads_named(prefixes: &[&str]) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_string())
+        .filter(|name| prefixes.iter().any(|p| name.starts_with(p)))
+        .collect()
+}
+
+/// The threads that come and go with clients: the clients' own
+/// (`fpnn-...`) and the emulator's connection threads (`emu-conn-...`).
+/// Only these are counted: the test harness starts and ends threads of
+/// its own (one per test) at any time, and a thread is named by itself
+/// once it runs (the emulator's timer and accept threads, started with the
+/// server, may not be named yet when a test starts counting).
+fn client_threads() -> Vec<String> {
+    threads_named(&["fpnn", "emu-conn"])
+}
+
+fn thread_count() -> usize {
+    client_threads().len()
 }
 
 #[test]
@@ -30,7 +65,10 @@ fn drop_completes_10000_pending_callbacks_and_joins_threads() {
         let before = thread_count();
         let client = FpnnClient::new(server.endpoint(), ClientConfig::default()).unwrap();
         client.connect().unwrap();
-        assert!(thread_count() > before, "the client runs threads");
+        assert!(
+            wait_until(Duration::from_secs(10), || thread_count() > before),
+            "the client runs threads"
+        );
         let ok = Arc::new(AtomicUsize::new(0));
         let other = Arc::new(AtomicUsize::new(0));
         for _ in 0..10_000 {
@@ -60,8 +98,8 @@ fn drop_completes_10000_pending_callbacks_and_joins_threads() {
         // connection thread ends when it sees the socket close.
         assert!(
             wait_until(Duration::from_secs(2), || thread_count() == before),
-            "threads left: {} (before: {before})",
-            thread_count()
+            "threads left: {:?} (before: {before})",
+            client_threads()
         );
     });
 }
@@ -107,8 +145,8 @@ fn handlers_that_call_the_client_do_not_keep_it_alive() {
         drop(clients);
         assert!(
             wait_until(Duration::from_secs(5), || thread_count() == before),
-            "threads left: {} (before: {before})",
-            thread_count()
+            "threads left: {:?} (before: {before})",
+            client_threads()
         );
         assert!(wait_until(Duration::from_secs(5), || server
             .connections()
@@ -128,8 +166,8 @@ fn handlers_that_call_the_client_do_not_keep_it_alive() {
         drop(client);
         assert!(
             wait_until(Duration::from_secs(5), || thread_count() == before),
-            "threads left: {} (before: {before})",
-            thread_count()
+            "threads left: {:?} (before: {before})",
+            client_threads()
         );
     });
 }

@@ -207,11 +207,11 @@ fn refused_connections_follow_the_back_off_schedule_and_close_stops_them() {
         server.stop();
         // Closed, then failed attempts: immediately twice, then after
         // 100 ms + 1 step (200 ms), then capped at 300 ms.
-        assert!(wait_until(Duration::from_secs(10), || events
+        assert!(wait_until(Duration::from_secs(20), || events
             .lock()
             .unwrap()
             .len()
-            >= 8));
+            >= 10));
         client.close();
         let count_at_close = events.lock().unwrap().len();
         thread::sleep(Duration::from_millis(800));
@@ -246,20 +246,32 @@ fn refused_connections_follow_the_back_off_schedule_and_close_stops_them() {
                 other => panic!("unexpected {other:?}"),
             })
             .collect();
-        assert!(failures.len() >= 5, "{events:?}");
+        assert!(failures.len() >= 8, "{events:?}");
         let gaps: Vec<u128> = failures
             .windows(2)
             .map(|w| (w[1] - w[0]).as_millis())
             .collect();
         // failed=1 and 2: immediate; 3: 200 ms; 4 and later: 300 ms.
+        //
+        // A gap is never shorter than its delay, however loaded the
+        // machine: the supervisor reports a failure (the handler stamps it)
+        // before it schedules the next attempt, whose failure is stamped
+        // after it was made. A gap is longer by how late the threads ran;
+        // on a loaded machine one of them may run very late, but not all of
+        // the capped ones: the shortest of those shows the cap.
         let expected = [0u128, 0, 200, 300, 300, 300, 300];
         for (i, gap) in gaps.iter().enumerate().take(expected.len()) {
             let want = expected[i];
             assert!(
-                *gap + 20 >= want && *gap < want + 400,
+                *gap + 20 >= want && *gap < want + 2000,
                 "gap {i} was {gap} ms, expected about {want} ms (all gaps {gaps:?})"
             );
         }
+        let shortest_capped = gaps[3..expected.len()].iter().min().copied();
+        assert!(
+            shortest_capped.is_some_and(|g| g < 300 + 250),
+            "the capped gaps are all longer than 300 ms: {gaps:?}"
+        );
     });
 }
 
@@ -545,8 +557,10 @@ fn waiting_callers_share_one_dial_and_each_returns_within_its_own_bound() {
             client.call_with_callback("x", empty(), bound, move |r| {
                 tx.send((Instant::now(), r)).unwrap()
             });
+            // Blocking would take the dial's bound (1 s); the margin is for
+            // a descheduled thread on a loaded machine.
             assert!(
-                t.elapsed() < Duration::from_millis(100),
+                t.elapsed() < Duration::from_millis(400),
                 "a callback call blocked for {:?}",
                 t.elapsed()
             );
@@ -963,7 +977,15 @@ fn an_idle_client_does_not_redial_after_the_server_closes_it() {
         for c in server.connections() {
             c.close();
         }
-        assert!(wait_until(Duration::from_secs(5), || !client.is_connected()));
+        assert!(wait_until(Duration::from_secs(10), || !client.is_connected()));
+        // The close is reported on the supervisor thread, after the
+        // connection is seen closed: wait for it, then give a redial (the
+        // fast strategy's first attempts are immediate) time to show.
+        assert!(wait_until(Duration::from_secs(10), || events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, e)| matches!(e, ConnectionEvent::Closed { .. }))));
         thread::sleep(Duration::from_millis(800));
         assert_eq!(server.connection_count(), 1, "the idle client redialled");
         let events = events.lock().unwrap().clone();
@@ -1008,8 +1030,10 @@ fn a_call_made_from_a_callback_never_dials_on_the_callback_thread() {
         }
         for _ in 0..4 {
             let took = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            // Blocking would take the call's bound (500 ms) or the dial's
+            // (3 s); the margin is for a descheduled thread.
             assert!(
-                took < Duration::from_millis(100),
+                took < Duration::from_millis(400),
                 "a call from a callback blocked its thread for {took:?}"
             );
         }

@@ -324,6 +324,12 @@ proptest! {
 /// answer, and to the quest it pushes after it.
 #[derive(Default)]
 struct Script {
+    /// The payload of the one quest this script is for. Any other quest
+    /// gets a clean answer and leaves the script alone: a quest of an
+    /// earlier case (whose caller timed out before the server got to it,
+    /// on a loaded machine) must not take this case's mutations, nor
+    /// record its bytes as this case's.
+    quest: Option<Value>,
     answer: Option<Mutation>,
     push: Option<(Vec<u8>, Mutation)>,
     /// The bytes actually sent (the push, then the answer), and the seq of
@@ -341,6 +347,10 @@ fn hostile_server(v: Variant, script: Arc<Mutex<Script>>) -> (FpnnServer, common
             let mut s = script.lock().unwrap();
             let mut answer = Vec::new();
             encode_answer(&mut answer, seq, &q.payload).unwrap();
+            if s.quest.as_ref() != Some(&q.payload) {
+                return Reply::Raw(answer);
+            }
+            s.quest = None;
             let bytes = match s.answer.take() {
                 Some(m) => mutate(answer, &m),
                 None => answer,
@@ -366,7 +376,7 @@ fn run_client_cases(v: Variant, cases: u32) {
     count_panics();
     let script = Arc::new(Mutex::new(Script::default()));
     let (server, keys) = hostile_server(v, script.clone());
-    let seen: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let case = AtomicUsize::new(0);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases,
         ..ProptestConfig::default()
@@ -387,8 +397,10 @@ fn run_client_cases(v: Variant, cases: u32) {
                 ),
             )
             .unwrap();
+            // This case's own record: a client of an earlier case may still
+            // be delivering a late push to its handler.
+            let seen: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
             let sink = seen.clone();
-            sink.lock().unwrap().clear();
             client.set_quest_handler(
                 move |_: &FpnnClient, method: &str, payload: &Value, _: bool| {
                     sink.lock()
@@ -403,15 +415,31 @@ fn run_client_cases(v: Variant, cases: u32) {
                 encode_quest(&mut quest, None, "pushed", &p).unwrap();
                 (quest, m)
             });
+            // Unique to this case, even when shrinking repeats `i`.
+            let n = case.fetch_add(1, Ordering::SeqCst) as u64;
+            let sent_payload = map(vec![("i", Value::from(i)), ("case", Value::from(n))]);
             {
                 let mut s = script.lock().unwrap();
+                s.quest = Some(sent_payload.clone());
                 s.answer = Some(answer_m);
                 s.push = pushed.clone();
+                s.sent = None;
             }
-            let sent_payload = map(vec![("i", Value::from(i))]);
             let result =
                 client.call_timeout("echo", sent_payload.clone(), Duration::from_millis(300));
-            let (sent, seq) = script.lock().unwrap().sent.take().unwrap_or_default();
+            // What the server sent for this quest. The call may have timed
+            // out before the server even read the quest (a loaded machine):
+            // wait for the server, whose bytes the checks below compare with.
+            let mut handled = None;
+            prop_assert!(
+                wait_until(Duration::from_secs(20), || {
+                    handled = script.lock().unwrap().sent.take();
+                    handled.is_some()
+                }),
+                "the server never answered the quest ({:?})",
+                result
+            );
+            let (sent, seq) = handled.unwrap_or_default();
             let (frames, broken, left_over) = reference_rest(&sent, LIMIT);
             match &result {
                 // Never a wrong answer: what the caller got is what a
@@ -431,7 +459,7 @@ fn run_client_cases(v: Variant, cases: u32) {
             }
             if broken {
                 // A protocol error closes the connection.
-                prop_assert!(wait_until(Duration::from_secs(2), || !client.is_connected()));
+                prop_assert!(wait_until(Duration::from_secs(10), || !client.is_connected()));
             }
             // Pushes that reach the handler are whole, well-formed quests
             // that a correct receiver reads too.
@@ -449,7 +477,7 @@ fn run_client_cases(v: Variant, cases: u32) {
                 client.close();
             } else {
                 let again =
-                    client.call_timeout("echo", sent_payload.clone(), Duration::from_secs(5));
+                    client.call_timeout("echo", sent_payload.clone(), Duration::from_secs(10));
                 prop_assert_eq!(again.ok(), Some(sent_payload));
             }
             prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0);
