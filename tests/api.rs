@@ -5,16 +5,29 @@
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::{thread_count, wait_until, watchdog};
+use common::{threads_named, wait_until, watchdog};
 use rtm_server_sdk::emulator::RtmEmulator;
 use rtm_server_sdk::fpnn::ConnectionEvent;
 use rtm_server_sdk::{ClientConfig, RtmServerClient, Value};
 
+/// The tests of this file run one at a time: one of them counts the
+/// clients' threads.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The threads that come and go with clients and their connections.
+fn client_threads() -> usize {
+    threads_named(&["fpnn", "emu-conn"]).len()
+}
+
 #[test]
 fn with_timeout_reaches_the_raw_fpnn_calls() {
+    let _serial = serial();
     watchdog(Duration::from_secs(30), || {
         let emu = RtmEmulator::start(1, "s").unwrap();
         let client = RtmServerClient::with_config(
@@ -48,9 +61,14 @@ fn with_timeout_reaches_the_raw_fpnn_calls() {
 
 #[test]
 fn event_handlers_that_use_the_client_do_not_keep_it_alive() {
+    let _serial = serial();
     watchdog(Duration::from_secs(60), || {
         let emu = RtmEmulator::start(1, "s").unwrap();
-        let before = thread_count();
+        assert!(
+            wait_until(Duration::from_secs(10), || client_threads() == 0),
+            "threads of an earlier test: {:?}",
+            threads_named(&["fpnn", "emu-conn"])
+        );
         let seen = Arc::new(AtomicUsize::new(0));
         let clients: Vec<RtmServerClient> = (0..5)
             .map(|_| {
@@ -72,9 +90,9 @@ fn event_handlers_that_use_the_client_do_not_keep_it_alive() {
             == 5));
         drop(clients);
         assert!(
-            wait_until(Duration::from_secs(10), || thread_count() <= before),
-            "threads left: {} (before: {before})",
-            thread_count()
+            wait_until(Duration::from_secs(10), || client_threads() == 0),
+            "threads left: {:?}",
+            threads_named(&["fpnn", "emu-conn"])
         );
         assert!(wait_until(Duration::from_secs(10), || emu
             .server()
@@ -88,6 +106,7 @@ fn event_handlers_that_use_the_client_do_not_keep_it_alive() {
 #[test]
 fn the_resend_shares_the_calls_deadline() {
     use rtm_server_sdk::emulator::{FpnnServer, Reply, ServerOptions};
+    let _serial = serial();
     watchdog(Duration::from_secs(30), || {
         let server = FpnnServer::start(
             |_: &_, _: &_| Reply::After(Duration::from_millis(700), Box::new(Reply::Close)),

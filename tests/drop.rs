@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::{wait_until, watchdog};
+use common::{threads_named, wait_until, watchdog};
 use rmpv::Value;
 use rtm_server_sdk::emulator::{FpnnServer, Reply, ServerOptions};
 use rtm_server_sdk::fpnn::{ClientConfig, ConnectionEvent, FpnnClient, QuestReply};
@@ -31,17 +31,6 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 /// The names of this process's threads that start with one of `prefixes`.
-fn threads_named(prefixes: &[&str]) -> Vec<String> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .map(|name| name.trim_end().to_string())
-        .filter(|name| prefixes.iter().any(|p| name.starts_with(p)))
-        .collect()
-}
-
 /// The threads that come and go with clients: the clients' own
 /// (`fpnn-...`) and the emulator's connection threads (`emu-conn-...`).
 /// Only these are counted: the test harness starts and ends threads of

@@ -51,6 +51,21 @@ pub fn thread_count() -> usize {
         .unwrap_or(0)
 }
 
+/// The names of this process's threads that start with one of `prefixes`
+/// (the crate names its threads: `fpnn-...` for a client's, `emu-...` for
+/// the emulator's), so that a test counts the threads it cares about and
+/// not the test harness's own.
+pub fn threads_named(prefixes: &[&str]) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_string())
+        .filter(|name| prefixes.iter().any(|p| name.starts_with(p)))
+        .collect()
+}
+
 /// Polls `cond` every 10 ms until it holds or `limit` passes.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + limit;
