@@ -569,6 +569,10 @@ macro_rules! rtm_methods {
             $(#[$doc])*
             #[doc = ""]
             #[doc = concat!("Quest `", $method, "`. The callback form is [`", stringify!($cb_name), "`](Self::", stringify!($cb_name), ").")]
+            #[doc = ""]
+            #[doc = "# Errors"]
+            #[doc = ""]
+            #[doc = "The server's refusal ([`Error::Server`](crate::Error::Server), with its [code](crate::Error::code)), a timeout, a connection error, a malformed answer ([`Error::BadAnswer`](crate::Error::BadAnswer)), or [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a value the wire cannot carry (nothing is sent then)."]
             pub fn $name(&self, $($arg: $ty),*) -> $crate::Result<$out> {
                 #[allow(unused_mut)]
                 let mut params = $crate::rtm::params::Params::new();
