@@ -221,6 +221,11 @@ impl RtmServerClient {
     ///
     /// Quest `getp2pmsg`. The callback form is
     /// [`get_p2p_chat_with_callback`](Self::get_p2p_chat_with_callback).
+    ///
+    /// # Errors
+    ///
+    /// As every RTM method: the server's refusal, a timeout, a connection
+    /// error or a malformed answer (see [`Error`](crate::Error)).
     pub fn get_p2p_chat(&self, uid: i64, ouid: i64, query: &HistoryQuery) -> Result<HistoryPage> {
         self.p2p_history(uid, ouid, query, CHAT_MTYPES)
     }

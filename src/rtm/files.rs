@@ -585,6 +585,14 @@ macro_rules! file_methods {
             /// Returns the message's `mtime`. See the [`files`](crate::rtm::files)
             /// module for the two steps, the size limit and the timeouts.
             #[doc = concat!("\n\nQuests `filetoken`, then `", $cmd, "` on the file gate. The callback form is [`", stringify!($cb_name), "`](Self::", stringify!($cb_name), ").")]
+            ///
+            /// # Errors
+            ///
+            /// [`Error::InvalidArgument`] for a file over the client's
+            /// maximum send payload (nothing is sent); otherwise the
+            /// errors of either step: the server's or the gate's refusal
+            /// (a used or expired token, a wrong sign), a timeout, a
+            /// connection error.
             pub fn $name(&self, from: i64, $($arg: $ty,)* content: &[u8], options: &FileOptions) -> Result<i64> {
                 self.send_file_blocking(from, $target, content, options)
             }

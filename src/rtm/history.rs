@@ -385,6 +385,11 @@ impl RtmServerClient {
     ///
     /// Quest `getp2pmsg`. The callback form is
     /// [`get_p2p_message_with_callback`](Self::get_p2p_message_with_callback).
+    ///
+    /// # Errors
+    ///
+    /// As every RTM method: the server's refusal, a timeout, a connection
+    /// error or a malformed answer (see [`Error`](crate::Error)).
     pub fn get_p2p_message(
         &self,
         uid: i64,
