@@ -585,13 +585,19 @@ mod tests {
         let mut c = RawClient::connect(&emu.endpoint());
         c.send("getVoiceRoomList", &map(vec![]));
         c.expect_closed();
+        // The server reports that close on its own thread: wait for it, so
+        // that the next connection's events come after it.
+        let t = Instant::now();
+        while lock(&events).len() < 2 && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         // An encrypted client, closed by the client.
         let mut c = RawClient::connect(&emu.endpoint());
         c.handshake(&public, CipherMode::Package, KeyBits::Aes128, false);
         assert!(call(&mut c, "getVoiceRoomList", vec![]).is_ok());
         drop(c);
         let t = Instant::now();
-        while lock(&events).len() < 5 && t.elapsed() < Duration::from_secs(3) {
+        while lock(&events).len() < 5 && t.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(5));
         }
         let events = lock(&events).clone();
