@@ -22,7 +22,7 @@ use std::time::Duration;
 use rtm_server_sdk::rtm::{
     FileOptions, HistoryQuery, ListenTargets, PushHandler, PushMessage, SendOptions,
 };
-use rtm_server_sdk::{ClientConfig, Result, RtmServerClient};
+use rtm_server_sdk::{Result, RtmServerClient};
 
 /// Prints the group messages the server pushes to this backend.
 struct GroupPushes;
@@ -49,19 +49,10 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
-    let common::Target {
-        endpoint,
-        pid,
-        secret,
-        emulator: _emulator, // keeps the emulator running until the end
-    } = common::target();
+    let target = common::target(); // keeps an emulator running until the end
     let uids = common::ids("RTM_UIDS", &[201, 202, 203]);
     let gid = common::id("RTM_GROUP", 700001);
-    let config = ClientConfig::default()
-        .connect_timeout(Duration::from_secs(5))
-        .quest_timeout(Duration::from_secs(10));
-    let client = RtmServerClient::with_config(pid, secret, endpoint, config)?;
-    client.connect()?;
+    let client = target.connect()?;
 
     let (me, others) = uids.split_first().expect("at least one uid");
     login(&client, *me, others)?;

@@ -23,7 +23,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use rtm_server_sdk::rtm::{AdminCommand, ListenStatus, ListenTargets, RtcRoomOptions, RtcRoomType};
-use rtm_server_sdk::{ClientConfig, Result, RtmServerClient};
+use rtm_server_sdk::{Result, RtmServerClient};
 
 /// Runs a callback-form call and waits for its result, so that the two forms
 /// can be shown side by side.
@@ -40,21 +40,12 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
-    let common::Target {
-        endpoint,
-        pid,
-        secret,
-        emulator: _emulator, // keeps the emulator running until the end
-    } = common::target();
+    let target = common::target(); // keeps an emulator running until the end
     let rid = common::id("RTM_ROOM", 900001);
     let uids = common::ids("RTM_UIDS", &[101, 102, 103]);
     let (first, rest) = uids.split_first().expect("at least one uid");
 
-    let config = ClientConfig::default()
-        .connect_timeout(Duration::from_secs(5))
-        .quest_timeout(Duration::from_secs(10));
-    let client = RtmServerClient::with_config(pid, secret, endpoint, config)?;
-    client.connect()?;
+    let client = target.connect()?;
     println!("connected\n");
 
     println!("-- voice rooms, blocking form --");

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{map, wait_until, watchdog};
+use common::{map, via_callback, wait_until, watchdog};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use md5::{Digest, Md5};
 use rmpv::Value;
@@ -25,25 +25,7 @@ const PID: i64 = 11000001;
 const SECRET: &str = "file-secret";
 
 fn setup() -> (RtmEmulator, RtmServerClient) {
-    let emu = RtmEmulator::start(PID, SECRET).unwrap();
-    let client = RtmServerClient::new(PID, SECRET, emu.endpoint()).unwrap();
-    (emu, client)
-}
-
-/// Runs a callback-form call and waits for its one result.
-fn via_callback<T: Send + 'static>(
-    start: impl FnOnce(Box<dyn FnOnce(Result<T>) + Send>),
-) -> Result<T> {
-    let (tx, rx) = bounded(2);
-    start(Box::new(move |r| tx.send(r).unwrap()));
-    let r = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the callback ran");
-    assert!(
-        rx.recv_timeout(Duration::from_millis(20)).is_err(),
-        "the callback ran once"
-    );
-    r
+    common::emulator_and_client(PID, SECRET, Duration::ZERO)
 }
 
 fn md5_hex(bytes: &[u8]) -> String {

@@ -12,17 +12,14 @@ use common::{map, watchdog};
 use rmpv::Value;
 use rtm_server_sdk::emulator::RtmEmulator;
 use rtm_server_sdk::rtm::PushOptionType;
-use rtm_server_sdk::{ClientConfig, Error, Result, RtmServerClient};
+use rtm_server_sdk::{Error, Result, RtmServerClient};
 
 const PID: i64 = 11000001;
 const SECRET: &str = "groups-secret";
 const LIMIT: Duration = Duration::from_secs(20);
 
 fn setup() -> (RtmEmulator, RtmServerClient) {
-    let emu = RtmEmulator::start(PID, SECRET).unwrap();
-    let config = ClientConfig::default().quest_timeout(Duration::from_secs(5));
-    let client = RtmServerClient::with_config(PID, SECRET, emu.endpoint(), config).unwrap();
-    (emu, client)
+    common::emulator_and_client(PID, SECRET, Duration::from_secs(5))
 }
 
 /// Calls the callback form `client.method_with_callback(args...)` and waits

@@ -20,15 +20,7 @@ const PID: i64 = 11000001;
 const SECRET: &str = "secret";
 
 fn setup() -> (RtmEmulator, RtmServerClient) {
-    let emu = RtmEmulator::start(PID, SECRET).unwrap();
-    let client = RtmServerClient::with_config(
-        PID,
-        SECRET,
-        emu.endpoint(),
-        ClientConfig::default().quest_timeout(Duration::from_secs(10)),
-    )
-    .unwrap();
-    (emu, client)
+    common::emulator_and_client(PID, SECRET, Duration::from_secs(10))
 }
 
 fn text(m: &HistoryMessage) -> &str {

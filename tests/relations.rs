@@ -6,30 +6,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::{map, watchdog};
-use crossbeam_channel::bounded;
+use common::{map, via_callback as cb, watchdog};
 use rmpv::Value;
 use rtm_server_sdk::emulator::RtmEmulator;
-use rtm_server_sdk::{codes, ClientConfig, Result, RtmServerClient};
+use rtm_server_sdk::{codes, Result, RtmServerClient};
 
 const PID: i64 = 11000001;
 const SECRET: &str = "relations-secret";
 const LIMIT: Duration = Duration::from_secs(30);
 
 fn setup() -> (RtmEmulator, RtmServerClient) {
-    let emu = RtmEmulator::start(PID, SECRET).unwrap();
-    let config = ClientConfig::default().quest_timeout(Duration::from_secs(10));
-    let client = RtmServerClient::with_config(PID, SECRET, emu.endpoint(), config).unwrap();
-    (emu, client)
-}
-
-/// Runs a callback-form call and waits for its one result.
-fn cb<T: Send + 'static>(start: impl FnOnce(Box<dyn FnOnce(Result<T>) + Send>)) -> Result<T> {
-    let (tx, rx) = bounded(2);
-    start(Box::new(move |r| tx.send(r).unwrap()));
-    let r = rx.recv_timeout(Duration::from_secs(10)).expect("callback");
-    assert!(rx.recv_timeout(Duration::from_millis(10)).is_err(), "once");
-    r
+    common::emulator_and_client(PID, SECRET, Duration::from_secs(10))
 }
 
 fn code<T: std::fmt::Debug>(r: Result<T>) -> i64 {

@@ -8,14 +8,13 @@ use std::collections::HashSet;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{watchdog, Keys, Variant};
+use common::{via_callback, watchdog, Keys, Variant};
 use crossbeam_channel::bounded;
 use rmpv::Value;
 use rtm_server_sdk::emulator::RtmEmulator;
 use rtm_server_sdk::fpnn::codec::map_get;
 use rtm_server_sdk::{
-    codes, rtm::RtcRoomOptions, AdminCommand, ClientConfig, Error, Result, RtcRoomType,
-    RtmServerClient,
+    codes, rtm::RtcRoomOptions, AdminCommand, ClientConfig, Error, RtcRoomType, RtmServerClient,
 };
 
 const PID: i64 = 11000001;
@@ -37,22 +36,6 @@ fn setup_keys(v: Variant, config: ClientConfig) -> (RtmEmulator, RtmServerClient
     let client =
         RtmServerClient::with_config(PID, SECRET, emu.endpoint(), keys.config(config)).unwrap();
     (emu, client, keys)
-}
-
-/// Runs a callback-form call and waits for its one result.
-fn via_callback<T: Send + 'static>(
-    start: impl FnOnce(Box<dyn FnOnce(Result<T>) + Send>),
-) -> Result<T> {
-    let (tx, rx) = bounded(2);
-    start(Box::new(move |r| tx.send(r).unwrap()));
-    let r = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the callback ran");
-    assert!(
-        rx.recv_timeout(Duration::from_millis(20)).is_err(),
-        "the callback ran once"
-    );
-    r
 }
 
 /// The RTM quests the emulator received (without the FPNN built-ins such

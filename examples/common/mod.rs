@@ -5,8 +5,10 @@
 
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use rtm_server_sdk::emulator::RtmEmulator;
-use rtm_server_sdk::Result;
+use rtm_server_sdk::{ClientConfig, Result, RtmServerClient};
 
 /// A non-empty environment variable.
 pub fn env(name: &str) -> Option<String> {
@@ -40,6 +42,24 @@ pub struct Target {
     pub secret: String,
     /// The emulator, when one was started (kept running while this lives).
     pub emulator: Option<RtmEmulator>,
+}
+
+impl Target {
+    /// A client of the target (5 s connect and 10 s quest timeouts),
+    /// connected now so that a wrong endpoint fails fast.
+    pub fn connect(&self) -> Result<RtmServerClient> {
+        let config = ClientConfig::default()
+            .connect_timeout(Duration::from_secs(5))
+            .quest_timeout(Duration::from_secs(10));
+        let client = RtmServerClient::with_config(
+            self.pid,
+            self.secret.clone(),
+            self.endpoint.clone(),
+            config,
+        )?;
+        client.connect()?;
+        Ok(client)
+    }
 }
 
 /// `RTM_ENDPOINT`, `RTM_PID` and `RTM_SECRET` when all are set; otherwise

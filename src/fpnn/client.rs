@@ -924,7 +924,7 @@ impl Core {
                 drop(st);
                 self.dialed.notify_all();
                 for q in queued {
-                    self.send_queued(&conn, q);
+                    self.send_callback_call(&conn, q);
                 }
             }
             Err(err) => {
@@ -954,8 +954,9 @@ impl Core {
         }
     }
 
-    /// Sends a callback call that waited for the connection.
-    fn send_queued(&self, conn: &Arc<Connection>, q: Queued) {
+    /// Sends a callback call on `conn` (at once, or after it waited for the
+    /// connection); a call the connection refuses fails on the pool.
+    fn send_callback_call(&self, conn: &Arc<Connection>, q: Queued) {
         let Queued {
             method,
             mut frame,
@@ -1262,7 +1263,7 @@ impl Core {
     pub(crate) fn call_frame_cb(
         &self,
         method: MethodName,
-        mut frame: FrameBuf,
+        frame: FrameBuf,
         timeout: Option<Duration>,
         cb: AnswerCallback,
     ) {
@@ -1285,15 +1286,16 @@ impl Core {
                 timeout,
             });
         };
-        let waiter = Waiter::Callback {
-            cb,
-            deadline,
-            method,
-            timeout,
-        };
-        if let Err((e, Some(Waiter::Callback { cb, .. }))) = conn.send_two_way(&mut frame, waiter) {
-            self.pool.fail(cb, e);
-        }
+        self.send_callback_call(
+            conn,
+            Queued {
+                method,
+                frame,
+                cb,
+                deadline,
+                timeout,
+            },
+        );
     }
 
     /// Queues a callback call (holding a limiter unit) until the dial in
@@ -1308,7 +1310,7 @@ impl Core {
         if let Some(conn) = st.current.clone().filter(|c| !c.is_closed()) {
             // A dial ended meanwhile.
             drop(st);
-            return self.send_queued(&conn, q);
+            return self.send_callback_call(&conn, q);
         }
         if !st.dialing {
             if let Err(e) = self.start_dial(&mut st) {

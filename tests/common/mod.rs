@@ -34,6 +34,40 @@ pub fn watchdog<T: Send + 'static>(
     }
 }
 
+/// Runs a callback-form call and waits for its one result, checking that
+/// the callback ran exactly once.
+pub fn via_callback<T: Send + 'static>(
+    start: impl FnOnce(Box<dyn FnOnce(rtm_server_sdk::Result<T>) + Send>),
+) -> rtm_server_sdk::Result<T> {
+    let (tx, rx) = crossbeam_channel::bounded(2);
+    start(Box::new(move |r| tx.send(r).unwrap()));
+    let r = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the callback ran");
+    assert!(
+        rx.recv_timeout(Duration::from_millis(20)).is_err(),
+        "the callback ran once"
+    );
+    r
+}
+
+/// An emulator for `pid`/`secret` and a client of it whose calls wait at
+/// most `quest_timeout`.
+pub fn emulator_and_client(
+    pid: i64,
+    secret: &str,
+    quest_timeout: Duration,
+) -> (
+    rtm_server_sdk::emulator::RtmEmulator,
+    rtm_server_sdk::RtmServerClient,
+) {
+    let emu = rtm_server_sdk::emulator::RtmEmulator::start(pid, secret).unwrap();
+    let config = rtm_server_sdk::ClientConfig::default().quest_timeout(quest_timeout);
+    let client =
+        rtm_server_sdk::RtmServerClient::with_config(pid, secret, emu.endpoint(), config).unwrap();
+    (emu, client)
+}
+
 /// A msgpack map from string keys.
 pub fn map(entries: Vec<(&str, Value)>) -> Value {
     rtm_server_sdk::fpnn::codec::map_of(entries)
