@@ -148,6 +148,7 @@ mod membership;
 mod options;
 mod params;
 mod pushes;
+mod stats;
 
 // The families, where the rest of the emulator expects them.
 use families::{
@@ -165,8 +166,10 @@ pub use options::{
     ConnEvent, ConnectionObserver, EmulatorFaults, EmulatorOptions, QuestObserver, QuestOutcome,
     QuestRecord,
 };
+pub use pushes::{PushQueueLimits, DEFAULT_PUSH_QUEUE_BYTES, DEFAULT_PUSH_QUEUE_PUSHES};
 pub use rooms::Room;
 pub use rtc::{RtcRoom, UserFlags};
 pub use rtm::RtmEmulator;
 pub use server::{Faults, FpnnServer, Reply, ServerConn, ServerOptions, Service};
+pub use stats::{EmulatorStats, CLOSED_UNANSWERED, MAX_OTHER_METHODS};
 pub use voice::{Rooms, VoiceRoom};

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use rmpv::Value;
 
+use super::pushes::PushQueueLimits;
 #[cfg(doc)]
 use super::rtm::RtmEmulator;
 #[cfg(doc)]
@@ -92,6 +93,9 @@ pub struct EmulatorOptions {
     /// A state to start from, as written by [`RtmEmulator::state_json`]
     /// (or saved by [`RtmEmulator::save_state`]).
     pub state_json: Option<String>,
+    /// The per-connection push queue limits (default 10,000 pushes and
+    /// 16 MiB): a listener that falls behind is disconnected.
+    pub push_queue: PushQueueLimits,
 }
 
 impl fmt::Debug for EmulatorOptions {
@@ -103,6 +107,7 @@ impl fmt::Debug for EmulatorOptions {
             .field("observer", &self.observer.is_some())
             .field("connection_observer", &self.connection_observer.is_some())
             .field("state_json", &self.state_json.as_ref().map(String::len))
+            .field("push_queue", &self.push_queue)
             .finish()
     }
 }
@@ -151,6 +156,13 @@ impl EmulatorOptions {
     #[must_use]
     pub fn state_json(mut self, json: impl Into<String>) -> Self {
         self.state_json = Some(json.into());
+        self
+    }
+
+    /// Sets the per-connection push queue limits (see [`PushQueueLimits`]).
+    #[must_use]
+    pub fn push_queue(mut self, limits: PushQueueLimits) -> Self {
+        self.push_queue = limits;
         self
     }
 }

@@ -1,15 +1,145 @@
 //! Pushes: how the pushes a quest produces (messages to listeners, file
 //! messages) reach the connections, one queue and sending thread per
 //! connection, and [`RtmEmulator::push_to_all`].
+//!
+//! # Limits
+//!
+//! Each connection's queue of pushes not yet sent is bounded in pushes and
+//! in bytes ([`PushQueueLimits`]; by default
+//! [`DEFAULT_PUSH_QUEUE_PUSHES`], 10,000 pushes, and
+//! [`DEFAULT_PUSH_QUEUE_BYTES`], 16 MiB). A push waits for the client's
+//! answer (up to 10 s) before the next one goes out, so a listener that
+//! stops reading or answering falls behind: when a push would take its
+//! queue over either limit, the emulator disconnects it, drops its queue
+//! and logs a warning (the way Redis's `client-output-buffer-limit` and
+//! NATS's slow consumers treat a consumer that falls behind). Other
+//! listeners are not held back meanwhile.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rmpv::Value;
 
 use super::rtm::{RtmEmulator, RtmShared};
 use super::server::{lock, ServerConn};
 use crate::error::Error;
+
+/// The default of [`PushQueueLimits::max_pushes`]: 10,000 pushes.
+pub const DEFAULT_PUSH_QUEUE_PUSHES: usize = 10_000;
+
+/// The default of [`PushQueueLimits::max_bytes`]: 16 MiB.
+pub const DEFAULT_PUSH_QUEUE_BYTES: usize = 16 << 20;
+
+/// How many pushes may wait for one connection before the emulator
+/// disconnects it as a listener that falls behind (see the
+/// [`EmulatorOptions::push_queue`](super::EmulatorOptions::push_queue)
+/// option and the `--max-queued-pushes` / `--max-queued-push-bytes` flags
+/// of the `rtm-emulator` program).
+///
+/// ```
+/// use rtm_server_sdk::emulator::{EmulatorOptions, PushQueueLimits, RtmEmulator};
+///
+/// let options = EmulatorOptions::new().push_queue(PushQueueLimits::new(100, 1 << 20));
+/// let emu = RtmEmulator::start_with_options(11000001, "secret", options).unwrap();
+/// assert_eq!(emu.push_queue_limits().max_pushes, 100);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PushQueueLimits {
+    /// The most pushes waiting for one connection (the push being sent not
+    /// counted). Default [`DEFAULT_PUSH_QUEUE_PUSHES`].
+    pub max_pushes: usize,
+    /// The most bytes of pushes waiting for one connection, counted as the
+    /// memory their payloads hold (about their msgpack size plus 32 bytes a
+    /// value). Default [`DEFAULT_PUSH_QUEUE_BYTES`].
+    pub max_bytes: usize,
+}
+
+impl Default for PushQueueLimits {
+    fn default() -> Self {
+        PushQueueLimits {
+            max_pushes: DEFAULT_PUSH_QUEUE_PUSHES,
+            max_bytes: DEFAULT_PUSH_QUEUE_BYTES,
+        }
+    }
+}
+
+impl PushQueueLimits {
+    /// Limits of `max_pushes` pushes and `max_bytes` bytes per connection.
+    /// A limit of 0 disconnects a listener on its first push that has to
+    /// wait.
+    #[must_use]
+    pub fn new(max_pushes: usize, max_bytes: usize) -> Self {
+        PushQueueLimits {
+            max_pushes,
+            max_bytes,
+        }
+    }
+}
+
+/// The memory a push payload holds, as counted against
+/// [`PushQueueLimits::max_bytes`]: each value's own size plus the bytes of
+/// its strings, binaries and extensions.
+pub(crate) fn payload_bytes(v: &Value) -> usize {
+    let own = std::mem::size_of::<Value>();
+    own + match v {
+        Value::String(s) => s.as_bytes().len(),
+        Value::Binary(b) | Value::Ext(_, b) => b.len(),
+        Value::Array(items) => items.iter().map(payload_bytes).sum(),
+        Value::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| payload_bytes(k) + payload_bytes(v))
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// One connection's waiting pushes and their bytes.
+#[derive(Default)]
+struct ConnQueue {
+    items: VecDeque<(&'static str, Value, usize)>,
+    bytes: usize,
+}
+
+/// The push queues of every connection, with their limits.
+pub(crate) struct PushQueues {
+    limits: PushQueueLimits,
+    /// The pushes waiting for each connection; a connection has an entry
+    /// while its push thread runs (see `send_outbox`).
+    queues: Mutex<HashMap<u64, ConnQueue>>,
+    /// How many listeners were disconnected for falling behind.
+    dropped: AtomicU64,
+}
+
+/// What the push queues hold now (for the emulator's stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct QueueTotals {
+    pub pushes: usize,
+    pub bytes: usize,
+    pub dropped: u64,
+}
+
+impl PushQueues {
+    pub(crate) fn new(limits: PushQueueLimits) -> PushQueues {
+        PushQueues {
+            limits,
+            queues: Mutex::new(HashMap::new()),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// The pushes and bytes waiting in every queue, and how many listeners
+    /// were disconnected so far.
+    pub(crate) fn totals(&self) -> QueueTotals {
+        let queues = lock(&self.queues);
+        QueueTotals {
+            pushes: queues.values().map(|q| q.items.len()).sum(),
+            bytes: queues.values().map(|q| q.bytes).sum(),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+}
 
 impl RtmEmulator {
     /// Pushes a two-way quest to every open connection at once and waits for
@@ -33,6 +163,12 @@ impl RtmEmulator {
                 .collect()
         })
     }
+
+    /// The per-connection push queue limits in force.
+    #[must_use]
+    pub fn push_queue_limits(&self) -> PushQueueLimits {
+        self.shared.push_queues.limits
+    }
 }
 
 impl RtmShared {
@@ -41,29 +177,64 @@ impl RtmShared {
     /// the client's answer, which the connection's own reader thread must
     /// stay free to read): a connection's pushes go out in order, and a
     /// client slow to answer holds back no other connection's. The file
-    /// gate sends its pushes here too.
+    /// gate sends its pushes here too. A connection whose queue would go
+    /// over its limits is disconnected (see the [module docs](self)).
     pub(crate) fn send_outbox(self: &Arc<Self>, outbox: Vec<(u64, &'static str, Value)>) {
         if outbox.is_empty() {
             return;
         }
+        let pq = &self.push_queues;
+        let limits = pq.limits;
         let conns = lock(&self.conns);
         let mut start = Vec::new();
+        let mut behind = Vec::new();
         {
-            let mut queues = lock(&self.push_queues);
+            let mut queues = lock(&pq.queues);
             for (id, method, payload) in outbox {
                 let Some(conn) = conns.get(&id) else { continue };
+                if conn.is_closed() {
+                    continue;
+                }
+                let size = payload_bytes(&payload);
                 match queues.entry(id) {
                     std::collections::hash_map::Entry::Occupied(mut q) => {
-                        q.get_mut().push_back((method, payload));
+                        let queue = q.get_mut();
+                        if queue.items.len() >= limits.max_pushes
+                            || queue.bytes.saturating_add(size) > limits.max_bytes
+                        {
+                            // Falls behind: disconnected, its queue freed
+                            // (its push thread ends with it).
+                            let (pushes, bytes) = (queue.items.len(), queue.bytes);
+                            q.remove();
+                            conn.close();
+                            pq.dropped.fetch_add(1, Ordering::Relaxed);
+                            behind.push((id, pushes, bytes));
+                            continue;
+                        }
+                        queue.bytes += size;
+                        queue.items.push_back((method, payload, size));
                     }
                     std::collections::hash_map::Entry::Vacant(q) => {
-                        q.insert(VecDeque::from([(method, payload)]));
+                        // The first push goes out at once (the thread
+                        // takes it): an empty queue is within any limit.
+                        q.insert(ConnQueue {
+                            items: VecDeque::from([(method, payload, size)]),
+                            bytes: size,
+                        });
                         start.push(conn.clone());
                     }
                 }
             }
         }
         drop(conns);
+        for (id, pushes, bytes) in behind {
+            log::warn!(
+                "emulator: connection {id} disconnected: a listener that falls behind \
+                 ({pushes} pushes, {bytes} bytes waiting; limits {} pushes, {} bytes)",
+                limits.max_pushes,
+                limits.max_bytes
+            );
+        }
         for conn in start {
             let shared = self.clone();
             let id = conn.id();
@@ -71,27 +242,35 @@ impl RtmShared {
                 .name(format!("emu-push-{id}"))
                 .spawn(move || shared.push_worker(&conn));
             if let Err(e) = spawned {
-                lock(&self.push_queues).remove(&id);
+                lock(&pq.queues).remove(&id);
                 log::warn!("emulator: cannot spawn a push thread: {e}");
             }
         }
     }
 
     /// Sends the queued pushes of one connection, in order, until its
-    /// queue is empty.
+    /// queue is empty or the connection closed.
     fn push_worker(&self, conn: &ServerConn) {
+        let queues = &self.push_queues.queues;
         loop {
             let next = {
-                let mut queues = lock(&self.push_queues);
-                match queues.get_mut(&conn.id()).and_then(VecDeque::pop_front) {
-                    Some(next) => next,
-                    None => {
+                let mut queues = lock(queues);
+                let next = match queues.get_mut(&conn.id()) {
+                    Some(q) => q.items.pop_front().inspect(|(_, _, size)| {
+                        q.bytes -= size;
+                    }),
+                    // Dropped for falling behind.
+                    None => return,
+                };
+                match next {
+                    Some(next) if !conn.is_closed() => next,
+                    _ => {
                         queues.remove(&conn.id());
                         return;
                     }
                 }
             };
-            let (method, payload) = next;
+            let (method, payload, _) = next;
             if let Err(e) = conn.push(method, payload) {
                 log::debug!("emulator: push `{method}` to connection {}: {e}", conn.id());
             }
@@ -105,8 +284,10 @@ mod tests {
 
     use rmpv::Value;
 
+    use super::*;
     use crate::emulator::testutil::*;
-    use crate::fpnn::codec::map_get;
+    use crate::emulator::EmulatorOptions;
+    use crate::fpnn::codec::{map_get, Frame};
 
     #[test]
     fn push_to_all_connections() {
@@ -168,5 +349,121 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
         let q = slow.read_quest();
         assert_eq!(map_get(&q.payload, "mid").and_then(Value::as_i64), Some(1));
+    }
+
+    /// An emulator with these push queue limits, a sender, a listener that
+    /// never reads after `setlisten` and a healthy listener that answers
+    /// every push on its own thread (its pushes' `mid`s are sent back).
+    fn slow_and_healthy(
+        limits: PushQueueLimits,
+    ) -> (
+        RtmEmulator,
+        RawClient,
+        RawClient,
+        std::sync::mpsc::Receiver<i64>,
+    ) {
+        let options = EmulatorOptions::new().push_queue(limits);
+        let emu = RtmEmulator::start_with_options(PID, SECRET, options).unwrap();
+        let sender = RawClient::connect(&emu.endpoint());
+        let mut slow = RawClient::connect(&emu.endpoint());
+        let mut healthy = RawClient::connect(&emu.endpoint());
+        for c in [&mut slow, &mut healthy] {
+            call(c, "setlisten", vec![("p2p", true.into())]).unwrap();
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || loop {
+            let Frame::Quest(q) = healthy.read_frame() else {
+                continue;
+            };
+            healthy.answer(q.seq.unwrap(), &map(vec![]));
+            let mid = map_get(&q.payload, "mid").and_then(Value::as_i64).unwrap();
+            if tx.send(mid).is_err() {
+                return;
+            }
+        });
+        (emu, sender, slow, rx)
+    }
+
+    fn send_p2p(sender: &mut RawClient, mid: i64, msg: &str) {
+        let msg = vec![
+            ("from", 1.into()),
+            ("to", 2.into()),
+            ("mid", mid.into()),
+            ("mtype", 30.into()),
+            ("msg", msg.into()),
+            ("attrs", "".into()),
+        ];
+        call(sender, "sendmsg", msg).unwrap();
+    }
+
+    #[test]
+    fn a_listener_that_stops_reading_is_dropped_at_its_push_limit() {
+        let (emu, mut sender, _slow, healthy) = slow_and_healthy(PushQueueLimits::new(50, 1 << 30));
+        assert_eq!(emu.stats().connections, 3);
+        let mut most_queued = 0;
+        for mid in 1..=200i64 {
+            send_p2p(&mut sender, mid, "hi");
+            most_queued = most_queued.max(emu.stats().queued_pushes);
+            // The healthy listener gets every push, in order, while the
+            // slow one's queue grows.
+            assert_eq!(healthy.recv_timeout(Duration::from_secs(10)), Ok(mid));
+        }
+        // The slow one: its first push went out (and waits for an answer),
+        // 50 waited, the 52nd disconnected it; nothing is queued for it.
+        let t = Instant::now();
+        while emu.stats().connections > 2 && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let stats = emu.stats();
+        assert_eq!(stats.connections, 2, "{stats}");
+        assert_eq!(stats.listeners_dropped, 1, "{stats}");
+        // The slow listener's 50, plus the healthy one's next push.
+        assert!(most_queued <= 51, "{most_queued} pushes queued");
+        assert_eq!((stats.queued_pushes, stats.queued_push_bytes), (0, 0));
+        // The sender was never held back, and is still served.
+        assert_eq!(emu.stats().calls["sendmsg"], 200);
+        send_p2p(&mut sender, 201, "still there");
+        assert_eq!(healthy.recv_timeout(Duration::from_secs(10)), Ok(201));
+    }
+
+    #[test]
+    fn push_queue_bytes_are_bounded() {
+        let limit = 64 * 1024;
+        let (emu, mut sender, _slow, healthy) =
+            slow_and_healthy(PushQueueLimits::new(1_000_000, limit));
+        let body = "x".repeat(1024);
+        let mut most_bytes = 0;
+        for mid in 1..=300i64 {
+            send_p2p(&mut sender, mid, &body);
+            most_bytes = most_bytes.max(emu.stats().queued_push_bytes);
+            assert_eq!(healthy.recv_timeout(Duration::from_secs(10)), Ok(mid));
+        }
+        // The slow listener's queue within its limit, plus the healthy
+        // one's next push.
+        assert!(most_bytes <= limit + 1100, "{most_bytes} bytes queued");
+        // About 1 KB each: the slow listener was dropped after ~60 pushes.
+        assert!(most_bytes > limit / 2, "{most_bytes} bytes queued");
+        assert_eq!(emu.stats().listeners_dropped, 1);
+    }
+
+    #[test]
+    fn payload_bytes_counts_what_a_payload_holds() {
+        let v = Value::from("x".repeat(1000));
+        let size = payload_bytes(&v);
+        assert!((1000..1100).contains(&size), "{size}");
+        let nested = map(vec![("a", arr(&[1, 2, 3])), ("b", v)]);
+        let size = payload_bytes(&nested);
+        assert!(size >= 1000 + 7 * std::mem::size_of::<Value>(), "{size}");
+    }
+
+    #[test]
+    fn default_limits() {
+        let emu = RtmEmulator::start(PID, SECRET).unwrap();
+        assert_eq!(
+            emu.push_queue_limits(),
+            PushQueueLimits::new(DEFAULT_PUSH_QUEUE_PUSHES, DEFAULT_PUSH_QUEUE_BYTES)
+        );
+        assert_eq!(DEFAULT_PUSH_QUEUE_PUSHES, 10_000);
+        assert_eq!(DEFAULT_PUSH_QUEUE_BYTES, 16 * 1024 * 1024);
     }
 }

@@ -173,9 +173,10 @@ pub(crate) struct RtmShared {
     /// How many RTM quests each open connection sent (for
     /// [`EmulatorFaults::set_drop_after`]).
     quest_counts: Mutex<HashMap<u64, u64>>,
-    /// The pushes waiting for each connection; a connection has an entry
-    /// while its push thread runs (see `send_outbox`).
-    pub(crate) push_queues: Mutex<HashMap<u64, VecDeque<(&'static str, Value)>>>,
+    /// The pushes waiting for each connection, with their limits.
+    pub(crate) push_queues: super::pushes::PushQueues,
+    /// The counters of [`RtmEmulator::stats`].
+    pub(crate) stats: super::stats::Stats,
 }
 
 struct RtmService(Arc<RtmShared>);
@@ -252,7 +253,8 @@ impl RtmEmulator {
             connection_observer: Mutex::new(options.connection_observer),
             max_clock_skew_ms: AtomicU64::new(skew_ms(options.max_clock_skew)),
             quest_counts: Mutex::new(HashMap::new()),
-            push_queues: Mutex::new(HashMap::new()),
+            push_queues: super::pushes::PushQueues::new(options.push_queue),
+            stats: super::stats::Stats::new(),
         });
         let max_payload = options.server.max_payload;
         let server = FpnnServer::start(RtmService(shared.clone()), options.server)?;
@@ -557,6 +559,7 @@ impl RtmShared {
         delay: Duration,
         file_gate: bool,
     ) {
+        self.stats.count(method, reply);
         let observer = lock(&self.observer).clone();
         let Some(observer) = observer else { return };
         let outcome = match reply {
