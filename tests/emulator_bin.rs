@@ -42,6 +42,9 @@ const FLAGS: &[&str] = &[
     "--drop-after",
     "--refuse-connections",
     "--fail",
+    "--max-queued-pushes",
+    "--max-queued-push-bytes",
+    "--stats-every",
     "--verbose",
     "--quiet",
 ];
@@ -291,9 +294,19 @@ fn help_and_readme_name_every_flag() {
             "the README section does not mention {flag}"
         );
     }
-    for default in ["127.0.0.1:13315", "11000001", "3600", "30"] {
+    for default in [
+        "127.0.0.1:13315",
+        "11000001",
+        "3600",
+        "30",
+        "10000",
+        "16MiB",
+    ] {
         assert!(help.contains(default), "--help does not give {default}");
     }
+    // How to build it, and the limits.
+    assert!(help.contains("--features cli"), "{help}");
+    assert!(help.contains("Limits"), "{help}");
     // A bad value is a usage error naming the flag.
     let (status, _, err) = run_to_end(&["--delay", "sendmsg"]);
     assert_eq!(status.code(), Some(2));
@@ -872,6 +885,19 @@ impl RawConn {
         a.into_result()
     }
 
+    /// Reads (and drops) whatever was sent until the connection closes.
+    fn expect_closed_after_reading(&mut self) {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+                Err(e) => panic!("expected the connection to close, got {e}"),
+            }
+        }
+    }
+
     fn expect_closed(&mut self) {
         let mut buf = [0u8; 64];
         match self.stream.read(&mut buf) {
@@ -1048,5 +1074,158 @@ fn raw_frames_as_other_sdks_encode_them() {
             c.signature(out, method, now_s() - 7200)
         }
         assert!(c.call("getVoiceRoomList", stale).is_ok());
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Flags refused, limits and counters
+// ---------------------------------------------------------------------------
+
+#[test]
+fn drop_after_zero_is_off_and_not_a_fault() {
+    watchdog(Duration::from_secs(30), || {
+        let emu = Emu::start(&["--secret", SECRET, "--drop-after", "0"]);
+        assert_eq!(emu.banner_value("faults").as_deref(), Some("none"));
+        let client = emu.client();
+        for _ in 0..3 {
+            assert!(client.get_voice_room_list().unwrap().is_empty());
+        }
+    });
+}
+
+#[test]
+fn a_fault_for_an_unknown_method_is_refused_naming_it() {
+    for flag in ["--fail", "--delay"] {
+        let (status, _, err) = run_to_end(&[flag, "nosuchmethod=200010", "--secret", SECRET]);
+        assert_eq!(status.code(), Some(2), "{flag}: {err}");
+        assert!(
+            err.contains(flag) && err.contains("`nosuchmethod`"),
+            "{flag}: {err}"
+        );
+        // A known method in the wrong case: the right name is suggested.
+        let (status, _, err) = run_to_end(&[flag, "sendMsg=5"]);
+        assert_eq!(status.code(), Some(2), "{flag}: {err}");
+        assert!(err.contains("did you mean `sendmsg`"), "{flag}: {err}");
+    }
+    // `*` and the methods the emulator implements are accepted.
+    watchdog(Duration::from_secs(30), || {
+        let emu = Emu::start(&[
+            "--secret",
+            SECRET,
+            "--fail",
+            "*=30000",
+            "--delay",
+            "getVoiceRoomList=1",
+        ]);
+        let faults = emu.banner_value("faults").unwrap();
+        assert!(
+            faults.contains("--fail *=30000") && faults.contains("--delay getVoiceRoomList=1"),
+            "{faults}"
+        );
+    });
+}
+
+#[test]
+fn an_empty_secret_is_refused() {
+    let (status, _, err) = run_to_end(&["--secret", "", "--listen", "127.0.0.1:0"]);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("--secret") && err.contains("empty"), "{err}");
+}
+
+#[test]
+fn a_missing_key_file_is_named() {
+    let dir = TempDir::new("nokey");
+    let missing = dir.path("no-such-key.pem");
+    let (status, _, err) = run_to_end(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--ecc-private-key",
+        missing.to_str().unwrap(),
+    ]);
+    assert!(!status.success());
+    assert!(
+        err.contains("--ecc-private-key") && err.contains(missing.to_str().unwrap()),
+        "{err}"
+    );
+}
+
+#[test]
+fn push_queue_limits_are_flags() {
+    for bad in [
+        &["--max-queued-pushes", "0"][..],
+        &["--max-queued-push-bytes", "0"],
+        &["--max-queued-push-bytes", "16 parsecs"],
+    ] {
+        let (status, _, err) = run_to_end(bad);
+        assert_eq!(status.code(), Some(2), "{bad:?}: {err}");
+        assert!(err.contains(bad[0]), "{bad:?}: {err}");
+    }
+    watchdog(Duration::from_secs(30), || {
+        let emu = Emu::start(&["--secret", SECRET]);
+        assert_eq!(
+            emu.banner_value("limits").as_deref(),
+            Some("10000 pushes or 16777216 bytes waiting per connection")
+        );
+        let emu = Emu::start(&[
+            "--secret",
+            SECRET,
+            "--max-queued-pushes",
+            "5",
+            "--max-queued-push-bytes",
+            "512KiB",
+        ]);
+        assert_eq!(
+            emu.banner_value("limits").as_deref(),
+            Some("5 pushes or 524288 bytes waiting per connection")
+        );
+    });
+}
+
+#[test]
+fn a_listener_that_stops_reading_is_disconnected_and_logged() {
+    watchdog(Duration::from_secs(60), || {
+        let emu = Emu::start(&["--secret", SECRET, "--max-queued-pushes", "5"]);
+        let mut slow = RawConn::connect(&emu.endpoint, 1);
+        fn listen_p2p(out: &mut Vec<u8>, conn: &RawConn, method: &str) -> usize {
+            let n = conn.signature(out, method, now_s());
+            rmp::encode::write_str(out, "p2p").unwrap();
+            rmp::encode::write_bool(out, true).unwrap();
+            n + 1
+        }
+        slow.call("setlisten", listen_p2p).unwrap();
+        // Never read again: 64 KB messages fill its socket, then its queue.
+        let client = emu.client();
+        let body = "x".repeat(64 * 1024);
+        let dropped = |emu: &Emu| emu.stderr().contains("falls behind");
+        let mut sent = 0;
+        while !dropped(&emu) && sent < 1000 {
+            client
+                .send_message(1, 2, 30, body.as_str(), &SendOptions::default())
+                .unwrap();
+            sent += 1;
+        }
+        let line = emu.wait_log_line(&["WARN", "disconnected", "falls behind", "5 pushes"]);
+        assert!(line.contains("limits 5 pushes"), "{line}");
+        slow.expect_closed_after_reading();
+        // Everyone else is still served.
+        assert!(client.get_voice_room_list().unwrap().is_empty());
+    });
+}
+
+#[test]
+fn stats_every_logs_the_counters() {
+    watchdog(Duration::from_secs(30), || {
+        let emu = Emu::start(&["--secret", SECRET, "--stats-every", "1"]);
+        let client = emu.client();
+        client.get_token(1001).unwrap();
+        client.get_voice_room_list().unwrap();
+        let line = emu.wait_log_line(&["INFO", "stats (last 1 s):", "gettoken 1"]);
+        assert!(line.contains("getVoiceRoomList 1"), "{line}");
+        assert!(line.contains("answers 0:2"), "{line}");
+        assert!(line.contains("connections 1"), "{line}");
+        assert!(line.contains("push queues 0 pushes, 0 B"), "{line}");
+        // The next intervals count only their own quests.
+        let quiet = emu.wait_log_line(&["stats (last 1 s): calls 0;"]);
+        assert!(quiet.contains("answers none"), "{quiet}");
     });
 }

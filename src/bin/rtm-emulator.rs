@@ -1,6 +1,10 @@
 //! `rtm-emulator`: the crate's RTM emulator as a standalone RTM gateway on
 //! this machine, for testing any RTM server client (Go, Python, Java, C++,
 //! Rust...) without the RTM service. Run `rtm-emulator --help`.
+//!
+//! Built with the crate's `cli` feature (the emulator plus the command
+//! line): `cargo run --features cli --bin rtm-emulator -- --help`, or
+//! `cargo install --path . --features cli --bin rtm-emulator`.
 
 use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -8,14 +12,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgAction, Parser, ValueEnum};
 use log::{LevelFilter, Log, Metadata, Record};
 use rand_core::{OsRng, RngCore};
-use rtm_server_sdk::emulator::keys::{generate_key_pair, read_private_key};
+use rtm_server_sdk::emulator::keys::{generate_key_pair, parse_private_key};
+use rtm_server_sdk::emulator::rtm::implemented_methods;
 use rtm_server_sdk::emulator::{
-    ConnEvent, EmulatorOptions, QuestOutcome, QuestRecord, RtmEmulator, ServerOptions,
+    ConnEvent, EmulatorOptions, EmulatorStats, PushQueueLimits, QuestOutcome, QuestRecord,
+    RtmEmulator, ServerOptions, DEFAULT_PUSH_QUEUE_PUSHES,
 };
 use rtm_server_sdk::fpnn::crypto::{CipherMode, Curve, KeyBits};
 
@@ -39,7 +45,10 @@ a refused encryption handshake) is a warning that says why. Ctrl-C or SIGTERM st
 
 It accepts what every official SDK sends: FPNN header version 0 or 1
 (echoed in its answers), any msgpack integer width (fixint, uint8..uint64,
-int8..int64), map keys in any order, text as str or bin.";
+int8..int64), map keys in any order, text as str or bin.
+
+Build it with the crate's `cli` feature:
+  cargo install --path . --features cli --bin rtm-emulator";
 
 const AFTER_LONG_HELP: &str = "\
 Examples:
@@ -54,7 +63,20 @@ Examples:
   rtm-emulator --secret my-secret --state rtm-state.json --listen 127.0.0.1:0
 
   # Resilience tests: slow answers, failures, dropped connections:
-  rtm-emulator --secret s --delay sendmsg=2000 --fail gettoken=200010 --drop-after 5";
+  rtm-emulator --secret s --delay sendmsg=2000 --fail gettoken=200010 --drop-after 5
+
+  # A log line of counters every 10 s:
+  rtm-emulator --secret s --stats-every 10
+
+Limits (every peer is bounded; a flag changes a default):
+  limit                                       default    flag
+  pushes waiting for one connection           10000      --max-queued-pushes
+  bytes of pushes waiting for one connection  16 MiB     --max-queued-push-bytes
+  payload of one quest                        8 MiB      (fixed)
+  quests kept for FpnnServer::received        10000      (fixed)
+  Pushes are written without waiting for the answers; a listener that
+  stops reading falls behind, and when its push queue would go over a
+  limit it is disconnected and logged as a warning.";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum CurveArg {
@@ -87,9 +109,9 @@ struct Args {
     #[arg(long, default_value_t = 11000001, help_heading = "Project")]
     pid: i64,
 
-    /// The project's secret key the clients sign with. Default: a random
-    /// one, printed at start.
-    #[arg(long, value_name = "KEY", help_heading = "Project")]
+    /// The project's secret key the clients sign with (not empty).
+    /// Default: a random one, printed at start.
+    #[arg(long, value_name = "KEY", value_parser = parse_secret, help_heading = "Project")]
     secret: Option<String>,
 
     /// The address to listen on. Port 0 picks a free port (the `endpoint:`
@@ -167,9 +189,9 @@ struct Args {
 
     /// Closes each connection when it sends its (N+1)-th RTM quest, without
     /// answering it: every connection gets N answers, then loses its
-    /// connection with a quest in flight.
-    #[arg(long, value_name = "N", help_heading = "Faults")]
-    drop_after: Option<u64>,
+    /// connection with a quest in flight. 0: off (the default).
+    #[arg(long, value_name = "N", default_value_t = 0, help_heading = "Faults")]
+    drop_after: u64,
 
     /// Accepts every connection and closes it at once, so that clients
     /// cannot connect.
@@ -180,6 +202,40 @@ struct Args {
     /// running it, once the quest passed the signature check. Repeatable.
     #[arg(long, value_name = "METHOD=CODE", value_parser = parse_fail, help_heading = "Faults")]
     fail: Vec<(String, i64)>,
+
+    /// The most pushes waiting for one connection: a listener whose queue
+    /// would go over it is disconnected (logged as a warning).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_PUSH_QUEUE_PUSHES,
+        value_parser = parse_limit,
+        help_heading = "Limits"
+    )]
+    max_queued_pushes: usize,
+
+    /// The most bytes of pushes waiting for one connection (the memory
+    /// their payloads hold; a number of bytes, or with a KiB, MiB or GiB
+    /// suffix): a listener whose queue would go over it is disconnected.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value = "16MiB",
+        value_parser = parse_bytes,
+        help_heading = "Limits"
+    )]
+    max_queued_push_bytes: usize,
+
+    /// Logs a line of counters every SECONDS: the quests of the interval
+    /// by method, their answers by code, the connections open, the pushes
+    /// and bytes waiting in push queues, the listeners dropped. 0: off.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0,
+        help_heading = "Output"
+    )]
+    stats_every: u64,
 
     /// More log: -v adds the emulator's debug lines (handshakes, why a
     /// quest failed), -vv everything.
@@ -202,20 +258,81 @@ fn split_pair(s: &str) -> Result<(&str, &str), String> {
     Ok((method, value))
 }
 
+/// `method` when the emulator implements it (or `*`); otherwise an error
+/// naming it (and the method of that name in another case, if any).
+fn known_method(method: &str) -> Result<String, String> {
+    let methods = implemented_methods();
+    if method == "*" || methods.contains(&method) {
+        return Ok(method.to_string());
+    }
+    let hint = match methods.iter().find(|m| m.eq_ignore_ascii_case(method)) {
+        Some(m) => format!(" (did you mean `{m}`? method names are case-sensitive)"),
+        None => " (`*` for every method; the emulator implements the RTM server \
+                 methods, e.g. `sendmsg`, `gettoken`, `getVoiceRoomList`)"
+            .to_string(),
+    };
+    Err(format!("the emulator has no method `{method}`{hint}"))
+}
+
+fn parse_secret(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("the secret must not be empty (leave --secret out for a random one)".into());
+    }
+    Ok(s.to_string())
+}
+
+fn parse_limit(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("a limit must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{s}` is not a number")),
+    }
+}
+
+/// A number of bytes, with an optional KiB/MiB/GiB (or K/M/G) suffix.
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" | "kb" => 10,
+        "m" | "mib" | "mb" => 20,
+        "g" | "gib" | "gb" => 30,
+        _ => {
+            return Err(format!(
+                "`{s}` is not a number of bytes (e.g. 1048576, 512KiB, 16MiB)"
+            ))
+        }
+    };
+    let n: usize = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of bytes (e.g. 1048576, 512KiB, 16MiB)"))?;
+    let n = n
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))?;
+    if n == 0 {
+        return Err("a limit must be at least 1 byte".into());
+    }
+    Ok(n)
+}
+
 fn parse_delay(s: &str) -> Result<(String, u64), String> {
     let (method, ms) = split_pair(s)?;
+    let method = known_method(method)?;
     let ms = ms
         .parse()
         .map_err(|_| format!("`{ms}` is not a number of milliseconds"))?;
-    Ok((method.to_string(), ms))
+    Ok((method, ms))
 }
 
 fn parse_fail(s: &str) -> Result<(String, i64), String> {
     let (method, code) = split_pair(s)?;
+    let method = known_method(method)?;
     let code = code
         .parse()
         .map_err(|_| format!("`{code}` is not an error code"))?;
-    Ok((method.to_string(), code))
+    Ok((method, code))
 }
 
 // ---------------------------------------------------------------------------
@@ -331,6 +448,38 @@ fn log_connection(e: &ConnEvent) {
 // Main
 // ---------------------------------------------------------------------------
 
+/// A periodic task: due every `every`, if any.
+struct Tick {
+    every: Option<Duration>,
+    next: Instant,
+}
+
+impl Tick {
+    fn new(every: Option<Duration>) -> Tick {
+        Tick {
+            every,
+            next: Instant::now() + every.unwrap_or_default(),
+        }
+    }
+
+    /// The time left until it is due (`None`: never).
+    fn left(&self) -> Option<Duration> {
+        self.every
+            .map(|_| self.next.saturating_duration_since(Instant::now()))
+    }
+
+    /// Whether it is due now; if so, the next time is set.
+    fn due(&mut self) -> bool {
+        match self.every {
+            Some(every) if Instant::now() >= self.next => {
+                self.next = Instant::now() + every;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     log::set_max_level(level(&args));
@@ -424,8 +573,10 @@ fn run(args: Args) -> Result<(), String> {
     let mut server = ServerOptions::new().addr(addr);
     let mut encryption = "off".to_string();
     if let Some(path) = &args.ecc_private_key {
-        let key = read_private_key(path, args.ecc_curve.map(Curve::from))
-            .map_err(|e| format!("--ecc-private-key: {e}"))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("--ecc-private-key {}: {e}", path.display()))?;
+        let key = parse_private_key(&bytes, args.ecc_curve.map(Curve::from))
+            .map_err(|e| format!("--ecc-private-key {}: {e}", path.display()))?;
         encryption = format!(
             "{} key from {} (package and stream mode, AES-128 and AES-256; {})",
             key.public_key().curve(),
@@ -439,7 +590,10 @@ fn run(args: Args) -> Result<(), String> {
         server = server.encryption(key).allow_plain(!args.encrypted_only);
     }
 
-    let mut options = EmulatorOptions::new().server(server);
+    let push_limits = PushQueueLimits::new(args.max_queued_pushes, args.max_queued_push_bytes);
+    let mut options = EmulatorOptions::new()
+        .server(server)
+        .push_queue(push_limits);
     options.observer = Some(Arc::new(log_quest));
     options.connection_observer = Some(Arc::new(log_connection));
     if args.max_clock_skew > 0 {
@@ -483,9 +637,9 @@ fn run(args: Args) -> Result<(), String> {
         options.faults.set_fail(method, *code);
         faults.push(format!("--fail {method}={code}"));
     }
-    if let Some(n) = args.drop_after {
-        options.faults.set_drop_after(n);
-        faults.push(format!("--drop-after {n}"));
+    if args.drop_after > 0 {
+        options.faults.set_drop_after(args.drop_after);
+        faults.push(format!("--drop-after {}", args.drop_after));
     }
 
     let mut emu = RtmEmulator::start_with_options(args.pid, &secret, options).map_err(|e| {
@@ -523,6 +677,10 @@ fn run(args: Args) -> Result<(), String> {
         }
     );
     println!(
+        "limits: {} pushes or {} bytes waiting per connection",
+        push_limits.max_pushes, push_limits.max_bytes
+    );
+    println!(
         "faults: {}",
         if faults.is_empty() {
             "none".to_string()
@@ -547,14 +705,33 @@ fn run(args: Args) -> Result<(), String> {
         },
         None => true,
     };
-    let tick = if args.state.is_some() && args.save_every > 0 {
-        Duration::from_secs(args.save_every)
-    } else {
-        Duration::from_secs(3600)
-    };
-    // Until Ctrl-C or SIGTERM, saving at every tick.
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(tick) {
-        let _ = save(&emu);
+    let every = |secs: u64, on: bool| (on && secs > 0).then(|| Duration::from_secs(secs));
+    let mut save_tick = Tick::new(every(args.save_every, args.state.is_some()));
+    let mut stats_tick = Tick::new(every(args.stats_every, true));
+    let mut last_stats = EmulatorStats::default();
+    // Until Ctrl-C or SIGTERM, saving and logging the counters on time.
+    loop {
+        let wait = [save_tick.left(), stats_tick.left()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(Duration::from_secs(3600));
+        match stop_rx.recv_timeout(wait) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => break,
+        }
+        if save_tick.due() {
+            let _ = save(&emu);
+        }
+        if stats_tick.due() {
+            let stats = emu.stats();
+            log::info!(
+                "stats (last {} s): {}",
+                args.stats_every,
+                stats.since(&last_stats)
+            );
+            last_stats = stats;
+        }
     }
     log::info!("stopping");
     // Stopping first: no quest changes the state after the last save.

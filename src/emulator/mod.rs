@@ -22,7 +22,9 @@
 //!   fixed address or encryption ([`ServerOptions`]), a `ts` window, a saved
 //!   state, RTM-level faults ([`EmulatorFaults`]: per-method delays and
 //!   errors, dropping a connection after N quests) and observers of every
-//!   quest ([`QuestRecord`]) and connection ([`ConnEvent`]). The
+//!   quest ([`QuestRecord`]) and connection ([`ConnEvent`]), and limits on
+//!   each connection's push queue ([`PushQueueLimits`]); [`EmulatorStats`]
+//!   counts quests, answers, connections and queued pushes. The
 //!   connection-level faults (freeze, refuse connections, drop every n-th
 //!   quest) are the server's [`Faults`]. The emulator's clock can be moved
 //!   forward ([`RtmEmulator::advance_clock`]) to see bans and tokens expire
@@ -31,8 +33,8 @@
 //!   ([`RtmEmulator::state_json`], [`RtmEmulator::save_state`]).
 //!   [`keys`] reads a server's ECC private key (PEM or raw) and makes key
 //!   pairs for encrypted emulators.
-//! * **The `rtm-emulator` program** (`cargo run --features emulator --bin
-//!   rtm-emulator -- --help`) runs the emulator as a standalone RTM gateway
+//! * **The `rtm-emulator` program** (feature `cli`: `cargo run --features
+//!   cli --bin rtm-emulator -- --help`) runs the emulator as a standalone RTM gateway
 //!   for clients in any language, with these options as flags, a log of
 //!   every connection and quest, and its state kept in a file across
 //!   restarts (see the README).
