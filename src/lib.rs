@@ -87,7 +87,8 @@
 //! * [`fpnn`]: the transport underneath: the pure frame codec, encryption,
 //!   and [`FpnnClient`] for raw FPNN quests.
 //! * `emulator` (cargo feature `emulator`): an in-process RTM server for
-//!   tests and examples.
+//!   tests and examples. The same emulator as a standalone program,
+//!   `rtm-emulator`, is built with the feature `cli`.
 //!
 //! # Staying connected
 //!

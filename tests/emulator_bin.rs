@@ -270,6 +270,35 @@ fn run_to_end(args: &[&str]) -> (ExitStatus, String, String) {
     )
 }
 
+/// Runs the program with `args` on a free port, for at most 10 s (a
+/// program that should have refused its flags but started is killed):
+/// its exit code (`None`: it was still running) and standard error.
+fn run_bounded(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rtm-emulator");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    (code, err)
+}
+
 // ---------------------------------------------------------------------------
 // Help and startup
 // ---------------------------------------------------------------------------
@@ -1096,15 +1125,15 @@ fn drop_after_zero_is_off_and_not_a_fault() {
 #[test]
 fn a_fault_for_an_unknown_method_is_refused_naming_it() {
     for flag in ["--fail", "--delay"] {
-        let (status, _, err) = run_to_end(&[flag, "nosuchmethod=200010", "--secret", SECRET]);
-        assert_eq!(status.code(), Some(2), "{flag}: {err}");
+        let (code, err) = run_bounded(&[flag, "nosuchmethod=200010", "--secret", SECRET]);
+        assert_eq!(code, Some(2), "{flag}: {err}");
         assert!(
             err.contains(flag) && err.contains("`nosuchmethod`"),
             "{flag}: {err}"
         );
         // A known method in the wrong case: the right name is suggested.
-        let (status, _, err) = run_to_end(&[flag, "sendMsg=5"]);
-        assert_eq!(status.code(), Some(2), "{flag}: {err}");
+        let (code, err) = run_bounded(&[flag, "sendMsg=5"]);
+        assert_eq!(code, Some(2), "{flag}: {err}");
         assert!(err.contains("did you mean `sendmsg`"), "{flag}: {err}");
     }
     // `*` and the methods the emulator implements are accepted.
@@ -1127,8 +1156,8 @@ fn a_fault_for_an_unknown_method_is_refused_naming_it() {
 
 #[test]
 fn an_empty_secret_is_refused() {
-    let (status, _, err) = run_to_end(&["--secret", "", "--listen", "127.0.0.1:0"]);
-    assert_eq!(status.code(), Some(2), "{err}");
+    let (code, err) = run_bounded(&["--secret", ""]);
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--secret") && err.contains("empty"), "{err}");
 }
 
@@ -1136,13 +1165,8 @@ fn an_empty_secret_is_refused() {
 fn a_missing_key_file_is_named() {
     let dir = TempDir::new("nokey");
     let missing = dir.path("no-such-key.pem");
-    let (status, _, err) = run_to_end(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--ecc-private-key",
-        missing.to_str().unwrap(),
-    ]);
-    assert!(!status.success());
+    let (code, err) = run_bounded(&["--ecc-private-key", missing.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("--ecc-private-key") && err.contains(missing.to_str().unwrap()),
         "{err}"
@@ -1156,8 +1180,8 @@ fn push_queue_limits_are_flags() {
         &["--max-queued-push-bytes", "0"],
         &["--max-queued-push-bytes", "16 parsecs"],
     ] {
-        let (status, _, err) = run_to_end(bad);
-        assert_eq!(status.code(), Some(2), "{bad:?}: {err}");
+        let (code, err) = run_bounded(bad);
+        assert_eq!(code, Some(2), "{bad:?}: {err}");
         assert!(err.contains(bad[0]), "{bad:?}: {err}");
     }
     watchdog(Duration::from_secs(30), || {

@@ -234,11 +234,13 @@ mod tests {
         let (emu, mut c) = setup();
         // Registered once it answered.
         assert!(c.call("*ping", &map(vec![])).into_result().is_ok());
-        assert_eq!(emu.stats(), {
-            let mut empty = EmulatorStats::default();
-            empty.connections = 1;
-            empty
-        });
+        assert_eq!(
+            emu.stats(),
+            EmulatorStats {
+                connections: 1,
+                ..EmulatorStats::default()
+            }
+        );
         for _ in 0..3 {
             call(&mut c, "getVoiceRoomList", vec![]).unwrap();
         }
