@@ -644,4 +644,66 @@ mod tests {
         assert_eq!(p.code(), Some(20009));
         assert_eq!(Error::InvalidArgument("x".into()).code(), None);
     }
+
+    #[test]
+    fn delivery_of_each_kind() {
+        use Delivery::*;
+        let lost = Error::closed("the server closed the connection");
+        assert_eq!(lost.delivery(), MayHaveBeenProcessed);
+        assert!(lost.may_have_been_processed());
+        let refused = lost.clone().not_sent();
+        assert_eq!(refused.delivery(), NotSent);
+        assert!(!refused.may_have_been_processed());
+        // Marking keeps everything else.
+        assert_eq!(refused.to_string(), lost.to_string());
+        assert_eq!(refused.code(), Some(20002));
+        let io = Error::lost(io::Error::other("reset"));
+        assert_eq!(io.delivery(), MayHaveBeenProcessed);
+        assert!(std::error::Error::source(&io.clone().not_sent()).is_some());
+        let cases = [
+            (
+                Error::Timeout {
+                    method: "m".into(),
+                    timeout: Duration::ZERO,
+                },
+                MayHaveBeenProcessed,
+            ),
+            (Error::ClientClosed, MayHaveBeenProcessed),
+            (
+                Error::Protocol(ProtocolError::BadMagic(*b"HTTP")),
+                MayHaveBeenProcessed,
+            ),
+            (
+                Error::ConnectTimeout {
+                    endpoint: "e".into(),
+                    timeout: Duration::ZERO,
+                },
+                NotSent,
+            ),
+            (
+                Error::Connect {
+                    endpoint: "e".into(),
+                    source: Arc::new(io::Error::other("refused")),
+                },
+                NotSent,
+            ),
+            (Error::TooManyPending { limit: 1 }, NotSent),
+            (Error::InvalidArgument("x".into()), NotSent),
+            (Error::Encryption("x".into()), NotSent),
+            (Error::from(io::Error::other("spawn")), NotSent),
+            (
+                Error::Server {
+                    code: 200040,
+                    message: String::new(),
+                },
+                Answered,
+            ),
+            (Error::bad_answer("m", "no key"), Answered),
+        ];
+        for (err, delivery) in cases {
+            assert_eq!(err.delivery(), delivery, "{err:?}");
+            // Only a closed connection carries a mark of its own.
+            assert_eq!(err.clone().not_sent().delivery(), delivery, "{err:?}");
+        }
+    }
 }

@@ -669,8 +669,10 @@ impl FpnnClient {
     /// answer came in time; [`Error::ConnectTimeout`] or [`Error::Connect`]
     /// when no connection could be made in time (nothing was sent);
     /// [`Error::ConnectionClosed`] when the connection was lost with the
-    /// call in flight; [`Error::TooManyPending`] when no room under the
-    /// pending cap came up in time; [`Error::InvalidArgument`] for a bad
+    /// call in flight, or before it was written (its
+    /// [`delivery`](Error::delivery) tells which);
+    /// [`Error::TooManyPending`] when no room under the pending cap came
+    /// up in time; [`Error::InvalidArgument`] for a bad
     /// method or payload; [`Error::ClientClosed`] after
     /// [`close`](FpnnClient::close).
     pub fn call(&self, method: &str, payload: Value) -> Result<Value> {

@@ -158,7 +158,10 @@ fn time_left(total: Duration, started: Instant) -> Option<Duration> {
 /// the caller would take it as never sent and send it again.
 fn resent_outcome<T>(first: Error, resend: Result<T>) -> Result<T> {
     match resend {
-        Err(e) if e.delivery() == Delivery::NotSent && first.delivery() != Delivery::NotSent => {
+        Err(e)
+            if e.delivery() == Delivery::NotSent
+                && first.delivery() == Delivery::MayHaveBeenProcessed =>
+        {
             log::debug!("the resend was not sent ({e}); reporting the first failure");
             Err(first)
         }
@@ -357,7 +360,9 @@ impl RtmServerClient {
         }
     }
 
-    /// Connects now, so that a wrong endpoint fails fast.
+    /// Connects now, so that a wrong endpoint fails fast. It returns when
+    /// its attempt ends (see [`FpnnClient::connect`]): a call made after it
+    /// failed makes an attempt of its own.
     ///
     /// # Errors
     ///
@@ -694,6 +699,37 @@ mod tests {
         let text = format!("{c:?}");
         assert!(!text.contains("top-secret-key"), "{text}");
         assert!(text.contains("redacted"));
+    }
+
+    #[test]
+    fn a_resend_that_was_not_sent_leaves_the_first_outcome() {
+        let lost = Error::closed("the server closed the connection");
+        let refused = Error::Connect {
+            endpoint: "e".into(),
+            source: Arc::new(std::io::Error::other("refused")),
+        };
+        // The answer was lost, the resend could not connect: the loss.
+        let r: Result<()> = resent_outcome(lost.clone(), Err(refused.clone()));
+        assert!(matches!(r, Err(Error::ConnectionClosed { .. })), "{r:?}");
+        assert_eq!(r.unwrap_err().delivery(), Delivery::MayHaveBeenProcessed);
+        // The resend's own outcome otherwise.
+        assert_eq!(resent_outcome(lost.clone(), Ok(7)).unwrap(), 7);
+        let timeout = Error::Timeout {
+            method: "m".into(),
+            timeout: Duration::ZERO,
+        };
+        let r: Result<()> = resent_outcome(lost.clone(), Err(timeout));
+        assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+        // A first attempt that was not sent either, or that the server
+        // refused: the resend's connect error is the truth.
+        let r: Result<()> = resent_outcome(lost.not_sent(), Err(refused.clone()));
+        assert!(matches!(r, Err(Error::Connect { .. })), "{r:?}");
+        let same_sign = Error::Server {
+            code: codes::RTM_EC_SAME_SIGN,
+            message: String::new(),
+        };
+        let r: Result<()> = resent_outcome(same_sign, Err(refused));
+        assert!(matches!(r, Err(Error::Connect { .. })), "{r:?}");
     }
 
     #[test]
