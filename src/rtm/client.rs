@@ -268,7 +268,9 @@ impl RtmServerClient {
     /// Installs the handler of server pushes (messages, events, `ping`),
     /// replacing any previous one. Without one, pushes are still answered.
     /// Which pushes arrive is chosen with the listen methods
-    /// ([`add_listen`](RtmServerClient::add_listen), ...).
+    /// ([`add_listen`](RtmServerClient::add_listen), ...). A handler that
+    /// keeps a reference to the client holds a [`WeakRtmServerClient`]
+    /// ([`downgrade`](Self::downgrade)), not a clone (see [`PushHandler`]).
     pub fn set_push_handler(&self, handler: impl PushHandler) {
         *lock(&self.inner.push.handler) = Some(Arc::new(handler));
     }
