@@ -73,7 +73,7 @@ Limits (every peer is bounded; a flag changes a default):
   pushes waiting for one connection           10000      --max-queued-pushes
   bytes of pushes waiting for one connection  16 MiB     --max-queued-push-bytes
   payload of one quest                        8 MiB      (fixed)
-  quests kept for FpnnServer::received        10000      (fixed)
+  quests kept in memory for the test log      10000      (fixed)
   Pushes are written without waiting for the answers; a listener that
   stops reading falls behind, and when its push queue would go over a
   limit it is disconnected and logged as a warning.";
