@@ -453,9 +453,47 @@ impl Decoder {
     }
 
     /// Appends received bytes.
+    ///
+    /// The buffer grows only as bytes arrive (never reserved from a
+    /// header's length) and, while a frame is being received, never beyond
+    /// that frame's end: a peer cannot make it allocate more than it sent,
+    /// nor more than one frame within the limit.
     pub fn feed(&mut self, bytes: &[u8]) {
         self.compact();
+        let needed = self.buf.len() + bytes.len();
+        if needed > self.buf.capacity() {
+            let mut target = needed.max(self.buf.capacity().saturating_mul(2));
+            if let Some(h) = self.pending {
+                let frame_end = self.start + h.frame_len() as usize;
+                target = target.min(frame_end.max(needed));
+            }
+            self.buf.reserve_exact(target - self.buf.len());
+        }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// The bytes the buffer holds allocated now.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Releases the room a large frame left behind: when the buffer holds
+    /// more than 1 MiB and needs less than a quarter of it.
+    pub fn shrink(&mut self) {
+        const KEEP: usize = 1 << 20;
+        if self.buf.capacity() <= KEEP {
+            return;
+        }
+        let want = self
+            .pending
+            .map_or(0, |h| h.frame_len() as usize)
+            .max(self.buffered());
+        if want <= self.buf.capacity() / 4 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+            self.buf.shrink_to(want.max(64 * 1024));
+        }
     }
 
     /// The number of received bytes not yet returned as frames.
