@@ -1081,6 +1081,36 @@ mod tests {
     }
 
     #[test]
+    fn the_buffer_grows_with_the_bytes_and_never_beyond_the_frame() {
+        // An 8 MiB frame arriving in 64 KiB reads.
+        let payload = map(vec![("d", Value::Binary(vec![1u8; (8 << 20) - 64]))]);
+        let mut frame = Vec::new();
+        encode_quest(&mut frame, Some(1), "put", &payload).unwrap();
+        let mut d = Decoder::new(16 << 20);
+        let mut fed = 0;
+        for chunk in frame.chunks(64 * 1024) {
+            d.feed(chunk);
+            fed += chunk.len();
+            // Not reserved from the header: about what arrived.
+            assert!(d.capacity() <= (2 * fed).max(64 * 1024), "{}", d.capacity());
+            assert!(
+                d.capacity() <= frame.len(),
+                "{} > {}",
+                d.capacity(),
+                frame.len()
+            );
+            if fed < frame.len() {
+                assert!(d.next_frame().unwrap().is_none());
+            }
+        }
+        assert!(matches!(d.next_frame(), Ok(Some(Frame::Quest(_)))));
+        // The room is released once the frame is out.
+        d.feed(&frame[..100]);
+        d.shrink();
+        assert!(d.capacity() <= 64 * 1024, "{}", d.capacity());
+    }
+
+    #[test]
     fn oversized_header_is_refused_before_the_body_arrives() {
         // A header announcing a 4 GiB payload: refused from the 12 header
         // bytes alone, nothing allocated for the body.

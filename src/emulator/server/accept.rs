@@ -132,14 +132,11 @@ fn servers() -> Vec<Arc<Shared>> {
 }
 
 /// The oldest open connection of `shared` that has not had a quest
-/// admitted, and that `also` accepts.
-fn oldest_unauthenticated(
-    shared: &Shared,
-    also: impl Fn(&ServerConn) -> bool,
-) -> Option<ServerConn> {
+/// admitted.
+fn oldest_unauthenticated(shared: &Shared) -> Option<ServerConn> {
     lock(&shared.conns)
         .values()
-        .find(|c| !c.is_closed() && !c.is_authenticated() && also(c))
+        .find(|c| !c.is_closed() && !c.is_authenticated())
         .cloned()
 }
 
@@ -150,12 +147,12 @@ fn make_room(shared: &Arc<Shared>, anywhere: bool, why: &str) -> bool {
     let victim = if anywhere {
         let mut all: Vec<ServerConn> = servers()
             .iter()
-            .filter_map(|s| oldest_unauthenticated(s, |_| true))
+            .filter_map(|s| oldest_unauthenticated(s))
             .collect();
         all.sort_by_key(|c| c.inner.opened);
         all.into_iter().next()
     } else {
-        oldest_unauthenticated(shared, |_| true)
+        oldest_unauthenticated(shared)
     };
     let Some(victim) = victim else {
         return false;

@@ -155,7 +155,7 @@ impl ServerConn {
         *lock(&self.inner.encryption)
     }
 
-    /// Once the connection has ended (from [`Service::on_disconnect`] on):
+    /// Once the connection has ended (from [`Service::on_disconnect`](super::Service::on_disconnect) on):
     /// why the server closed it (a frame it could not decode, a refused
     /// `*key` handshake, "closed by the server" for [`Reply::Close`], a
     /// fault or a stop), or `None` when the client closed it.
@@ -174,7 +174,7 @@ impl ServerConn {
     /// exception answer comes back as [`Error::Server`].
     ///
     /// Never call this on the connection's own reader thread (from
-    /// [`Service::on_quest`] or [`Service::on_connect`]): that thread reads
+    /// [`Service::on_quest`](super::Service::on_quest) or [`Service::on_connect`](super::Service::on_connect)): that thread reads
     /// the answer.
     pub fn push(&self, method: &str, payload: Value) -> Result<Value, Error> {
         self.push_with_timeout(method, payload, DEFAULT_PUSH_TIMEOUT)
@@ -271,7 +271,7 @@ impl ServerConn {
     }
 
     /// Closes the connection (both directions). The reader thread then ends
-    /// and [`Service::on_disconnect`] runs.
+    /// and [`Service::on_disconnect`](super::Service::on_disconnect) runs.
     pub fn close(&self) {
         if !self.inner.closed.swap(true, Ordering::SeqCst) {
             log::debug!("conn {}: closing", self.id());

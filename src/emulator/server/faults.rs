@@ -3,6 +3,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+#[cfg(doc)]
+use super::{FpnnServer, Reply, ServerConn};
+
 /// Fault switches of one [`FpnnServer`], all off by default and changeable
 /// while it runs (from any thread).
 #[derive(Debug, Default)]

@@ -2,10 +2,10 @@
 //! a pluggable [`Service`], server-to-client pushes and live [`Faults`],
 //! built to hold its ground against hostile peers ([`limits`]).
 //!
-//! One thread accepts connections ([`accept`]: the connection limit and
-//! shedding), one reader thread per connection (`emu-conn-N`, [`conn`]:
+//! One thread accepts connections (`accept.rs`: the connection limit and
+//! shedding), one reader thread per connection (`emu-conn-N`, `conn.rs`:
 //! reading, timeouts, writing) decodes quests and calls the service in
-//! arrival order ([`dispatch`]), and one timer thread per server sends
+//! arrival order (`dispatch.rs`), and one timer thread per server sends
 //! delayed answers ([`Reply::After`] and [`Faults::set_answer_delay`]).
 //! Each connection is one socket (one descriptor): the reader thread reads
 //! it, and writes go through a lock on it, so any thread may answer or push.

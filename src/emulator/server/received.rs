@@ -101,11 +101,10 @@ mod tests {
             got[0].1,
             Value::Map(vec![(Value::from("a"), Value::from(2))])
         );
-        // 400 bytes of payload: two fit in 1000, not three.
+        // 272 bytes an entry: three fit in 1000, not four.
         let mut log = ReceivedLog::new(100, 1000);
         let mut big = vec![0x81, 0xa1, b'b', 0xc4, 200];
         big.extend_from_slice(&[0u8; 200]);
-        big[4] = 200;
         for _ in 0..10 {
             log.record("big", &big);
         }
