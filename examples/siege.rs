@@ -13,6 +13,10 @@
 //! is a map of 3,900,000 `""→nil` pairs), `stalled` (50 connections each
 //! stalled inside a 7.9 MiB frame), `idle` (2,000 idle sockets under a soft
 //! descriptor limit of 1,024, then a signed call).
+//!
+//! `pipeline` is no attack: signed `getVoiceRoomMemberCount` quests
+//! pipelined 10,000 deep from one connection, for `SIEGE_SECONDS` (default
+//! 5); it prints the server's pid first (for `perf record -p`) and the rate.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -33,6 +37,11 @@ fn main() {
         serve(args.get(2).map(String::as_str) == Some("low-fd"));
     }
     let which = args.get(1).cloned();
+    if which.as_deref() == Some("pipeline") {
+        let server = Server::start(false);
+        pipeline(&server);
+        return;
+    }
     let attacks: [(&str, Attack); 4] = [
         ("big-quests", big_quests),
         ("huge-maps", huge_maps),
@@ -281,4 +290,50 @@ fn idle(server: &Server) {
         t.elapsed().as_secs_f64()
     );
     std::mem::forget(socks);
+}
+
+fn pipeline(server: &Server) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    struct Pump {
+        client: RtmServerClient,
+        done: AtomicU64,
+        stop: AtomicBool,
+    }
+    fn issue(p: Arc<Pump>) {
+        let again = p.clone();
+        p.client
+            .get_voice_room_member_count_with_callback(1, move |_| {
+                again.done.fetch_add(1, Ordering::Relaxed);
+                if !again.stop.load(Ordering::Relaxed) {
+                    issue(again.clone());
+                }
+            });
+    }
+    let secs: u64 = std::env::var("SIEGE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    println!("server pid {}", server.child.id());
+    let pump = Arc::new(Pump {
+        client: RtmServerClient::new(PID, SECRET, server.endpoint.clone()).expect("client"),
+        done: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+    });
+    pump.client.get_voice_room_member_count(1).expect("a first call");
+    for _ in 0..10_000 {
+        issue(pump.clone());
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let start = pump.done.load(Ordering::Relaxed);
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    let n = pump.done.load(Ordering::Relaxed) - start;
+    pump.stop.store(true, Ordering::Relaxed);
+    println!(
+        "pipelined 10000 in flight: {:.0} calls/s",
+        n as f64 / t.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_millis(500));
 }
