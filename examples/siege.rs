@@ -321,7 +321,9 @@ fn pipeline(server: &Server) {
         done: AtomicU64::new(0),
         stop: AtomicBool::new(false),
     });
-    pump.client.get_voice_room_member_count(1).expect("a first call");
+    pump.client
+        .pull_into_voice_room(1, &[1])
+        .expect("a room to count");
     for _ in 0..10_000 {
         issue(pump.clone());
     }

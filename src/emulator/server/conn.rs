@@ -25,11 +25,20 @@ use crate::fpnn::crypto::{CipherMode, Decryptor, Encryptor, KeyBits};
 /// Size of the per-connection read chunk.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// The write half of a connection: the encryptor and its buffer, under
-/// the connection's write lock. Writes go to the connection's one socket.
+/// Batched output is written out once it holds this many bytes.
+const FLUSH_AT: usize = 256 * 1024;
+
+/// The write half of a connection: the encryptor, its buffer and the
+/// batched output, under the connection's write lock. Writes go to the
+/// connection's one socket.
 pub(super) struct Writer {
     pub(super) encryptor: Option<Encryptor>,
     buf: Vec<u8>,
+    /// While the reader thread handles the frames of one read
+    /// ([`ServerConn::begin_batch`]): what is written waits here, and goes
+    /// out in one write at the end of the batch (or at [`FLUSH_AT`] bytes).
+    out: Vec<u8>,
+    batching: bool,
 }
 
 impl Writer {
@@ -37,12 +46,25 @@ impl Writer {
         Writer {
             encryptor: None,
             buf: Vec::new(),
+            out: Vec::new(),
+            batching: false,
         }
     }
 
     /// Writes one frame (or raw bytes treated as one) to `stream`,
-    /// encrypting it when the connection is encrypted.
+    /// encrypting it when the connection is encrypted; while batching, adds
+    /// it to the batch.
     fn write_frame(&mut self, mut stream: &TcpStream, frame: &[u8]) -> io::Result<()> {
+        if self.batching {
+            match &mut self.encryptor {
+                Some(enc) => enc.encrypt_frame(frame, &mut self.out),
+                None => self.out.extend_from_slice(frame),
+            }
+            if self.out.len() >= FLUSH_AT {
+                return self.flush(stream);
+            }
+            return Ok(());
+        }
         match &mut self.encryptor {
             Some(enc) => {
                 self.buf.clear();
@@ -55,6 +77,19 @@ impl Writer {
             }
             None => stream.write_all(frame),
         }
+    }
+
+    /// Writes out the batched output.
+    fn flush(&mut self, mut stream: &TcpStream) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let result = stream.write_all(&self.out);
+        self.out.clear();
+        if self.out.capacity() > 1 << 20 {
+            self.out = Vec::new();
+        }
+        result
     }
 }
 
@@ -261,8 +296,10 @@ impl ServerConn {
             return;
         }
         let result = {
-            let _writer = lock(&self.inner.writer);
-            (&self.inner.stream).write_all(bytes)
+            let mut writer = lock(&self.inner.writer);
+            writer
+                .flush(&self.inner.stream)
+                .and_then(|()| (&self.inner.stream).write_all(bytes))
         };
         if let Err(e) = result {
             log::debug!("conn {}: raw bytes not sent: {e}", self.id());
@@ -275,8 +312,31 @@ impl ServerConn {
     pub fn close(&self) {
         if !self.inner.closed.swap(true, Ordering::SeqCst) {
             log::debug!("conn {}: closing", self.id());
+            // What a batch holds was answered before the close.
+            let mut writer = lock(&self.inner.writer);
+            writer.batching = false;
+            let _ = writer.flush(&self.inner.stream);
         }
         let _ = self.inner.stream.shutdown(Shutdown::Both);
+    }
+
+    /// From now on, what is written to the connection is batched, until
+    /// [`end_batch`](Self::end_batch) writes it out in one write.
+    fn begin_batch(&self) {
+        lock(&self.inner.writer).batching = true;
+    }
+
+    /// Writes out the batch (see [`begin_batch`](Self::begin_batch)).
+    fn end_batch(&self) {
+        let result = {
+            let mut writer = lock(&self.inner.writer);
+            writer.batching = false;
+            writer.flush(&self.inner.stream)
+        };
+        if let Err(e) = result {
+            log::debug!("conn {}: answers not sent: {e}", self.id());
+            self.close();
+        }
     }
 
     /// Closes the connection, recording `reason` as its close reason
@@ -608,7 +668,14 @@ impl<'a> Reader<'a> {
             if self.conn.is_closed() {
                 return Ok(());
             }
-            let frames = self.dispatch()?;
+            // The answers to the frames of one read go out in one write.
+            self.conn.begin_batch();
+            let frames = self.dispatch();
+            self.conn.end_batch();
+            let frames = frames?;
+            if frames > 0 {
+                self.last_frame = Instant::now();
+            }
             if self.conn.is_closed() {
                 return Ok(());
             }
@@ -718,7 +785,6 @@ impl<'a> Reader<'a> {
                 None => return Ok(frames),
             }
             frames += 1;
-            self.last_frame = Instant::now();
             if conn.is_closed() {
                 return Ok(frames);
             }

@@ -32,8 +32,9 @@ impl ReceivedLog {
         }
     }
 
-    fn cost(method: &str, payload: &[u8]) -> usize {
-        method.len() + payload.len() + ENTRY_OVERHEAD
+    /// What an entry holds allocated.
+    fn cost(method: &String, payload: &Vec<u8>) -> usize {
+        method.capacity() + payload.capacity() + ENTRY_OVERHEAD
     }
 
     /// Records a quest; `payload` is its encoded payload. The oldest
@@ -43,22 +44,40 @@ impl ReceivedLog {
         if self.max_entries == 0 {
             return;
         }
-        let payload = if Self::cost(method, payload) > self.max_bytes {
+        let mut want = method.len() + payload.len() + ENTRY_OVERHEAD;
+        let payload = if want > self.max_bytes {
+            want = method.len() + 1 + ENTRY_OVERHEAD;
             &[crate::fpnn::codec::EMPTY_MAP][..]
         } else {
             payload
         };
-        let cost = Self::cost(method, payload);
+        // The last entry evicted gives its allocations to the new one (a
+        // full log costs no allocation per quest).
+        let mut reuse = None;
         while !self.entries.is_empty()
-            && (self.entries.len() >= self.max_entries || self.bytes + cost > self.max_bytes)
+            && (self.entries.len() >= self.max_entries || self.bytes + want > self.max_bytes)
         {
+            if let Some((m, p)) = self.entries.pop_front() {
+                self.bytes -= Self::cost(&m, &p);
+                reuse = Some((m, p));
+            }
+        }
+        let (mut m, mut p) = reuse.unwrap_or_default();
+        m.clear();
+        m.push_str(method);
+        p.clear();
+        p.extend_from_slice(payload);
+        if p.capacity() > 2 * p.len() + 256 {
+            p.shrink_to_fit();
+        }
+        self.bytes += Self::cost(&m, &p);
+        self.entries.push_back((m, p));
+        // A reused allocation may be larger than estimated.
+        while self.bytes > self.max_bytes && self.entries.len() > 1 {
             if let Some((m, p)) = self.entries.pop_front() {
                 self.bytes -= Self::cost(&m, &p);
             }
         }
-        self.bytes += cost;
-        self.entries
-            .push_back((method.to_string(), payload.to_vec()));
     }
 
     /// Every entry, oldest first, decoded.
