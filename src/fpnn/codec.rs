@@ -613,7 +613,12 @@ impl Decoder {
                 refusal,
             }));
         }
-        let quest = self.decode_quest(header, body)?;
+        // Checked above: decoded without checking again.
+        let quest = Quest {
+            seq,
+            method: method.to_string(),
+            payload: decode_checked(payload)?,
+        };
         self.consume(header);
         Ok(Some(Gated::Frame(Frame::Quest(quest))))
     }

@@ -25,6 +25,11 @@ use crate::fpnn::crypto::{CipherMode, Decryptor, Encryptor, KeyBits};
 /// Size of the per-connection read chunk.
 const READ_CHUNK: usize = 64 * 1024;
 
+thread_local! {
+    /// The buffer [`ServerConn::deliver`] encodes answers into, per thread.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Batched output is written out once it holds this many bytes.
 const FLUSH_AT: usize = 256 * 1024;
 
@@ -397,7 +402,9 @@ impl ServerConn {
             }
         }
         drop(server);
-        let mut frame = Vec::new();
+        // Answers are encoded into a buffer this thread reuses.
+        let mut frame = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        frame.clear();
         let is_answer = matches!(reply, Reply::Answer(_) | Reply::Error { .. });
         match reply {
             Reply::Answer(payload) => {
@@ -429,6 +436,9 @@ impl ServerConn {
         }
         if let Err(e) = self.write_frame(&frame) {
             log::debug!("conn {}: reply to {seq:?} not sent: {e}", self.id());
+        }
+        if frame.capacity() <= 64 * 1024 {
+            SCRATCH.with(|s| *s.borrow_mut() = frame);
         }
     }
 
