@@ -317,10 +317,17 @@ impl ServerConn {
     pub fn close(&self) {
         if !self.inner.closed.swap(true, Ordering::SeqCst) {
             log::debug!("conn {}: closing", self.id());
-            // What a batch holds was answered before the close.
-            let mut writer = lock(&self.inner.writer);
-            writer.batching = false;
-            let _ = writer.flush(&self.inner.stream);
+            // What a batch holds was answered before the close (unless a
+            // write is under way: the shutdown below ends it).
+            let writer = match self.inner.writer.try_lock() {
+                Ok(w) => Some(w),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            if let Some(mut writer) = writer {
+                writer.batching = false;
+                let _ = writer.flush(&self.inner.stream);
+            }
         }
         let _ = self.inner.stream.shutdown(Shutdown::Both);
     }

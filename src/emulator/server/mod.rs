@@ -9,6 +9,7 @@
 //! delayed answers ([`Reply::After`] and [`Faults::set_answer_delay`]).
 //! Each connection is one socket (one descriptor): the reader thread reads
 //! it, and writes go through a lock on it, so any thread may answer or push.
+//! The answers to the frames of one read go out in one write.
 //!
 //! A quest is offered to [`Service::admit`] before its payload is decoded:
 //! a refused quest is answered and forgotten (neither decoded nor recorded),

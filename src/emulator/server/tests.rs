@@ -486,3 +486,18 @@ fn encrypted_server_rejects_bad_handshakes() {
     c.send("*key", &map(vec![("bits", 128.into())]));
     c.expect_closed();
 }
+
+#[test]
+fn answers_of_one_read_go_out_before_a_close_in_the_same_read() {
+    let server = FpnnServer::start(echo(), ServerOptions::new()).unwrap();
+    let mut c = RawClient::connect(&server.endpoint());
+    // Three quests in one write: two answers, then the close.
+    let mut bytes = Vec::new();
+    for (seq, method) in [(1u32, "echo"), (2, "echo"), (3, "close")] {
+        encode_quest(&mut bytes, Some(seq), method, &map(vec![("s", seq.into())])).unwrap();
+    }
+    c.write_raw(&bytes);
+    assert_eq!(c.read_answer().seq, 1);
+    assert_eq!(c.read_answer().seq, 2);
+    c.expect_closed();
+}
