@@ -22,8 +22,11 @@ use crate::fpnn::codec::{
 };
 use crate::fpnn::crypto::{CipherMode, Decryptor, Encryptor, KeyBits};
 
-/// Size of the per-connection read chunk.
+/// Size of the per-connection read chunk, once reads fill a small one.
 const READ_CHUNK: usize = 64 * 1024;
+/// Size of the read chunk a connection starts with (idle sockets stay
+/// cheap).
+const FIRST_READ_CHUNK: usize = 4 * 1024;
 
 thread_local! {
     /// The buffer [`ServerConn::deliver`] encodes answers into, per thread.
@@ -655,7 +658,7 @@ impl<'a> Reader<'a> {
     }
 
     fn run(&mut self) -> Result<(), String> {
-        let mut buf = vec![0u8; READ_CHUNK];
+        let mut buf = vec![0u8; FIRST_READ_CHUNK];
         loop {
             self.arm_timeout()?;
             let n = match (&self.conn.inner.stream).read(&mut buf) {
@@ -682,6 +685,9 @@ impl<'a> Reader<'a> {
                 self.partial_since = Some(Instant::now());
             }
             self.feed(&buf[..n])?;
+            if n == buf.len() && buf.len() < READ_CHUNK {
+                buf.resize(READ_CHUNK, 0);
+            }
             if self.conn.is_closed() {
                 return Ok(());
             }
