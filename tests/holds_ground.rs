@@ -496,3 +496,51 @@ fn many_idle_sockets_never_lock_out_a_signed_client() {
         assert!(server.fds() < 256, "{} descriptors", server.fds());
     });
 }
+
+// --- what the log says -------------------------------------------------------------
+
+/// Keeps every log record's level and text.
+struct Capture(std::sync::Mutex<Vec<(log::Level, String)>>);
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push((record.level(), record.args().to_string()));
+        }
+    }
+    fn flush(&self) {}
+}
+
+static CAPTURE: Capture = Capture(std::sync::Mutex::new(Vec::new()));
+
+fn captured(needle: &str) -> Vec<(log::Level, String)> {
+    CAPTURE
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, m)| m.contains(needle))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn an_encrypted_handshake_without_a_key_is_logged_as_a_warning() {
+    watchdog(Duration::from_secs(30), || {
+        if log::set_logger(&CAPTURE).is_ok() {
+            log::set_max_level(log::LevelFilter::Debug);
+        }
+        let server = FpnnServer::start(ok_service(), ServerOptions::new()).unwrap();
+        let mut s = connect(&server.endpoint());
+        s.write_all(&frame("*key", &bin_payload(65))).unwrap();
+        assert!(read_answer(&mut s), "answered (with an error)");
+        let warned = captured("encrypted connection (`*key`), but");
+        assert!(
+            warned.iter().any(|(level, _)| *level == log::Level::Warn),
+            "{warned:?}"
+        );
+    });
+}
