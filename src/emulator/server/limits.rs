@@ -15,7 +15,7 @@
 //! | one frame | [`max_payload`](ServerOptions::max_payload) (checked on the header, before the body arrives) | 8 MiB |
 //! | read buffer | grows only as bytes arrive (never reserved from a header's length), never beyond the frame being received (so at most `max_payload` + 64 KiB + the frame header), and is released once a large frame is done | one frame |
 //! | bytes buffered by connections that never had a quest admitted, all together | [`unauthenticated_buffer`](ServerOptions::unauthenticated_buffer): past it, the oldest such connections holding bytes are closed (logged) | 64 MiB |
-//! | the test log ([`FpnnServer::received`](super::FpnnServer::received)) | [`received_log_entries`](ServerOptions::received_log_entries) quests and [`received_log_bytes`](ServerOptions::received_log_bytes) bytes of payload (kept encoded; oldest dropped first); refused quests are never recorded | 10,000 / 16 MiB |
+//! | the test log ([`FpnnServer::received`](super::FpnnServer::received)) | [`received_log_entries`](ServerOptions::received_log_entries) quests and [`received_log_bytes`](ServerOptions::received_log_bytes) bytes of methods and payloads (kept encoded in one ring, plus 8 bytes an entry; oldest dropped first); refused quests are never recorded | 10,000 / 16 MiB |
 //! | a write to a client that stopped reading | 10 s, then the connection is closed | 10 s |
 //!
 //! A quest refused by [`Service::admit`](super::Service::admit) is answered

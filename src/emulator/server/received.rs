@@ -9,15 +9,18 @@ use rmpv::Value;
 
 use crate::fpnn::codec::decode_payload;
 
-/// What one entry costs besides its method and payload bytes.
-const ENTRY_OVERHEAD: usize = 64;
+/// What one entry costs in the index (beside the byte budget).
+#[cfg(test)]
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<(u8, u32)>();
 
 /// Received quests, kept encoded (method and msgpack payload bytes: what
-/// the peer sent, never the decoded tree, which can be many times larger),
-/// decoded when read.
+/// the peer sent, never the decoded tree, which can be many times larger)
+/// in one ring of bytes, decoded when read.
 pub(super) struct ReceivedLog {
-    entries: VecDeque<(String, Vec<u8>)>,
-    bytes: usize,
+    /// Each entry's method and payload lengths, oldest first.
+    index: VecDeque<(u8, u32)>,
+    /// The entries' bytes, method then payload, oldest first.
+    bytes: VecDeque<u8>,
     max_entries: usize,
     max_bytes: usize,
 }
@@ -25,16 +28,11 @@ pub(super) struct ReceivedLog {
 impl ReceivedLog {
     pub(super) fn new(max_entries: usize, max_bytes: usize) -> ReceivedLog {
         ReceivedLog {
-            entries: VecDeque::new(),
-            bytes: 0,
+            index: VecDeque::new(),
+            bytes: VecDeque::new(),
             max_entries,
             max_bytes,
         }
-    }
-
-    /// What an entry holds allocated.
-    fn cost(method: &String, payload: &Vec<u8>) -> usize {
-        method.capacity() + payload.capacity() + ENTRY_OVERHEAD
     }
 
     /// Records a quest; `payload` is its encoded payload. The oldest
@@ -44,63 +42,58 @@ impl ReceivedLog {
         if self.max_entries == 0 {
             return;
         }
-        let mut want = method.len() + payload.len() + ENTRY_OVERHEAD;
-        let payload = if want > self.max_bytes {
-            want = method.len() + 1 + ENTRY_OVERHEAD;
-            &[crate::fpnn::codec::EMPTY_MAP][..]
-        } else {
-            payload
+        // Methods are at most 255 bytes on the wire.
+        let method = &method.as_bytes()[..method.len().min(255)];
+        let payload = match u32::try_from(payload.len()) {
+            Ok(_) if method.len() + payload.len() <= self.max_bytes => payload,
+            _ => &[crate::fpnn::codec::EMPTY_MAP][..],
         };
-        // The last entry evicted gives its allocations to the new one (a
-        // full log costs no allocation per quest).
-        let mut reuse = None;
-        while !self.entries.is_empty()
-            && (self.entries.len() >= self.max_entries || self.bytes + want > self.max_bytes)
-        {
-            if let Some((m, p)) = self.entries.pop_front() {
-                self.bytes -= Self::cost(&m, &p);
-                reuse = Some((m, p));
+        let need = method.len() + payload.len();
+        while let Some(&(m, p)) = self.index.front() {
+            if self.index.len() < self.max_entries && self.bytes.len() + need <= self.max_bytes {
+                break;
             }
+            self.index.pop_front();
+            self.bytes.drain(..m as usize + p as usize);
         }
-        let (mut m, mut p) = reuse.unwrap_or_default();
-        m.clear();
-        m.push_str(method);
-        p.clear();
-        p.extend_from_slice(payload);
-        if p.capacity() > 2 * p.len() + 256 {
-            p.shrink_to_fit();
+        if self.bytes.len() + need > self.bytes.capacity() {
+            // Doubling, but never beyond the budget.
+            let target = (self.bytes.len() + need)
+                .max(self.bytes.capacity() * 2)
+                .min(self.max_bytes.max(self.bytes.len() + need));
+            self.bytes.reserve_exact(target - self.bytes.len());
         }
-        self.bytes += Self::cost(&m, &p);
-        self.entries.push_back((m, p));
-        // A reused allocation may be larger than estimated.
-        while self.bytes > self.max_bytes && self.entries.len() > 1 {
-            if let Some((m, p)) = self.entries.pop_front() {
-                self.bytes -= Self::cost(&m, &p);
-            }
-        }
+        self.bytes.extend(method);
+        self.bytes.extend(payload);
+        self.index
+            .push_back((method.len() as u8, payload.len() as u32));
     }
 
     /// Every entry, oldest first, decoded.
     pub(super) fn decoded(&self) -> Vec<(String, Value)> {
-        self.entries
-            .iter()
-            .map(|(m, p)| {
-                // Recorded payloads passed the decoder's check.
-                let v = decode_payload(p).unwrap_or(Value::Nil);
-                (m.clone(), v)
-            })
-            .collect()
+        let mut out = Vec::with_capacity(self.index.len());
+        let mut at = 0;
+        for &(m, p) in &self.index {
+            let (m, p) = (m as usize, p as usize);
+            let method: Vec<u8> = self.bytes.range(at..at + m).copied().collect();
+            let payload: Vec<u8> = self.bytes.range(at + m..at + m + p).copied().collect();
+            at += m + p;
+            // Recorded payloads passed the decoder's check.
+            let value = decode_payload(&payload).unwrap_or(Value::Nil);
+            out.push((String::from_utf8_lossy(&method).into_owned(), value));
+        }
+        out
     }
 
-    /// The bytes the log accounts for now.
+    /// The bytes the log holds allocated now.
     #[cfg(test)]
     pub(super) fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes.capacity() + self.index.capacity() * ENTRY_OVERHEAD
     }
 
     pub(super) fn clear(&mut self) {
-        self.entries.clear();
-        self.bytes = 0;
+        self.index.clear();
+        self.bytes.clear();
     }
 }
 
@@ -120,15 +113,19 @@ mod tests {
             got[0].1,
             Value::Map(vec![(Value::from("a"), Value::from(2))])
         );
-        // 272 bytes an entry: three fit in 1000, not four.
+        // 208 bytes an entry: four fit in 1000, not five.
         let mut log = ReceivedLog::new(100, 1000);
         let mut big = vec![0x81, 0xa1, b'b', 0xc4, 200];
         big.extend_from_slice(&[0u8; 200]);
         for _ in 0..10 {
             log.record("big", &big);
         }
-        assert!(log.bytes() <= 1000, "{}", log.bytes());
-        assert_eq!(log.decoded().len(), 3);
+        assert!(
+            log.bytes() <= 1000 + 100 * ENTRY_OVERHEAD,
+            "{}",
+            log.bytes()
+        );
+        assert_eq!(log.decoded().len(), 4);
         // Larger than the whole budget: recorded without its payload.
         let mut log = ReceivedLog::new(100, 100);
         log.record("huge", &big);
