@@ -42,6 +42,11 @@ const FLAGS: &[&str] = &[
     "--drop-after",
     "--refuse-connections",
     "--fail",
+    "--max-connections",
+    "--idle-timeout",
+    "--authenticated-idle-timeout",
+    "--frame-timeout",
+    "--unauthenticated-buffer",
     "--max-queued-pushes",
     "--max-queued-push-bytes",
     "--stats-every",
@@ -1186,9 +1191,12 @@ fn push_queue_limits_are_flags() {
     }
     watchdog(Duration::from_secs(30), || {
         let emu = Emu::start(&["--secret", SECRET]);
-        assert_eq!(
-            emu.banner_value("limits").as_deref(),
-            Some("10000 pushes or 16777216 bytes waiting per connection")
+        let limits = emu.banner_value("limits").unwrap();
+        assert!(
+            limits.starts_with("1024 connections (")
+                && limits.contains("idle 60 s (unsigned), never (signed); half a frame 30 s;")
+                && limits.ends_with("; 10000 pushes or 16777216 bytes waiting per connection"),
+            "{limits}"
         );
         let emu = Emu::start(&[
             "--secret",
@@ -1198,10 +1206,59 @@ fn push_queue_limits_are_flags() {
             "--max-queued-push-bytes",
             "512KiB",
         ]);
-        assert_eq!(
-            emu.banner_value("limits").as_deref(),
-            Some("5 pushes or 524288 bytes waiting per connection")
+        let limits = emu.banner_value("limits").unwrap();
+        assert!(
+            limits.ends_with("; 5 pushes or 524288 bytes waiting per connection"),
+            "{limits}"
         );
+    });
+}
+
+#[test]
+fn connection_limits_are_flags() {
+    for bad in [
+        &["--max-connections", "0"][..],
+        &["--unauthenticated-buffer", "lots"],
+        &["--idle-timeout", "soon"],
+    ] {
+        let (code, err) = run_bounded(bad);
+        assert_eq!(code, Some(2), "{bad:?}: {err}");
+        assert!(err.contains(bad[0]), "{bad:?}: {err}");
+    }
+    watchdog(Duration::from_secs(30), || {
+        let emu = Emu::start(&[
+            "--secret",
+            SECRET,
+            "--max-connections",
+            "7",
+            "--idle-timeout",
+            "1",
+            "--authenticated-idle-timeout",
+            "0",
+            "--frame-timeout",
+            "0",
+        ]);
+        let limits = emu.banner_value("limits").unwrap();
+        assert!(
+            limits.starts_with("7 connections (")
+                && limits.contains("idle 1 s (unsigned), never (signed); half a frame never;"),
+            "{limits}"
+        );
+        // A connection that sends nothing is closed after the idle timeout.
+        let t = Instant::now();
+        let mut idle = TcpStream::connect(&emu.endpoint).unwrap();
+        idle.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let n = idle.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0);
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(900) && waited < Duration::from_secs(8),
+            "{waited:?}"
+        );
+        // A signed client is served meanwhile and after.
+        assert!(emu.client().get_voice_room_list().unwrap().is_empty());
     });
 }
 

@@ -19,6 +19,9 @@ use log::{LevelFilter, Log, Metadata, Record};
 use rand_core::{OsRng, RngCore};
 use rtm_server_sdk::emulator::keys::{generate_key_pair, parse_private_key};
 use rtm_server_sdk::emulator::rtm::implemented_methods;
+use rtm_server_sdk::emulator::server::{
+    raise_fd_limit, DEFAULT_FRAME_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+};
 use rtm_server_sdk::emulator::{
     ConnEvent, EmulatorOptions, EmulatorStats, PushQueueLimits, QuestOutcome, QuestRecord,
     RtmEmulator, ServerOptions, DEFAULT_PUSH_QUEUE_PUSHES,
@@ -69,11 +72,18 @@ Examples:
   rtm-emulator --secret s --stats-every 10
 
 Limits (every peer is bounded; a flag changes a default):
-  limit                                       default    flag
-  pushes waiting for one connection           10000      --max-queued-pushes
-  bytes of pushes waiting for one connection  16 MiB     --max-queued-push-bytes
-  payload of one quest                        8 MiB      (fixed)
-  quests kept in memory for the test log      10000      (fixed)
+  limit                                          default         flag
+  connections open at once, on each port         1024            --max-connections
+    (at the limit, the oldest that never sent a signed quest makes room)
+  descriptors (raised to the hard limit at start) soft limit - 64
+  silence before any signed quest                60 s            --idle-timeout
+  silence after a signed quest                   never           --authenticated-idle-timeout
+  a frame not complete after its first byte      30 s            --frame-timeout
+  payload of one quest                           8 MiB           (fixed)
+  bytes buffered by unsigned connections, all    64 MiB          --unauthenticated-buffer
+  pushes waiting for one connection              10000           --max-queued-pushes
+  bytes of pushes waiting for one connection     16 MiB          --max-queued-push-bytes
+  a write to a client that stopped reading       10 s            (fixed)
   Pushes are written without waiting for the answers; a listener that
   stops reading falls behind, and when its push queue would go over a
   limit it is disconnected and logged as a warning.";
@@ -202,6 +212,63 @@ struct Args {
     /// running it, once the quest passed the signature check. Repeatable.
     #[arg(long, value_name = "METHOD=CODE", value_parser = parse_fail, help_heading = "Faults")]
     fail: Vec<(String, i64)>,
+
+    /// The most connections open at once (the RTM port and the file gate
+    /// each). At the limit, the oldest connection that never sent a signed
+    /// quest is closed to make room (logged); when every one has, the
+    /// newcomer is closed.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_MAX_CONNECTIONS,
+        value_parser = parse_limit,
+        help_heading = "Limits"
+    )]
+    max_connections: usize,
+
+    /// A connection that never sent a signed quest is closed after this
+    /// many seconds without a complete frame; 0: never.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = DEFAULT_IDLE_TIMEOUT.as_secs(),
+        help_heading = "Limits"
+    )]
+    idle_timeout: u64,
+
+    /// A connection that has sent a signed quest is closed after this many
+    /// seconds without a complete frame; 0 (the default): never (clients
+    /// keep their connections between tests).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0,
+        help_heading = "Limits"
+    )]
+    authenticated_idle_timeout: u64,
+
+    /// A frame must be complete this many seconds after its first byte, or
+    /// the connection is closed (a peer that stops half way, or trickles);
+    /// 0: never.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = DEFAULT_FRAME_TIMEOUT.as_secs(),
+        help_heading = "Limits"
+    )]
+    frame_timeout: u64,
+
+    /// The bytes all connections that never sent a signed quest may hold in
+    /// their read buffers together (a number, or with a KiB, MiB or GiB
+    /// suffix); past it, the oldest of them holding bytes are closed.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value = "64MiB",
+        value_parser = parse_bytes,
+        help_heading = "Limits"
+    )]
+    unauthenticated_buffer: usize,
 
     /// The most pushes waiting for one connection: a listener whose queue
     /// would go over it is disconnected (logged as a warning).
@@ -570,7 +637,26 @@ fn run(args: Args) -> Result<(), String> {
         None => (random_secret(), true),
     };
 
-    let mut server = ServerOptions::new().addr(addr);
+    let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
+    let mut server = ServerOptions::new()
+        .addr(addr)
+        .max_connections(args.max_connections)
+        .idle_timeout(seconds(args.idle_timeout))
+        .authenticated_idle_timeout(seconds(args.authenticated_idle_timeout))
+        .frame_timeout(seconds(args.frame_timeout))
+        .unauthenticated_buffer(args.unauthenticated_buffer)
+        // Nothing reads the test log of received quests in the program.
+        .received_log(0, 0);
+    // One descriptor a connection: the soft limit up to the hard one, as
+    // servers do at start.
+    let descriptors = match raise_fd_limit() {
+        Ok(u64::MAX) => "no limit".to_string(),
+        Ok(n) => format!("{n} descriptors"),
+        Err(e) => {
+            log::warn!("cannot raise the descriptor limit: {e}");
+            "descriptor limit unchanged".to_string()
+        }
+    };
     let mut encryption = "off".to_string();
     if let Some(path) = &args.ecc_private_key {
         let bytes = std::fs::read(path)
@@ -676,9 +762,22 @@ fn run(args: Args) -> Result<(), String> {
             None => "off".into(),
         }
     );
+    let or_never = |s: u64| {
+        if s == 0 {
+            "never".to_string()
+        } else {
+            format!("{s} s")
+        }
+    };
     println!(
-        "limits: {} pushes or {} bytes waiting per connection",
-        push_limits.max_pushes, push_limits.max_bytes
+        "limits: {} connections ({descriptors}); idle {} (unsigned), {} (signed); \
+         half a frame {}; {} pushes or {} bytes waiting per connection",
+        args.max_connections,
+        or_never(args.idle_timeout),
+        or_never(args.authenticated_idle_timeout),
+        or_never(args.frame_timeout),
+        push_limits.max_pushes,
+        push_limits.max_bytes
     );
     println!(
         "faults: {}",

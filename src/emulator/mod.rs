@@ -172,6 +172,6 @@ pub use pushes::{PushQueueLimits, DEFAULT_PUSH_QUEUE_BYTES, DEFAULT_PUSH_QUEUE_P
 pub use rooms::Room;
 pub use rtc::{RtcRoom, UserFlags};
 pub use rtm::RtmEmulator;
-pub use server::{Faults, FpnnServer, Reply, ServerConn, ServerOptions, Service};
+pub use server::{raise_fd_limit, Faults, FpnnServer, Reply, ServerConn, ServerOptions, Service};
 pub use stats::{EmulatorStats, CLOSED_UNANSWERED, MAX_OTHER_METHODS};
 pub use voice::{Rooms, VoiceRoom};
