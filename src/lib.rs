@@ -127,7 +127,7 @@ pub mod rtm;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 
-pub use error::{codes, Error, ProtocolError, Result};
+pub use error::{codes, Error, ErrorKind, ProtocolError, Result};
 /// The msgpack crate the raw calls speak (`rmpv::Value` maps), re-exported
 /// so that its version always matches this crate's.
 pub use rmpv;
@@ -139,5 +139,5 @@ pub use rmpv::Value;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
-pub use fpnn::{ClientConfig, FpnnClient};
+pub use fpnn::{ClientConfig, ClientStats, FpnnClient};
 pub use rtm::{AdminCommand, RtcRoomMembers, RtcRoomType, RtmServerClient, VoiceRoomMembers};

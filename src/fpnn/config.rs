@@ -1,9 +1,11 @@
 //! Client configuration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::codec::{DEFAULT_MAX_RECV_PAYLOAD, DEFAULT_MAX_SEND_PAYLOAD};
 use super::crypto::EncryptionConfig;
+use super::watch::CallObserver;
 
 /// The default connect timeout: 30 seconds, as the official RTM SDKs.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -85,6 +87,14 @@ pub struct ClientConfig {
     /// official SDKs' values. `None` turns it off; calls still connect on
     /// demand. Never after the client was closed.
     pub reconnect: Option<ReconnectStrategy>,
+    /// Told about every completed call: method, time taken, outcome,
+    /// resend, frame sizes (see [`CallObserver`] and
+    /// [`watch`](super::watch)). Default `None`: nothing is timed or
+    /// called (the client's counters, [`FpnnClient::stats`](super::FpnnClient::stats),
+    /// are kept either way). With the `metrics` feature,
+    /// [`MetricsObserver`](crate::metrics::MetricsObserver) reports through
+    /// the `metrics` crate.
+    pub observer: Option<Arc<dyn CallObserver>>,
 }
 
 /// The keepalive parameters.
@@ -260,6 +270,7 @@ impl Default for ClientConfig {
             encryption: None,
             keepalive: None,
             reconnect: Some(ReconnectStrategy::default()),
+            observer: None,
         }
     }
 }
@@ -319,6 +330,13 @@ impl ClientConfig {
     #[must_use]
     pub fn callback_threads(mut self, threads: usize) -> Self {
         self.callback_threads = threads;
+        self
+    }
+
+    /// Sets [`observer`](ClientConfig::observer).
+    #[must_use]
+    pub fn observer(mut self, observer: impl CallObserver) -> Self {
+        self.observer = Some(Arc::new(observer));
         self
     }
 
