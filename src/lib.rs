@@ -124,6 +124,8 @@ pub mod error;
 pub mod fpnn;
 pub mod rtm;
 
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 

@@ -1854,9 +1854,19 @@ fn spin_for_answer(slot: &ReplySlot, deadline: Instant) -> Option<Reply> {
 }
 
 fn timer_loop(rt: Arc<Runtime>, wake: Receiver<()>) {
+    let mut next_stats = Instant::now();
     while !rt.timer_stop.load(Ordering::Acquire) {
         let cores: Vec<Arc<Core>> = lock(&rt.cores).iter().filter_map(Weak::upgrade).collect();
         let mut wake_at = deadline_after(Instant::now(), Duration::from_secs(1));
+        if rt.watch.observed() {
+            if Instant::now() >= next_stats {
+                next_stats = Instant::now() + super::watch::STATS_EVERY;
+                if let Some(owner) = cores.iter().find(|c| c.owns_rt) {
+                    rt.watch.report(&owner.stats());
+                }
+            }
+            wake_at = wake_at.min(next_stats);
+        }
         for core in &cores {
             // A panic in one round (not expected) must not stop the timeouts.
             let at = catch_unwind(AssertUnwindSafe(|| core.timer_round())).unwrap_or_else(|_| {

@@ -61,7 +61,17 @@ use crate::error::{Error, ErrorKind};
 pub trait CallObserver: Send + Sync + 'static {
     /// One call completed.
     fn on_call(&self, call: &CallRecord<'_>);
+
+    /// A snapshot of the client's counters, about once a second (every
+    /// [`STATS_EVERY`]), from the client's timer thread: for gauges such
+    /// as the pending calls or the connection state. Default: nothing.
+    fn on_stats(&self, stats: &ClientStats) {
+        let _ = stats;
+    }
 }
+
+/// How often an observer's [`CallObserver::on_stats`] is called.
+pub const STATS_EVERY: Duration = Duration::from_secs(1);
 
 impl<F> CallObserver for F
 where
@@ -424,6 +434,21 @@ impl Watch {
                 w.end(begun, method, error, resent, request_bytes);
             }
         });
+    }
+
+    /// Whether an observer is set.
+    pub(crate) fn observed(&self) -> bool {
+        self.observer.is_some()
+    }
+
+    /// Hands `stats` to the observer.
+    pub(crate) fn report(&self, stats: &ClientStats) {
+        if let Some(observer) = &self.observer {
+            let run = std::panic::AssertUnwindSafe(|| observer.on_stats(stats));
+            if std::panic::catch_unwind(run).is_err() {
+                log::error!("the call observer panicked in on_stats");
+            }
+        }
     }
 
     /// Records a keepalive round trip.
