@@ -254,13 +254,13 @@ impl CallObserver for MetricsObserver {
         let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
         let h = client.get_or_insert_with(|| self.client_handles());
         h.pending.set(stats.pending as f64);
-        h.connected
-            .set(if stats.connection_age.is_some() { 1.0 } else { 0.0 });
         h.connects.absolute(stats.connects);
         h.connect_failures.absolute(stats.connect_failures);
         h.reconnects.absolute(stats.reconnects);
         h.sent.absolute(stats.bytes_sent);
         h.received.absolute(stats.bytes_received);
+        h.connected
+            .set(if stats.connection_age.is_some() { 1.0 } else { 0.0 });
     }
 }
 
