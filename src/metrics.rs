@@ -27,9 +27,11 @@
 //! | [`SENT_BYTES`] `rtm_client_sent_bytes_total` | counter | | bytes written to the sockets |
 //! | [`RECEIVED_BYTES`] `rtm_client_received_bytes_total` | counter | | bytes read from the sockets |
 //!
-//! The call metrics are recorded as each call completes; the others once a
-//! second, from the client's timer thread (see
-//! [`CallObserver::on_stats`]). With [`MetricsObserver::with_label`] every
+//! The durations are recorded as each call completes. The counters are
+//! kept by the observer (per thread, without contention) and handed to the
+//! recorder as totals once a second from the client's timer thread, and
+//! when the client closes (see [`CallObserver::on_stats`]); so are the
+//! gauges. With [`MetricsObserver::with_label`] every
 //! metric also carries a label of yours (to tell several clients of one
 //! process apart). At most [`MAX_METHODS`] distinct method names are
 //! labelled per observer; later ones share the label `other`, so a flood of
@@ -41,11 +43,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Gauge, Histogram, Label, Unit};
 
-use crate::fpnn::watch::{CallObserver, CallOutcome, CallRecord, ClientStats};
+use crate::fpnn::watch::{shard, CallObserver, CallOutcome, CallRecord, ClientStats, Line, SHARDS};
 use crate::ErrorKind;
 
 /// `rtm_client_calls_total`: completed calls, by `method` and `outcome`.
@@ -92,11 +94,31 @@ fn outcome_index(outcome: &CallOutcome) -> usize {
     }
 }
 
-/// The handles of one method.
+/// The handles of one method, and its counts: kept per thread shard
+/// (uncontended atomics on the call path) and handed to the recorder's
+/// counters as totals, once a second and when the client closes.
 struct MethodHandles {
     calls: [Counter; 5],
     duration: Histogram,
     resent: Counter,
+    /// Per shard: the five outcomes, then the resends.
+    counts: [Line<[AtomicU64; 6]>; SHARDS],
+}
+
+impl MethodHandles {
+    /// Hands the totals to the recorder.
+    fn flush(&self) {
+        let total = |i: usize| -> u64 {
+            self.counts
+                .iter()
+                .map(|c| c.0[i].load(Ordering::Relaxed))
+                .sum()
+        };
+        for (i, counter) in self.calls.iter().enumerate() {
+            counter.absolute(total(i));
+        }
+        self.resent.absolute(total(5));
+    }
 }
 
 /// The handles of the client-wide metrics.
@@ -112,11 +134,26 @@ struct ClientHandles {
 
 static NEXT_OBSERVER: AtomicU64 = AtomicU64::new(1);
 
+/// One thread's handles of one observer and method.
+struct Cached {
+    observer: u64,
+    method: Box<str>,
+    handles: Arc<MethodHandles>,
+}
+
+/// A thread's handles: the hot path takes no lock and, calling the same
+/// method again, hashes nothing.
+#[derive(Default)]
+struct ThreadHandles {
+    /// The entry used last.
+    last: usize,
+    entries: Vec<Cached>,
+    /// `(observer, method)` to the index in `entries`.
+    index: HashMap<(u64, Box<str>), usize>,
+}
+
 thread_local! {
-    /// Each thread's handles, per observer and method: the hot path takes
-    /// no lock.
-    static HANDLES: RefCell<HashMap<u64, HashMap<Box<str>, std::rc::Rc<MethodHandles>>>> =
-        RefCell::new(HashMap::new());
+    static HANDLES: RefCell<ThreadHandles> = RefCell::new(ThreadHandles::default());
 }
 
 /// A [`CallObserver`] that records through the `metrics` facade (see the
@@ -124,8 +161,9 @@ thread_local! {
 pub struct MetricsObserver {
     id: u64,
     labels: Vec<Label>,
-    /// The method names labelled so far (bounded by [`MAX_METHODS`]).
-    methods: Mutex<Vec<Box<str>>>,
+    /// The methods labelled so far (bounded by [`MAX_METHODS`]; `other`
+    /// last when reached).
+    methods: Mutex<Vec<(Box<str>, Arc<MethodHandles>)>>,
     client: Mutex<Option<ClientHandles>>,
 }
 
@@ -165,25 +203,27 @@ impl MetricsObserver {
         self
     }
 
-    /// The label of `method`: itself while fewer than [`MAX_METHODS`] are
-    /// labelled, else `other`.
-    fn method_label(&self, method: &str) -> String {
+    /// The handles of `method` (shared by the threads): its own while
+    /// fewer than [`MAX_METHODS`] are labelled, else those of `other`.
+    fn make_handles(&self, method: &str) -> Arc<MethodHandles> {
         let mut known = self.methods.lock().unwrap_or_else(|e| e.into_inner());
-        if known.iter().any(|m| &**m == method) {
-            return method.to_string();
+        let label = if known.len() >= MAX_METHODS && !known.iter().any(|(m, _)| &**m == method) {
+            "other"
+        } else {
+            method
+        };
+        if let Some((_, h)) = known.iter().find(|(m, _)| &**m == label) {
+            return h.clone();
         }
-        if known.len() >= MAX_METHODS {
-            return "other".to_string();
-        }
-        known.push(method.into());
-        method.to_string()
+        let h = Arc::new(self.register(label));
+        known.push((label.into(), h.clone()));
+        h
     }
 
-    fn make_handles(&self, method: &str) -> MethodHandles {
-        let label = self.method_label(method);
+    fn register(&self, label: &str) -> MethodHandles {
         let with = |extra: &[(&'static str, &str)]| {
             let mut labels = self.labels.clone();
-            labels.push(Label::new(METHOD_LABEL, label.clone()));
+            labels.push(Label::new(METHOD_LABEL, label.to_string()));
             for (k, v) in extra {
                 labels.push(Label::new(*k, v.to_string()));
             }
@@ -193,26 +233,50 @@ impl MetricsObserver {
             calls: OUTCOMES.map(|o| metrics::counter!(CALLS, with(&[(OUTCOME_LABEL, o)]))),
             duration: metrics::histogram!(CALL_DURATION, with(&[])),
             resent: metrics::counter!(RESENT, with(&[])),
+            counts: Default::default(),
         }
     }
 
     fn handles(&self, method: &str, f: impl FnOnce(&MethodHandles)) {
-        let cached = HANDLES
-            .try_with(|h| {
-                let mut h = h.borrow_mut();
-                let mine = h.entry(self.id).or_default();
-                if let Some(handles) = mine.get(method) {
-                    return handles.clone();
+        let mut f = Some(f);
+        let done = HANDLES.try_with(|h| {
+            let Ok(mut h) = h.try_borrow_mut() else {
+                return false;
+            };
+            let last = h.last;
+            let hit = h
+                .entries
+                .get(last)
+                .is_some_and(|e| e.observer == self.id && &*e.method == method);
+            let i = if hit {
+                last
+            } else {
+                let key = (self.id, Box::<str>::from(method));
+                match h.index.get(&key) {
+                    Some(i) => *i,
+                    None => {
+                        let i = h.entries.len();
+                        h.entries.push(Cached {
+                            observer: self.id,
+                            method: method.into(),
+                            handles: self.make_handles(method),
+                        });
+                        h.index.insert(key, i);
+                        i
+                    }
                 }
-                let handles = std::rc::Rc::new(self.make_handles(method));
-                mine.insert(method.into(), handles.clone());
-                handles
-            })
-            .ok();
-        match cached {
-            Some(handles) => f(&handles),
+            };
+            h.last = i;
+            if let Some(f) = f.take() {
+                f(&h.entries[i].handles);
+            }
+            true
+        });
+        if !matches!(done, Ok(true)) {
             // The thread is ending: no cache.
-            None => f(&self.make_handles(method)),
+            if let Some(f) = f.take() {
+                f(&self.make_handles(method));
+            }
         }
     }
 
@@ -230,27 +294,30 @@ impl MetricsObserver {
     }
 }
 
-impl Drop for MetricsObserver {
-    fn drop(&mut self) {
-        // This thread's cached handles of this observer (other threads'
-        // go with their thread).
-        let id = self.id;
-        let _ = HANDLES.try_with(|h| h.borrow_mut().remove(&id));
-    }
-}
 
 impl CallObserver for MetricsObserver {
     fn on_call(&self, call: &CallRecord<'_>) {
         self.handles(call.method, |h| {
-            h.calls[outcome_index(&call.outcome)].increment(1);
-            h.duration.record(call.elapsed.as_secs_f64());
+            let counts = &h.counts[shard()].0;
+            counts[outcome_index(&call.outcome)].fetch_add(1, Ordering::Relaxed);
             if call.resent {
-                h.resent.increment(1);
+                counts[5].fetch_add(1, Ordering::Relaxed);
             }
+            h.duration.record(call.elapsed.as_secs_f64());
         });
     }
 
     fn on_stats(&self, stats: &ClientStats) {
+        let methods: Vec<Arc<MethodHandles>> = self
+            .methods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(_, h)| h.clone())
+            .collect();
+        for h in methods {
+            h.flush();
+        }
         let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
         let h = client.get_or_insert_with(|| self.client_handles());
         h.pending.set(stats.pending as f64);

@@ -798,7 +798,8 @@ impl FpnnClient {
     {
         let core = &self.handle.core;
         let timeout = self.pick(timeout.into());
-        let begun = core.rt.watch.begin();
+        let now = Instant::now();
+        let begun = core.rt.watch.begin_at(now);
         let name = MethodName::shared(method);
         let (frame, request_bytes) = match core.encode_value(method, true, &payload) {
             Ok(frame) => {
@@ -813,7 +814,7 @@ impl FpnnClient {
             callback(result)
         });
         match frame {
-            Ok(frame) => core.call_frame_cb(name, frame, timeout, callback),
+            Ok(frame) => core.call_frame_cb_at(name, frame, timeout, callback, now),
             Err(e) => core.pool.fail(callback, e),
         }
     }
@@ -1445,12 +1446,25 @@ impl Core {
         timeout: Option<Duration>,
         cb: AnswerCallback,
     ) {
+        self.call_frame_cb_at(method, frame, timeout, cb, Instant::now());
+    }
+
+    /// [`call_frame_cb`](Self::call_frame_cb) for a call made at `now` (a
+    /// time the caller read anyway: the timeout counts from it).
+    pub(crate) fn call_frame_cb_at(
+        &self,
+        method: MethodName,
+        frame: FrameBuf,
+        timeout: Option<Duration>,
+        cb: AnswerCallback,
+        now: Instant,
+    ) {
         if !self.ctx.limiter.try_acquire() {
             let limit = self.ctx.limiter.max();
             return self.pool.fail(cb, Error::TooManyPending { limit });
         }
         let timeout = self.effective_timeout(timeout);
-        let deadline = deadline_after(Instant::now(), timeout);
+        let deadline = deadline_after(now, timeout);
         // The current connection without taking a lock or a reference
         // count: only a connect takes the slow path.
         let current = self.current.load();
@@ -1681,6 +1695,11 @@ impl Core {
         self.rt.remove(&self.me);
         if self.owns_rt {
             self.rt.stop();
+            // The observer's last look: what the calls cut off by the
+            // close did.
+            if self.rt.watch.observed() {
+                self.rt.watch.report(&self.stats());
+            }
         }
         // Whatever the handlers captured is released now.
         let handler = lock(&self.handler).take();

@@ -35,10 +35,12 @@ impl Job {
                 guard(move || cb(result))
             }
             Job::Answers(batch) => super::conn::run_batch(|| {
-                for call in batch {
-                    let (cb, result) = call.decode();
-                    guard(move || cb(result));
-                }
+                watch::batch(|| {
+                    for call in batch {
+                        let (cb, result) = call.decode();
+                        guard(move || cb(result));
+                    }
+                })
             }),
             Job::Task(task) => {
                 watch::set_answer_bytes(0);

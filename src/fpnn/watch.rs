@@ -262,10 +262,10 @@ struct CallCounters {
 pub(crate) struct Line<T>(pub T);
 
 /// The number of per-call counter shards (threads pick one each).
-const SHARDS: usize = 8;
+pub(crate) const SHARDS: usize = 8;
 
 /// The shard of the calling thread.
-fn shard() -> usize {
+pub(crate) fn shard() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
@@ -287,6 +287,10 @@ thread_local! {
     /// answers are decoded, reset where a call fails without one), read
     /// when the call that received it completes on this thread.
     static ANSWER_BYTES: Cell<usize> = const { Cell::new(0) };
+    /// When the batch of callbacks running on this thread began (set
+    /// only while an observer needs it): the completion time of the calls
+    /// it completes, one clock read per batch.
+    static BATCH_NOW: Cell<Option<Instant>> = const { Cell::new(None) };
     /// The watch of the client whose callback thread this is.
     static CURRENT: std::cell::RefCell<Option<Arc<Watch>>> =
         const { std::cell::RefCell::new(None) };
@@ -304,6 +308,22 @@ fn answer_bytes() -> usize {
 /// Makes `watch` this thread's (a callback thread of its client).
 pub(crate) fn set_current(watch: Option<Arc<Watch>>) {
     let _ = CURRENT.try_with(|c| *c.borrow_mut() = watch);
+}
+
+/// Runs a batch of callbacks (the answers of one read) with one
+/// completion time for its calls, when this thread's client has an
+/// observer.
+pub(crate) fn batch(f: impl FnOnce()) {
+    let observed = CURRENT
+        .try_with(|c| c.borrow().as_ref().is_some_and(|w| w.observed()))
+        .unwrap_or(false);
+    if observed {
+        let _ = BATCH_NOW.try_with(|b| b.set(Some(Instant::now())));
+    }
+    f();
+    if observed {
+        let _ = BATCH_NOW.try_with(|b| b.set(None));
+    }
 }
 
 /// A call that started: when, if an observer needs it.
@@ -374,6 +394,16 @@ impl Watch {
         }
     }
 
+    /// A call starts `now` (a time the caller read anyway).
+    #[inline]
+    pub(crate) fn begin_at(&self, now: Instant) -> Begun {
+        self.calls[shard()].started.fetch_add(1, Ordering::Relaxed);
+        set_answer_bytes(0);
+        Begun {
+            at: self.observer.as_ref().map(|_| now),
+        }
+    }
+
     /// A call ends (exactly once per [`begin`](Self::begin)).
     #[inline]
     pub(crate) fn end(
@@ -383,6 +413,19 @@ impl Watch {
         error: Option<&Error>,
         resent: bool,
         request_bytes: usize,
+    ) {
+        self.end_at(begun, method, error, resent, request_bytes, None);
+    }
+
+    #[inline]
+    fn end_at(
+        &self,
+        begun: Begun,
+        method: &str,
+        error: Option<&Error>,
+        resent: bool,
+        request_bytes: usize,
+        now: Option<Instant>,
     ) {
         let c = &self.calls[shard()];
         let counter = match error.map(Error::kind) {
@@ -399,7 +442,9 @@ impl Watch {
         if let (Some(observer), Some(at)) = (&self.observer, begun.at) {
             let record = CallRecord {
                 method,
-                elapsed: at.elapsed(),
+                elapsed: now
+                    .unwrap_or_else(Instant::now)
+                    .saturating_duration_since(at),
                 outcome: match error {
                     None => CallOutcome::Ok,
                     Some(e) => CallOutcome::Failed {
@@ -431,7 +476,8 @@ impl Watch {
     ) {
         let _ = CURRENT.try_with(|c| {
             if let Some(w) = c.borrow().as_ref() {
-                w.end(begun, method, error, resent, request_bytes);
+                let now = BATCH_NOW.try_with(Cell::get).ok().flatten();
+                w.end_at(begun, method, error, resent, request_bytes, now);
             }
         });
     }

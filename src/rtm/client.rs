@@ -484,7 +484,8 @@ impl RtmServerClient {
         read: ReadAnswer<T>,
         callback: Box<dyn FnOnce(Result<T>) + Send>,
     ) {
-        let begun = self.inner.fpnn.watch().begin();
+        let started = Instant::now();
+        let begun = self.inner.fpnn.watch().begin_at(started);
         if let Err(e) = params.check() {
             return self.on_pool(move || {
                 Watch::end_here(begun, &method, Some(&e), false, 0);
@@ -494,7 +495,6 @@ impl RtmServerClient {
         let core = self.inner.fpnn.core().clone();
         let timeout = self.timeout;
         let total = self.effective_timeout();
-        let started = Instant::now();
         let weak = self.downgrade();
         let frame = self.signed_frame(&method, &params);
         let first_method = method.clone();
@@ -541,7 +541,9 @@ impl RtmServerClient {
             other => finish(&method, other, None),
         };
         match frame {
-            Ok(frame) => core.call_frame_cb(first_method, frame, timeout, Box::new(on_first)),
+            Ok(frame) => {
+                core.call_frame_cb_at(first_method, frame, timeout, Box::new(on_first), started)
+            }
             Err(e) => core.pool().fail(Box::new(on_first), e),
         }
     }
