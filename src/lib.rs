@@ -124,10 +124,10 @@ pub mod error;
 pub mod fpnn;
 pub mod rtm;
 
-#[cfg(feature = "metrics")]
-pub mod metrics;
 #[cfg(feature = "emulator")]
 pub mod emulator;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 
 pub use error::{codes, Error, ErrorKind, ProtocolError, Result};
 /// The msgpack crate the raw calls speak (`rmpv::Value` maps), re-exported

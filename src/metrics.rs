@@ -294,7 +294,6 @@ impl MetricsObserver {
     }
 }
 
-
 impl CallObserver for MetricsObserver {
     fn on_call(&self, call: &CallRecord<'_>) {
         self.handles(call.method, |h| {
@@ -326,8 +325,11 @@ impl CallObserver for MetricsObserver {
         h.reconnects.absolute(stats.reconnects);
         h.sent.absolute(stats.bytes_sent);
         h.received.absolute(stats.bytes_received);
-        h.connected
-            .set(if stats.connection_age.is_some() { 1.0 } else { 0.0 });
+        h.connected.set(if stats.connection_age.is_some() {
+            1.0
+        } else {
+            0.0
+        });
     }
 }
 
@@ -336,12 +338,24 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(CALLS, Unit::Count, "Completed calls by method and outcome.");
     describe_histogram!(CALL_DURATION, Unit::Seconds, "Call durations by method.");
-    describe_counter!(RESENT, Unit::Count, "Calls resent once under the RTM resend rule.");
+    describe_counter!(
+        RESENT,
+        Unit::Count,
+        "Calls resent once under the RTM resend rule."
+    );
     describe_gauge!(PENDING, Unit::Count, "Calls pending now.");
     describe_gauge!(CONNECTED, "1 while the gateway connection is up, else 0.");
     describe_counter!(CONNECTS, Unit::Count, "Connections established.");
-    describe_counter!(CONNECT_FAILURES, Unit::Count, "Connect attempts that failed.");
-    describe_counter!(RECONNECTS, Unit::Count, "Connections made after one was lost.");
+    describe_counter!(
+        CONNECT_FAILURES,
+        Unit::Count,
+        "Connect attempts that failed."
+    );
+    describe_counter!(
+        RECONNECTS,
+        Unit::Count,
+        "Connections made after one was lost."
+    );
     describe_counter!(SENT_BYTES, Unit::Bytes, "Bytes written to the sockets.");
     describe_counter!(RECEIVED_BYTES, Unit::Bytes, "Bytes read from the sockets.");
 }

@@ -59,7 +59,11 @@ fn the_metrics_feature_emits_the_documented_names_and_labels() {
         // The client-wide metrics come from the timer, once a second.
         let mut seen = HashMap::new();
         let client_label = labels(&[("client", "test")]);
-        let connected = (MetricKind::Gauge, m::CONNECTED.to_string(), client_label.clone());
+        let connected = (
+            MetricKind::Gauge,
+            m::CONNECTED.to_string(),
+            client_label.clone(),
+        );
         // The recorder hands out what changed since the last snapshot:
         // histogram samples are summed; the counters are given as totals
         // (once a second), so the largest is kept; the client-wide metrics
@@ -93,19 +97,40 @@ fn the_metrics_feature_emits_the_documented_names_and_labels() {
             calls_seen.get(&(
                 MetricKind::Counter,
                 m::CALLS.to_string(),
-                labels(&[("client", "test"), ("method", "getVoiceRoomList"), ("outcome", outcome)]),
+                labels(&[
+                    ("client", "test"),
+                    ("method", "getVoiceRoomList"),
+                    ("outcome", outcome),
+                ]),
             ))
         };
         assert_eq!(calls("ok"), Some(&2), "{calls_seen:#?}");
         assert_eq!(calls("server"), Some(&1), "{calls_seen:#?}");
         assert_eq!(calls("timeout"), Some(&0), "{calls_seen:#?}");
         assert_eq!(histogram_samples, 3, "{seen:#?}");
-        let get = |kind: MetricKind, name: &str| seen.get(&(kind, name.to_string(), client_label.clone()));
-        assert_eq!(get(MetricKind::Gauge, m::CONNECTED), Some(&DebugValue::Gauge(1.0.into())));
-        assert_eq!(get(MetricKind::Gauge, m::PENDING), Some(&DebugValue::Gauge(0.0.into())));
-        assert_eq!(get(MetricKind::Counter, m::CONNECTS), Some(&DebugValue::Counter(1)));
-        assert_eq!(get(MetricKind::Counter, m::RECONNECTS), Some(&DebugValue::Counter(0)));
-        assert_eq!(get(MetricKind::Counter, m::CONNECT_FAILURES), Some(&DebugValue::Counter(0)));
+        let get = |kind: MetricKind, name: &str| {
+            seen.get(&(kind, name.to_string(), client_label.clone()))
+        };
+        assert_eq!(
+            get(MetricKind::Gauge, m::CONNECTED),
+            Some(&DebugValue::Gauge(1.0.into()))
+        );
+        assert_eq!(
+            get(MetricKind::Gauge, m::PENDING),
+            Some(&DebugValue::Gauge(0.0.into()))
+        );
+        assert_eq!(
+            get(MetricKind::Counter, m::CONNECTS),
+            Some(&DebugValue::Counter(1))
+        );
+        assert_eq!(
+            get(MetricKind::Counter, m::RECONNECTS),
+            Some(&DebugValue::Counter(0))
+        );
+        assert_eq!(
+            get(MetricKind::Counter, m::CONNECT_FAILURES),
+            Some(&DebugValue::Counter(0))
+        );
         for name in [m::SENT_BYTES, m::RECEIVED_BYTES] {
             match get(MetricKind::Counter, name) {
                 Some(DebugValue::Counter(n)) => assert!(*n > 3 * 16, "{name}: {n}"),

@@ -64,7 +64,10 @@ fn the_counters_equal_what_a_scripted_run_did() {
         }
         // A server error.
         emu.faults().set_fail("getVoiceRoomList", 200040);
-        assert_eq!(client.get_voice_room_list().unwrap_err().code(), Some(200040));
+        assert_eq!(
+            client.get_voice_room_list().unwrap_err().code(),
+            Some(200040)
+        );
         emu.faults().clear_fail("getVoiceRoomList");
         // A timeout.
         emu.server().faults().set_freeze(true);
@@ -102,7 +105,12 @@ fn the_counters_equal_what_a_scripted_run_did() {
         assert!(s.frames_received >= 8, "{s}");
         assert!(s.bytes_sent > 10 * 16 && s.bytes_received > 8 * 16, "{s}");
         let text = s.to_string();
-        assert!(text.starts_with("calls 10 (ok 7, timeout 1, connection 0, server 1, local 1, resent 1)"), "{text}");
+        assert!(
+            text.starts_with(
+                "calls 10 (ok 7, timeout 1, connection 0, server 1, local 1, resent 1)"
+            ),
+            "{text}"
+        );
         client.close();
         let s = client.stats();
         assert_eq!(s.connection_age, None, "{s}");
@@ -150,13 +158,30 @@ fn the_observer_sees_each_call_once_in_both_forms() {
         via_callback(|cb| client.get_voice_room_list_with_callback(cb)).unwrap();
         // Refused before sending, both forms (a bad payload), raw and typed.
         assert!(client.call("getVoiceRoomList", Value::from(1)).is_err());
-        assert!(via_callback(|cb| client.call_with_callback("getVoiceRoomList", Value::from(1), cb)).is_err());
+        assert!(via_callback(|cb| client.call_with_callback(
+            "getVoiceRoomList",
+            Value::from(1),
+            cb
+        ))
+        .is_err());
         assert!(client.fpnn().call("", Value::Map(vec![])).is_err());
-        assert!(via_callback(|cb| client.fpnn().call_with_callback("", Value::Map(vec![]), None, cb)).is_err());
+        assert!(via_callback(|cb| client.fpnn().call_with_callback(
+            "",
+            Value::Map(vec![]),
+            None,
+            cb
+        ))
+        .is_err());
         // A server error through the raw layer, both forms.
         let raw = client.fpnn();
         assert!(raw.call("noSuchMethod", Value::Map(vec![])).is_err());
-        assert!(via_callback(|cb| raw.call_with_callback("noSuchMethod", Value::Map(vec![]), None, cb)).is_err());
+        assert!(via_callback(|cb| raw.call_with_callback(
+            "noSuchMethod",
+            Value::Map(vec![]),
+            None,
+            cb
+        ))
+        .is_err());
         assert_eq!(count("getVoiceRoomList", "ok"), 2);
         assert_eq!(count("getVoiceRoomList", "local"), 2);
         assert_eq!(count("", "local"), 2);
@@ -169,7 +194,10 @@ fn the_observer_sees_each_call_once_in_both_forms() {
             let tx = tx.clone();
             client.get_voice_room_list_with_callback(move |r| tx.send(r.is_err()).unwrap());
         }
-        assert!(wait_until(Duration::from_secs(5), || client.stats().pending == 3));
+        assert!(wait_until(Duration::from_secs(5), || client
+            .stats()
+            .pending
+            == 3));
         client.close();
         for _ in 0..3 {
             assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap());

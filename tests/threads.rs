@@ -47,11 +47,21 @@ fn threads_at_each_stage() {
         expect(8, "after a file send");
         assert_eq!(threads_named(&["rtm-file-gates"]).len(), 1);
         let names = client_threads();
-        assert_eq!(names.iter().filter(|n| n.contains("-reader-")).count(), 2, "{names:?}");
-        assert_eq!(names.iter().filter(|n| n.contains("-writer-")).count(), 2, "{names:?}");
+        assert_eq!(
+            names.iter().filter(|n| n.contains("-reader-")).count(),
+            2,
+            "{names:?}"
+        );
+        assert_eq!(
+            names.iter().filter(|n| n.contains("-writer-")).count(),
+            2,
+            "{names:?}"
+        );
         // The gate idles out: its threads go.
         client.set_file_gate_idle(Duration::from_millis(1));
-        assert!(wait_until(Duration::from_secs(10), || client.file_gate_count() == 0));
+        assert!(wait_until(Duration::from_secs(10), || client
+            .file_gate_count()
+            == 0));
         expect(6, "after the gate idled out");
         // A callback-form file send too.
         client.set_file_gate_idle(Duration::from_secs(60));

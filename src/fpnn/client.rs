@@ -528,7 +528,12 @@ impl FpnnClient {
         if rt.timer_stop.load(Ordering::Acquire) {
             return Err(Error::ClientClosed);
         }
-        Ok(Self::on_runtime(endpoint, config.normalized(), rt.clone(), false))
+        Ok(Self::on_runtime(
+            endpoint,
+            config.normalized(),
+            rt.clone(),
+            false,
+        ))
     }
 
     /// The runtime this client runs on (to share it, see
@@ -754,12 +759,10 @@ impl FpnnClient {
         let watch = &core.rt.watch;
         let begun = watch.begin();
         let mut request_bytes = 0;
-        let result = core
-            .encode_value(method, true, &payload)
-            .and_then(|frame| {
-                request_bytes = frame.len();
-                core.call_frame(method, frame, self.pick(timeout.into()))
-            });
+        let result = core.encode_value(method, true, &payload).and_then(|frame| {
+            request_bytes = frame.len();
+            core.call_frame(method, frame, self.pick(timeout.into()))
+        });
         watch.end(begun, method, result.as_ref().err(), false, request_bytes);
         result
     }

@@ -24,8 +24,8 @@ pub mod watch;
 
 pub(crate) use client::{ConnectHook, Core, FpnnSession, Runtime};
 pub use client::{ConnectionEvent, FpnnClient, QuestHandler, QuestReply};
-pub use watch::{CallObserver, CallOutcome, CallRecord, ClientStats};
 pub use config::{
     ClientConfig, KeepaliveConfig, ReconnectStrategy, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PENDING,
     DEFAULT_QUEST_TIMEOUT,
 };
+pub use watch::{CallObserver, CallOutcome, CallRecord, ClientStats};

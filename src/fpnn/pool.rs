@@ -68,10 +68,10 @@ impl AnsweredCall {
             super::client::decode_answer(answer)
         }))
         .unwrap_or_else(|_| {
-                Err(Error::Protocol(crate::error::ProtocolError::Other(
-                    "the answer could not be decoded".into(),
-                )))
-            });
+            Err(Error::Protocol(crate::error::ProtocolError::Other(
+                "the answer could not be decoded".into(),
+            )))
+        });
         if let Err(Error::Protocol(e)) = &result {
             log::warn!("the answer to `{method}` cannot be decoded: {e}");
         }

@@ -458,7 +458,8 @@ impl RtmServerClient {
                         Some(left) => {
                             log::debug!("`{method}` failed ({e}); re-signing and resending once");
                             resent = true;
-                            self.with_timeout(left).send_signed(method, params, &mut size)
+                            self.with_timeout(left)
+                                .send_signed(method, params, &mut size)
                         }
                         None => Err(e),
                     }
