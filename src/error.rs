@@ -545,4 +545,28 @@ mod tests {
         assert_eq!(p.code(), Some(20009));
         assert_eq!(Error::InvalidArgument("x".into()).code(), None);
     }
+
+    #[test]
+    fn kinds() {
+        let timeout = Error::Timeout {
+            method: "m".into(),
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(timeout.kind(), ErrorKind::Timeout);
+        let connect_timeout = Error::ConnectTimeout {
+            endpoint: "e".into(),
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(connect_timeout.kind(), ErrorKind::Connection);
+        assert_eq!(Error::closed("x").kind(), ErrorKind::Connection);
+        assert_eq!(Error::ClientClosed.kind(), ErrorKind::Connection);
+        let server = Error::Server {
+            code: 20003,
+            message: String::new(),
+        };
+        assert_eq!(server.kind(), ErrorKind::Server);
+        assert_eq!(Error::TooManyPending { limit: 1 }.kind(), ErrorKind::Local);
+        assert_eq!(Error::bad_answer("m", "x").kind(), ErrorKind::Local);
+        assert_eq!(ErrorKind::Server.as_str(), "server");
+    }
 }

@@ -16,7 +16,7 @@
 //!
 //! | name | type | labels | what |
 //! |---|---|---|---|
-//! | [`CALLS`] `rtm_client_calls_total` | counter | `method`, `outcome` | completed calls; `outcome` is `ok`, `timeout`, `connection`, `server` or `local` ([`ErrorKind`](crate::ErrorKind)) |
+//! | [`CALLS`] `rtm_client_calls_total` | counter | `method`, `outcome` | completed calls; `outcome` is `ok`, `timeout`, `connection`, `server` or `local` ([`ErrorKind`]) |
 //! | [`CALL_DURATION`] `rtm_client_call_duration_seconds` | histogram | `method` | time from the call to its completion |
 //! | [`RESENT`] `rtm_client_calls_resent_total` | counter | `method` | calls resent once under the RTM resend rule |
 //! | [`PENDING`] `rtm_client_pending_calls` | gauge | | calls pending now |
