@@ -23,7 +23,7 @@ pub(crate) mod pool;
 pub mod watch;
 
 pub(crate) use client::{ConnectHook, Core, FpnnSession, Runtime};
-pub use client::{ConnectionEvent, FpnnClient, QuestHandler, QuestReply};
+pub use client::{ConnectionEvent, FpnnClient, QuestHandler, QuestReply, WeakFpnnClient};
 pub use config::{
     ClientConfig, KeepaliveConfig, ReconnectStrategy, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PENDING,
     DEFAULT_QUEST_TIMEOUT,
