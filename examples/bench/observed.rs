@@ -3,16 +3,18 @@
 //! the process, rendering nothing), beside the same row without an
 //! observer, measured back to back. Only with `--features metrics`.
 
-use rtm_server_sdk::{ClientConfig, FpnnClient};
+use rtm_server_sdk::ClientConfig;
 
-use crate::load::{self, FpnnBench, Settings};
-use crate::{rate_header, rate_row};
+use crate::load::Settings;
 
 /// Prints the pair of rows.
 #[cfg(feature = "metrics")]
 pub fn rows(ep: &str, cfg: &ClientConfig, s: &Settings) -> Result<(), Box<dyn std::error::Error>> {
+    use crate::load::{self, FpnnBench};
+    use crate::{rate_header, rate_row};
     use metrics_exporter_prometheus::PrometheusBuilder;
     use rtm_server_sdk::metrics::MetricsObserver;
+    use rtm_server_sdk::FpnnClient;
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder)?;
@@ -47,7 +49,7 @@ const ROUNDS: usize = 3;
 
 /// The mean of some rates.
 #[cfg(feature = "metrics")]
-fn mean(rates: &[load::Rate]) -> load::Rate {
+fn mean(rates: &[crate::load::Rate]) -> crate::load::Rate {
     let n = rates.len().max(1) as f64;
     let mut m = rates[0];
     m.calls_per_sec = rates.iter().map(|r| r.calls_per_sec).sum::<f64>() / n;
