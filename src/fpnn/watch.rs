@@ -264,49 +264,66 @@ pub(crate) struct Line<T>(pub T);
 /// The number of per-call counter shards (threads pick one each).
 pub(crate) const SHARDS: usize = 8;
 
-/// The shard of the calling thread.
-pub(crate) fn shard() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    SHARD
-        .try_with(|s| {
-            let mut n = s.get();
-            if n == usize::MAX {
-                n = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
-                s.set(n);
-            }
-            n
-        })
-        .unwrap_or(0)
-}
-
-thread_local! {
+/// What the call path keeps per thread (plain cells: one cheap access).
+struct Local {
+    /// The thread's counter shard (`usize::MAX`: not drawn yet).
+    shard: Cell<usize>,
     /// The size of the last answer frame this thread decoded (set where
     /// answers are decoded, reset where a call fails without one), read
     /// when the call that received it completes on this thread.
-    static ANSWER_BYTES: Cell<usize> = const { Cell::new(0) };
+    answer_bytes: Cell<usize>,
     /// When the batch of callbacks running on this thread began (set
     /// only while an observer needs it): the completion time of the calls
     /// it completes, one clock read per batch.
-    static BATCH_NOW: Cell<Option<Instant>> = const { Cell::new(None) };
+    batch_now: Cell<Option<Instant>>,
+    /// Whether this callback thread's client has an observer.
+    observed: Cell<bool>,
+}
+
+thread_local! {
+    static LOCAL: Local = const {
+        Local {
+            shard: Cell::new(usize::MAX),
+            answer_bytes: Cell::new(0),
+            batch_now: Cell::new(None),
+            observed: Cell::new(false),
+        }
+    };
     /// The watch of the client whose callback thread this is.
     static CURRENT: std::cell::RefCell<Option<Arc<Watch>>> =
         const { std::cell::RefCell::new(None) };
 }
 
+impl Local {
+    fn shard(&self) -> usize {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let mut n = self.shard.get();
+        if n == usize::MAX {
+            n = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            self.shard.set(n);
+        }
+        n
+    }
+}
+
+/// The shard of the calling thread.
+pub(crate) fn shard() -> usize {
+    LOCAL.try_with(Local::shard).unwrap_or(0)
+}
+
 /// Records the size of the answer frame just decoded on this thread.
 pub(crate) fn set_answer_bytes(n: usize) {
-    let _ = ANSWER_BYTES.try_with(|c| c.set(n));
+    let _ = LOCAL.try_with(|l| l.answer_bytes.set(n));
 }
 
 fn answer_bytes() -> usize {
-    ANSWER_BYTES.try_with(Cell::get).unwrap_or(0)
+    LOCAL.try_with(|l| l.answer_bytes.get()).unwrap_or(0)
 }
 
 /// Makes `watch` this thread's (a callback thread of its client).
 pub(crate) fn set_current(watch: Option<Arc<Watch>>) {
+    let observed = watch.as_ref().is_some_and(|w| w.observed());
+    let _ = LOCAL.try_with(|l| l.observed.set(observed));
     let _ = CURRENT.try_with(|c| *c.borrow_mut() = watch);
 }
 
@@ -314,15 +331,18 @@ pub(crate) fn set_current(watch: Option<Arc<Watch>>) {
 /// completion time for its calls, when this thread's client has an
 /// observer.
 pub(crate) fn batch(f: impl FnOnce()) {
-    let observed = CURRENT
-        .try_with(|c| c.borrow().as_ref().is_some_and(|w| w.observed()))
+    let observed = LOCAL
+        .try_with(|l| {
+            let observed = l.observed.get();
+            if observed {
+                l.batch_now.set(Some(Instant::now()));
+            }
+            observed
+        })
         .unwrap_or(false);
-    if observed {
-        let _ = BATCH_NOW.try_with(|b| b.set(Some(Instant::now())));
-    }
     f();
     if observed {
-        let _ = BATCH_NOW.try_with(|b| b.set(None));
+        let _ = LOCAL.try_with(|l| l.batch_now.set(None));
     }
 }
 
@@ -384,21 +404,25 @@ impl Watch {
         }
     }
 
-    /// A call starts (on the calling thread).
+    /// A blocking call starts (on the calling thread, which completes it).
     #[inline]
     pub(crate) fn begin(&self) -> Begun {
-        self.calls[shard()].started.fetch_add(1, Ordering::Relaxed);
-        set_answer_bytes(0);
+        let shard = LOCAL
+            .try_with(|l| {
+                l.answer_bytes.set(0);
+                l.shard()
+            })
+            .unwrap_or(0);
+        self.calls[shard].started.fetch_add(1, Ordering::Relaxed);
         Begun {
             at: self.observer.as_ref().map(|_| Instant::now()),
         }
     }
 
-    /// A call starts `now` (a time the caller read anyway).
+    /// A callback call starts `now` (a time the caller read anyway).
     #[inline]
     pub(crate) fn begin_at(&self, now: Instant) -> Begun {
         self.calls[shard()].started.fetch_add(1, Ordering::Relaxed);
-        set_answer_bytes(0);
         Begun {
             at: self.observer.as_ref().map(|_| now),
         }
@@ -476,7 +500,10 @@ impl Watch {
     ) {
         let _ = CURRENT.try_with(|c| {
             if let Some(w) = c.borrow().as_ref() {
-                let now = BATCH_NOW.try_with(Cell::get).ok().flatten();
+                let now = match begun.at {
+                    Some(_) => LOCAL.try_with(|l| l.batch_now.get()).ok().flatten(),
+                    None => None,
+                };
                 w.end_at(begun, method, error, resent, request_bytes, now);
             }
         });
