@@ -22,7 +22,7 @@
 //! `BENCH_SECONDS` (default 2) is the measured time of each throughput row
 //! (after a short warm-up). With `--features metrics`, a pair of rows
 //! measures the `metrics` observer's cost (`BENCH_ONLY_METRICS=1`: only
-//! those).
+//! those; `BENCH_METRICS_NOOP=1`: without a recorder, the observer alone).
 
 mod alloc;
 mod floor;

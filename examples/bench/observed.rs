@@ -17,14 +17,23 @@ pub fn rows(ep: &str, cfg: &ClientConfig, s: &Settings) -> Result<(), Box<dyn st
     use rtm_server_sdk::FpnnClient;
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
-    metrics::set_global_recorder(recorder)?;
+    // `BENCH_METRICS_NOOP=1`: no recorder (the facade's no-op one), to tell
+    // the observer's own cost from the exporter's.
+    let noop = std::env::var("BENCH_METRICS_NOOP").is_ok();
+    if !noop {
+        metrics::set_global_recorder(recorder)?;
+    }
     let plain = FpnnClient::new(ep, cfg.clone())?;
     plain.connect()?;
     let observed = FpnnClient::new(ep, cfg.clone().observer(MetricsObserver::new()))?;
     observed.connect()?;
     println!(
-        "== the cost of the `metrics` observer (Prometheus recorder installed; \
-         {ROUNDS} alternating rounds each, averaged) =="
+        "== the cost of the `metrics` observer ({}; {ROUNDS} alternating rounds each, averaged) ==",
+        if noop {
+            "no recorder"
+        } else {
+            "Prometheus recorder installed"
+        }
     );
     rate_header("metrics", "none");
     let (mut none, mut with) = (Vec::new(), Vec::new());
