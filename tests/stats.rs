@@ -260,3 +260,34 @@ fn outcomes_name_the_error_kind_and_code() {
     assert_eq!(outcome.as_str(), "server");
     assert_eq!(CallOutcome::of(&Ok(())).as_str(), "ok");
 }
+
+#[test]
+fn the_last_keepalive_round_trip_is_kept() {
+    use rtm_server_sdk::fpnn::KeepaliveConfig;
+    watchdog(Duration::from_secs(30), || {
+        let emu = RtmEmulator::start(1, "s").unwrap();
+        let keepalive = KeepaliveConfig::default()
+            .interval(Duration::from_millis(50))
+            .timeout(Duration::from_millis(500));
+        let config = ClientConfig::default().keepalive(keepalive);
+        let client = RtmServerClient::with_config(1, "s", emu.endpoint(), config).unwrap();
+        assert_eq!(client.stats().last_keepalive_rtt, None);
+        client.connect().unwrap();
+        assert!(
+            wait_until(Duration::from_secs(10), || client
+                .stats()
+                .last_keepalive_rtt
+                .is_some()),
+            "{}",
+            client.stats()
+        );
+        let s = client.stats();
+        assert!(
+            s.last_keepalive_rtt.unwrap() < Duration::from_secs(5),
+            "{s}"
+        );
+        assert!(s.to_string().contains("keepalive rtt"), "{s}");
+        // Pings are not calls.
+        assert_eq!(s.calls_started, 0, "{s}");
+    });
+}
