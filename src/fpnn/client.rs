@@ -263,8 +263,11 @@ impl Runtime {
         self.pool.shutdown();
     }
 
+    /// Hands a client to the timer, which looks at it at once (its tick
+    /// may be finer than the timer's current sleep).
     fn add(&self, core: Weak<Core>) {
         lock(&self.cores).push(core);
+        let _ = self.timer_wake.try_send(());
     }
 
     fn remove(&self, core: &Weak<Core>) {
