@@ -449,10 +449,13 @@ fn tokens_are_single_use_bound_and_expire() {
         };
         let (token, endpoint) = file_token(&client, to2()).unwrap();
         assert_eq!(endpoint, emu.file_gate_endpoint());
-        let gate = FpnnClient::new(endpoint, ClientConfig::default()).unwrap();
+        let gate = FpnnClient::new(endpoint.clone(), ClientConfig::default()).unwrap();
         let content = b"bytes";
+        // Each step 2 on a connection of its own (as Go sends them): the
+        // gate closes a connection on its third invalid token.
         let send =
             |token: &str, cmd: &str, target: Option<(&str, Value)>, from: i64, attrs: &str| {
+                let gate = FpnnClient::new(endpoint.clone(), ClientConfig::default()).unwrap();
                 raw_step2(&gate, cmd, token, target, from, content, attrs)
             };
         let code = |r: Result<Value>| r.unwrap_err().server_code();
