@@ -4,7 +4,8 @@
 //! ([`Signer`]), and the replay memory with its low-water mark
 //! ([`SeenSigns`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
 use std::io::Write as _;
 
 use md5::{Digest, Md5};
@@ -199,35 +200,41 @@ pub(crate) enum Replay {
     /// The same signature was seen before.
     SameSign,
     /// The quest's `ts` is at or below the low-water mark: signatures that
-    /// old are no longer remembered, so none is accepted.
+    /// old are no longer all remembered, so none is accepted.
     BelowLowWater {
         /// The low-water mark (seconds).
-        low_water: i128,
+        low_water: i64,
     },
 }
 
-/// The replay memory: the signatures accepted so far, by `ts`, at most
-/// `capacity` of them. When one more would exceed the capacity, the
-/// signatures of the oldest `ts` (one second's worth) are forgotten and
-/// that `ts` becomes the low-water mark: from then on, a quest whose `ts`
-/// is at or below the mark is refused, remembered or not. So a captured
-/// quest is refused whenever it is replayed, at a memory bounded by
-/// `capacity`, as long as clients sign with a current `ts` (one more
-/// recent than the mark).
+/// The replay memory: the signatures accepted so far with their `ts`, at
+/// most `capacity` of them. When one more would exceed the capacity, the
+/// signature with the oldest `ts` is forgotten and its `ts` becomes the
+/// low-water mark: from then on, a quest whose `ts` is at or below the
+/// mark is refused, remembered or not. So a captured quest is refused
+/// whenever it is replayed, at a memory bounded by `capacity`, as long as
+/// clients sign with a current `ts` (one above the mark).
+///
+/// A signature is kept as the first 64 bits of its MD5 (a fresh quest is
+/// taken for a replay by chance with a probability of `capacity / 2^64`,
+/// about 3e-14 for half a million), in a hash set and a min-heap by `ts`:
+/// about 36 bytes each once full, 55 at most (the set may grow once more
+/// after it first fills, as forgotten entries leave tombstones). Then the
+/// memory stops growing: the allocations are reused.
 #[derive(Debug)]
 pub(crate) struct SeenSigns {
-    by_ts: BTreeMap<i128, HashSet<u128>>,
-    len: usize,
+    signs: HashSet<u64>,
+    by_ts: BinaryHeap<Reverse<(i64, u64)>>,
     capacity: usize,
-    low_water: Option<i128>,
+    low_water: Option<i64>,
 }
 
 impl SeenSigns {
     /// An empty memory of at most `capacity` signatures (at least 1).
     pub(crate) fn new(capacity: usize) -> SeenSigns {
         SeenSigns {
-            by_ts: BTreeMap::new(),
-            len: 0,
+            signs: HashSet::new(),
+            by_ts: BinaryHeap::new(),
             capacity: capacity.max(1),
             low_water: None,
         }
@@ -236,19 +243,24 @@ impl SeenSigns {
     /// Remembers the signature `digest` of a quest with `ts`, or says why
     /// the quest is a replay (or may be one).
     pub(crate) fn admit(&mut self, ts: i128, digest: &[u8; 16]) -> Result<(), Replay> {
+        // A `ts` beyond `i64` (a uint64 above its range) counts as the
+        // largest `i64`: the mark then errs on the side of refusing.
+        let ts = i64::try_from(ts).unwrap_or(if ts < 0 { i64::MIN } else { i64::MAX });
         if let Some(low_water) = self.low_water.filter(|&low| ts <= low) {
             return Err(Replay::BelowLowWater { low_water });
         }
-        let key = u128::from_be_bytes(*digest);
-        if !self.by_ts.entry(ts).or_default().insert(key) {
+        let mut prefix = [0u8; 8];
+        prefix.copy_from_slice(&digest[..8]);
+        let key = u64::from_be_bytes(prefix);
+        if !self.signs.insert(key) {
             return Err(Replay::SameSign);
         }
-        self.len += 1;
-        while self.len > self.capacity {
-            let Some((oldest, signs)) = self.by_ts.pop_first() else {
+        self.by_ts.push(Reverse((ts, key)));
+        while self.signs.len() > self.capacity {
+            let Some(Reverse((oldest, key))) = self.by_ts.pop() else {
                 break;
             };
-            self.len -= signs.len();
+            self.signs.remove(&key);
             self.low_water = Some(self.low_water.map_or(oldest, |low| low.max(oldest)));
         }
         Ok(())
@@ -257,12 +269,12 @@ impl SeenSigns {
     /// How many signatures are remembered.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.signs.len()
     }
 
     /// The low-water mark, once signatures have been forgotten.
     #[cfg(test)]
-    pub(crate) fn low_water(&self) -> Option<i128> {
+    pub(crate) fn low_water(&self) -> Option<i64> {
         self.low_water
     }
 }
@@ -386,10 +398,11 @@ mod tests {
         let d = |n: u8| [n; 16];
         assert_eq!(seen.admit(100, &d(1)), Ok(()));
         assert_eq!(seen.admit(100, &d(1)), Err(Replay::SameSign));
-        assert_eq!(seen.admit(101, &d(2)), Ok(()));
-        assert_eq!(seen.admit(102, &d(3)), Ok(()));
+        assert_eq!(seen.admit(102, &d(2)), Ok(()));
+        assert_eq!(seen.admit(101, &d(3)), Ok(()));
         assert_eq!(seen.low_water(), None);
-        // A fourth: the signatures of ts 100 are forgotten, 100 is the mark.
+        // A fourth: the signature of the oldest ts, 100, is forgotten, and
+        // 100 is the mark.
         assert_eq!(seen.admit(103, &d(4)), Ok(()));
         assert_eq!((seen.len(), seen.low_water()), (3, Some(100)));
         assert_eq!(
@@ -401,11 +414,28 @@ mod tests {
             Err(Replay::BelowLowWater { low_water: 100 })
         );
         // Still remembered: the same sign.
-        assert_eq!(seen.admit(101, &d(2)), Err(Replay::SameSign));
-        // A quest with an old ts but above the mark is still accepted.
+        assert_eq!(seen.admit(101, &d(3)), Err(Replay::SameSign));
+        // A quest with an old ts but above the mark is still accepted; the
+        // oldest (101) goes.
         assert_eq!(seen.admit(101, &d(5)), Ok(()));
+        assert_eq!((seen.len(), seen.low_water()), (3, Some(101)));
+        assert_eq!(
+            seen.admit(101, &d(3)),
+            Err(Replay::BelowLowWater { low_water: 101 })
+        );
+        // The mark never goes back, whatever order signatures leave in.
+        assert_eq!(seen.admit(110, &d(6)), Ok(()));
         assert_eq!(seen.low_water(), Some(101));
-        assert_eq!(seen.len(), 2);
+        // A ts beyond i64 counts as i64::MAX.
+        let mut big = SeenSigns::new(1);
+        assert_eq!(big.admit(i128::from(u64::MAX), &d(1)), Ok(()));
+        assert_eq!(big.admit(i128::from(u64::MAX) - 1, &d(2)), Ok(()));
+        assert_eq!(
+            big.admit(i128::from(u64::MAX), &d(1)),
+            Err(Replay::BelowLowWater {
+                low_water: i64::MAX
+            })
+        );
         // A capacity of 0 is taken as 1.
         let mut one = SeenSigns::new(0);
         assert_eq!(one.admit(5, &d(1)), Ok(()));
@@ -414,5 +444,23 @@ mod tests {
             one.admit(5, &d(1)),
             Err(Replay::BelowLowWater { low_water: 5 })
         );
+    }
+
+    #[test]
+    fn a_full_memory_stops_growing() {
+        let mut seen = SeenSigns::new(1000);
+        let digest = |i: u32| -> [u8; 16] { Md5::digest(i.to_le_bytes()).into() };
+        // However many signatures pass, the set never makes room for more
+        // than 4 times the capacity (it may grow once after it first
+        // fills, as forgotten entries leave tombstones), nor the heap for
+        // more than twice.
+        for i in 0..200_000 {
+            seen.admit(i128::from(i / 100), &digest(i)).unwrap();
+            if i % 1000 == 0 {
+                let (set, heap) = (seen.signs.capacity(), seen.by_ts.capacity());
+                assert!(set <= 4 * 1000 && heap <= 2 * 1000, "{i}: {set} {heap}");
+            }
+        }
+        assert_eq!(seen.len(), 1000);
     }
 }

@@ -93,8 +93,9 @@ pub struct EmulatorOptions {
     /// (or saved by [`RtmEmulator::save_state`]).
     pub state_json: Option<String>,
     /// How many signatures the replay memory holds (default
-    /// [`DEFAULT_REMEMBERED_SIGNS`], one million; 0 is taken as 1). When it
-    /// is full, the signatures of the oldest `ts` are forgotten and every
+    /// [`DEFAULT_REMEMBERED_SIGNS`], half a million, about 28 MB; 0 is taken
+    /// as 1). When it is full, the signature with the oldest `ts` is
+    /// forgotten for each new one, and every
     /// quest with a `ts` at or below that one is refused with 200006
     /// (`RTM_EC_SAME_SIGN`), so that no captured quest can be replayed,
     /// however much traffic follows it (see the [emulator's
