@@ -1015,8 +1015,26 @@ fn every_invalid_token_gets_the_same_answer_and_is_not_used_up() {
         let token = sendfile_token(&client);
         emu.advance_clock(RtmEmulator::FILE_TOKEN_TTL + Duration::from_secs(1));
         assert_eq!(refusal(send(&token, 2, 1)), unknown);
+        // `sendfiles`: bound to its list of receivers, in order.
+        let tos = |ids: &[i64]| Value::Array(ids.iter().map(|&i| Value::from(i)).collect());
+        let params = vec![
+            ("from", Value::from(1)),
+            ("cmd", Value::from("sendfiles")),
+            ("tos", tos(&[4, 6])),
+        ];
+        let (token, _) = file_token(&client, params).unwrap();
+        let send_files = |ids: &[i64]| {
+            let gate = FpnnClient::new(endpoint.clone(), ClientConfig::default()).unwrap();
+            let attrs = signed_attrs(content, &token);
+            let target = Some(("tos", tos(ids)));
+            raw_step2(&gate, "sendfiles", &token, target, 1, content, &attrs)
+        };
+        for other in [&[4, 7][..], &[6, 4], &[4], &[4, 6, 8]] {
+            assert_eq!(refusal(send_files(other)), unknown, "{other:?}");
+        }
+        send_files(&[4, 6]).unwrap();
         // A bad token is refused before the quest is decoded or recorded.
-        assert_eq!(emu.file_gate().received().len(), 1);
+        assert_eq!(emu.file_gate().received().len(), 2);
     })
 }
 

@@ -422,10 +422,14 @@ impl GateService {
                 "invalid pid",
             ));
         }
-        let st = lock(&self.shared.state);
-        let now = st.now_ms();
-        let grant = st.files.tokens.get(token);
-        let allowed = match (method, target) {
+        // The target, checked before the state is locked: `[to]`, `tos`,
+        // `[gid]`, `[rid]`, or none.
+        enum Target<I> {
+            One(i64),
+            List(I),
+            None,
+        }
+        let target = match (method, target) {
             (_, None) if !target_key.is_empty() => return Err(missing(target_key)),
             ("sendfiles", Some(tos)) => {
                 let tos =
@@ -434,16 +438,23 @@ impl GateService {
                 if tos.peek().is_none() {
                     return Err(bad_value("tos", "a non-empty list"));
                 }
-                grant.is_some_and(|g| {
-                    grant_allows(g, method, from, &g.target, now)
-                        && tos.eq(g.target.iter().copied())
-                })
+                Target::List(tos)
             }
-            (_, Some(id)) => {
-                let id = int(Some(id), target_key)?;
-                grant.is_some_and(|g| grant_allows(g, method, from, &[id], now))
+            (_, Some(id)) => Target::One(int(Some(id), target_key)?),
+            (_, None) => Target::None,
+        };
+        let st = lock(&self.shared.state);
+        let now = st.now_ms();
+        let Some(grant) = st.files.tokens.get(token) else {
+            return Err(invalid_token());
+        };
+        let allowed = match target {
+            Target::List(tos) => {
+                grant_allows(grant, method, from, &grant.target, now)
+                    && tos.eq(grant.target.iter().copied())
             }
-            (_, None) => grant.is_some_and(|g| grant_allows(g, method, from, &[], now)),
+            Target::One(id) => grant_allows(grant, method, from, &[id], now),
+            Target::None => grant_allows(grant, method, from, &[], now),
         };
         if allowed {
             Ok(())
