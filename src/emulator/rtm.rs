@@ -34,10 +34,13 @@
 //!   is at or below the mark is refused with 200006 too (its message says
 //!   so), since it may be a replay the memory no longer covers. A captured
 //!   quest is therefore refused however much traffic follows it.
-//!   A client that signs with the current time is not affected unless the
-//!   mark catches up with the clock (more than half a million quests within
-//!   the seconds a quest takes to arrive); this crate's client (and the
-//!   official SDKs) re-sign and resend once on 200006.
+//!   The memory spans `remembered_signs / quests per second` seconds of
+//!   traffic (over an hour at 100 quests/s, 4.5 s at the emulator's full
+//!   speed): a client that signs with the current time is not affected
+//!   unless its quests take longer than that to arrive, or its clock is
+//!   behind the other clients' by more than that (the `ts` window may
+//!   allow more). This crate's client (and the official SDKs) re-sign and
+//!   resend once on 200006.
 //!
 //! A refused quest is reported to the quest observer
 //! ([`RtmEmulator::set_quest_observer`]) like any other, with its
