@@ -47,6 +47,7 @@ const FLAGS: &[&str] = &[
     "--authenticated-idle-timeout",
     "--frame-timeout",
     "--unauthenticated-buffer",
+    "--remembered-signs",
     "--max-queued-pushes",
     "--max-queued-push-bytes",
     "--stats-every",
@@ -1194,7 +1195,10 @@ fn push_queue_limits_are_flags() {
         let limits = emu.banner_value("limits").unwrap();
         assert!(
             limits.starts_with("1024 connections (")
-                && limits.contains("idle 60 s (unsigned), never (signed); half a frame 30 s;")
+                && limits.contains(
+                    "idle 60 s (unsigned), never (signed); half a frame 30 s; \
+                     500000 signatures remembered;"
+                )
                 && limits.ends_with("; 10000 pushes or 16777216 bytes waiting per connection"),
             "{limits}"
         );
@@ -1220,6 +1224,7 @@ fn connection_limits_are_flags() {
         &["--max-connections", "0"][..],
         &["--unauthenticated-buffer", "lots"],
         &["--idle-timeout", "soon"],
+        &["--remembered-signs", "0"],
     ] {
         let (code, err) = run_bounded(bad);
         assert_eq!(code, Some(2), "{bad:?}: {err}");
@@ -1237,11 +1242,16 @@ fn connection_limits_are_flags() {
             "0",
             "--frame-timeout",
             "0",
+            "--remembered-signs",
+            "1000",
         ]);
         let limits = emu.banner_value("limits").unwrap();
         assert!(
             limits.starts_with("7 connections (")
-                && limits.contains("idle 1 s (unsigned), never (signed); half a frame never;"),
+                && limits.contains(
+                    "idle 1 s (unsigned), never (signed); half a frame never; \
+                     1000 signatures remembered;"
+                ),
             "{limits}"
         );
         // A connection that sends nothing is closed after the idle timeout.

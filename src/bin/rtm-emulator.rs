@@ -18,7 +18,7 @@ use clap::{ArgAction, Parser, ValueEnum};
 use log::{LevelFilter, Log, Metadata, Record};
 use rand_core::{OsRng, RngCore};
 use rtm_server_sdk::emulator::keys::{generate_key_pair, parse_private_key};
-use rtm_server_sdk::emulator::rtm::implemented_methods;
+use rtm_server_sdk::emulator::rtm::{implemented_methods, DEFAULT_REMEMBERED_SIGNS};
 use rtm_server_sdk::emulator::server::{
     raise_fd_limit, DEFAULT_FRAME_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
 };
@@ -81,6 +81,9 @@ Limits (every peer is bounded; a flag changes a default):
   a frame not complete after its first byte      30 s            --frame-timeout
   payload of one quest                           8 MiB           (fixed)
   bytes buffered by unsigned connections, all    64 MiB          --unauthenticated-buffer
+  signatures remembered against replays          500000          --remembered-signs
+    (when full, quests older than the oldest remembered are refused)
+  invalid file tokens on one file-gate connection 3 (then closed) (fixed)
   pushes waiting for one connection              10000           --max-queued-pushes
   bytes of pushes waiting for one connection     16 MiB          --max-queued-push-bytes
   a write to a client that stopped reading       10 s            (fixed)
@@ -269,6 +272,19 @@ struct Args {
         help_heading = "Limits"
     )]
     unauthenticated_buffer: usize,
+
+    /// How many signatures the replay memory holds (about 56 bytes each).
+    /// When it is full, the one with the oldest `ts` is forgotten for each
+    /// new one, and every quest with a `ts` at or below it is refused with
+    /// 200006 (RTM_EC_SAME_SIGN): no captured quest can be replayed.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_REMEMBERED_SIGNS,
+        value_parser = parse_limit,
+        help_heading = "Limits"
+    )]
+    remembered_signs: usize,
 
     /// The most pushes waiting for one connection: a listener whose queue
     /// would go over it is disconnected (logged as a warning).
@@ -679,7 +695,8 @@ fn run(args: Args) -> Result<(), String> {
     let push_limits = PushQueueLimits::new(args.max_queued_pushes, args.max_queued_push_bytes);
     let mut options = EmulatorOptions::new()
         .server(server)
-        .push_queue(push_limits);
+        .push_queue(push_limits)
+        .remembered_signs(args.remembered_signs);
     options.observer = Some(Arc::new(log_quest));
     options.connection_observer = Some(Arc::new(log_connection));
     if args.max_clock_skew > 0 {
@@ -771,11 +788,13 @@ fn run(args: Args) -> Result<(), String> {
     };
     println!(
         "limits: {} connections ({descriptors}); idle {} (unsigned), {} (signed); \
-         half a frame {}; {} pushes or {} bytes waiting per connection",
+         half a frame {}; {} signatures remembered; \
+         {} pushes or {} bytes waiting per connection",
         args.max_connections,
         or_never(args.idle_timeout),
         or_never(args.authenticated_idle_timeout),
         or_never(args.frame_timeout),
+        args.remembered_signs,
         push_limits.max_pushes,
         push_limits.max_bytes
     );

@@ -14,6 +14,7 @@ use rmpv::Value;
 use super::pushes::PushQueueLimits;
 #[cfg(doc)]
 use super::rtm::RtmEmulator;
+use super::rtm::DEFAULT_REMEMBERED_SIGNS;
 #[cfg(doc)]
 use super::server::ServerConn;
 use super::server::{lock, ServerOptions};
@@ -74,7 +75,6 @@ pub enum ConnEvent {
 /// let emu = RtmEmulator::start_with_options(11000001, "secret", options).unwrap();
 /// assert_eq!(emu.max_clock_skew(), Some(Duration::from_secs(600)));
 /// ```
-#[derive(Default)]
 #[non_exhaustive]
 pub struct EmulatorOptions {
     /// Where and how the underlying server listens (address, encryption,
@@ -96,6 +96,30 @@ pub struct EmulatorOptions {
     /// The per-connection push queue limits (default 10,000 pushes and
     /// 16 MiB): a listener that falls behind is disconnected.
     pub push_queue: PushQueueLimits,
+    /// How many signatures the replay memory holds (default
+    /// [`DEFAULT_REMEMBERED_SIGNS`], half a million, about 28 MB; 0 is taken
+    /// as 1). When it is full, the signature with the oldest `ts` is
+    /// forgotten for each new one, and every
+    /// quest with a `ts` at or below that one is refused with 200006
+    /// (`RTM_EC_SAME_SIGN`), so that no captured quest can be replayed,
+    /// however much traffic follows it (see the [emulator's
+    /// docs](super::rtm#behaviour)).
+    pub remembered_signs: usize,
+}
+
+impl Default for EmulatorOptions {
+    fn default() -> Self {
+        EmulatorOptions {
+            server: ServerOptions::default(),
+            max_clock_skew: None,
+            faults: EmulatorFaults::default(),
+            observer: None,
+            connection_observer: None,
+            state_json: None,
+            remembered_signs: DEFAULT_REMEMBERED_SIGNS,
+            push_queue: PushQueueLimits::default(),
+        }
+    }
 }
 
 impl fmt::Debug for EmulatorOptions {
@@ -107,6 +131,7 @@ impl fmt::Debug for EmulatorOptions {
             .field("observer", &self.observer.is_some())
             .field("connection_observer", &self.connection_observer.is_some())
             .field("state_json", &self.state_json.as_ref().map(String::len))
+            .field("remembered_signs", &self.remembered_signs)
             .field("push_queue", &self.push_queue)
             .finish()
     }
@@ -163,6 +188,14 @@ impl EmulatorOptions {
     #[must_use]
     pub fn push_queue(mut self, limits: PushQueueLimits) -> Self {
         self.push_queue = limits;
+        self
+    }
+
+    /// Sets how many signatures the replay memory holds
+    /// ([`remembered_signs`](Self::remembered_signs)).
+    #[must_use]
+    pub fn remembered_signs(mut self, n: usize) -> Self {
+        self.remembered_signs = n;
         self
     }
 }
