@@ -176,10 +176,15 @@ impl Signer {
     }
 
     /// The MD5 of `"<pid>:<secret>:<salt>:<method>:<ts>"`, with `salt` and
-    /// `ts` as decimal text.
+    /// `ts` as decimal text (written without the formatting machinery).
     pub(crate) fn digest(&self, salt: i128, method: &str, ts: i128) -> [u8; 16] {
         let mut md5 = self.prefix.clone();
-        let _ = write!(md5, "{salt}:{method}:{ts}");
+        let mut text = itoa::Buffer::new();
+        md5.update(text.format(salt).as_bytes());
+        md5.update(b":");
+        md5.update(method.as_bytes());
+        md5.update(b":");
+        md5.update(text.format(ts).as_bytes());
         md5.finalize().into()
     }
 }
@@ -223,7 +228,9 @@ pub(crate) enum Replay {
 /// memory stops growing: the allocations are reused.
 #[derive(Debug)]
 pub(crate) struct SeenSigns {
-    signs: HashSet<u64>,
+    /// Keyed by digests of signed quests (only a holder of the secret adds
+    /// one), hashed with a fast hasher.
+    signs: HashSet<u64, foldhash::fast::RandomState>,
     by_ts: BinaryHeap<Reverse<(i64, u64)>>,
     capacity: usize,
     low_water: Option<i64>,
@@ -233,7 +240,7 @@ impl SeenSigns {
     /// An empty memory of at most `capacity` signatures (at least 1).
     pub(crate) fn new(capacity: usize) -> SeenSigns {
         SeenSigns {
-            signs: HashSet::new(),
+            signs: HashSet::default(),
             by_ts: BinaryHeap::new(),
             capacity: capacity.max(1),
             low_water: None,

@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rmpv::Value;
 
-use super::membership::{call_room_fields, dispatch_common, pull, CallRoom};
+use super::membership::{call_room_fields, common_op, dispatch_common, pull, CallRoom};
 use super::params::*;
 use super::rtc::RtcRoom;
 use super::rtm::{Ctx, Family, RtmEmulator, RtmState};
@@ -95,6 +95,17 @@ pub(crate) const FAMILY: Family = Family {
     dispatch,
 };
 
+/// `getVoiceRoomMemberCount` from the raw payload: the same answers and
+/// errors as through [`dispatch`], without decoding the payload.
+pub(crate) fn raw_member_count(st: &RtmState, payload: &[u8]) -> R<Value> {
+    let rid = raw_id(payload, "rid")?;
+    let room = st.voice.rooms.get(&rid).ok_or_else(|| no_room(rid))?;
+    Ok(obj(vec![(
+        "count",
+        Value::from(room.members().len() as i64),
+    )]))
+}
+
 fn dispatch(st: &mut RtmState, _cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<Value> {
     let rooms = &mut st.voice.rooms;
     match method {
@@ -112,7 +123,7 @@ fn dispatch(st: &mut RtmState, _cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<
                 ("managers", ids(&room.managers)),
             ]))
         }
-        _ => dispatch_common(rooms, &method.replacen("Voice", "", 1), method, p),
+        _ => dispatch_common(rooms, common_op(method, "Voice"), method, p),
     }
 }
 

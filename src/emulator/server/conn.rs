@@ -504,6 +504,15 @@ pub(super) fn run_conn(shared: Arc<Shared>, conn: ServerConn) {
     log::debug!("conn {}: closed", conn.id());
 }
 
+/// A quest taken out of the decoder undecoded.
+enum Early {
+    /// Refused by [`Service::admit`](super::Service::admit).
+    Refused(Reply),
+    /// Admitted and served by
+    /// [`Service::on_raw_quest`](super::Service::on_raw_quest).
+    Served(Reply),
+}
+
 /// The reading state of one connection.
 struct Reader<'a> {
     shared: &'a Arc<Shared>,
@@ -788,9 +797,15 @@ impl<'a> Reader<'a> {
                             log::debug!("conn {}: authenticated by `{method}`", conn.id());
                         }
                         shared.record(method, payload);
-                        None
+                        // Served undecoded when no fault would stop it (the
+                        // checks of `handle_quest`, which then do nothing).
+                        if shared.faults.frozen() || shared.faults.drop_every() != 0 {
+                            return None;
+                        }
+                        let reply = shared.service.on_raw_quest(conn, method, payload)?;
+                        Some(Early::Served(reply))
                     }
-                    Err(refusal) => Some(refusal),
+                    Err(refusal) => Some(Early::Refused(refusal)),
                 }
             };
             let frame = self
@@ -803,8 +818,13 @@ impl<'a> Reader<'a> {
                 Some(Gated::Refused {
                     seq,
                     method,
-                    refusal,
+                    refusal: Early::Refused(refusal),
                 }) => refuse_quest(shared, conn, seq, &method, refusal),
+                Some(Gated::Refused {
+                    seq,
+                    refusal: Early::Served(reply),
+                    ..
+                }) => conn.deliver(seq, reply, false),
                 None => return Ok(frames),
             }
             frames += 1;

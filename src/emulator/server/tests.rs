@@ -501,3 +501,46 @@ fn answers_of_one_read_go_out_before_a_close_in_the_same_read() {
     assert_eq!(c.read_answer().seq, 2);
     c.expect_closed();
 }
+
+#[test]
+fn raw_quests_are_served_undecoded_unless_a_fault_would_stop_them() {
+    use std::sync::atomic::AtomicUsize;
+    /// Serves `raw` from its payload bytes (their length), everything else
+    /// decoded; counts what reaches `on_quest`.
+    struct Raw(Arc<AtomicUsize>);
+    impl Service for Raw {
+        fn on_quest(&self, _: &ServerConn, q: &Quest) -> Reply {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Reply::Answer(map(vec![("decoded", q.method.as_str().into())]))
+        }
+        fn on_raw_quest(&self, _: &ServerConn, method: &str, payload: &[u8]) -> Option<Reply> {
+            (method == "raw").then(|| Reply::Answer(map(vec![("bytes", payload.len().into())])))
+        }
+    }
+    let decoded = Arc::new(AtomicUsize::new(0));
+    let server = FpnnServer::start(Raw(decoded.clone()), ServerOptions::new()).unwrap();
+    let mut c = RawClient::connect(&server.endpoint());
+    let p = map(vec![("a", 1.into())]);
+    let got = c.call("raw", &p).into_result().unwrap();
+    assert_eq!(map_get(&got, "bytes").and_then(Value::as_u64), Some(4));
+    assert_eq!(decoded.load(Ordering::SeqCst), 0, "served undecoded");
+    let got = c.call("other", &p).into_result().unwrap();
+    assert_eq!(
+        map_get(&got, "decoded").and_then(Value::as_str),
+        Some("other")
+    );
+    assert_eq!(decoded.load(Ordering::SeqCst), 1);
+    // Recorded like any admitted quest.
+    let methods: Vec<String> = server.received().into_iter().map(|(m, _)| m).collect();
+    assert_eq!(methods, ["raw", "other"]);
+    // Frozen: not served at all, by either path.
+    server.faults().set_freeze(true);
+    c.send("raw", &p);
+    c.expect_silence(Duration::from_millis(200));
+    server.faults().set_freeze(false);
+    // drop_every closes the connection without serving the quest.
+    server.faults().set_drop_every(1);
+    c.send("raw", &p);
+    c.expect_closed();
+    assert_eq!(decoded.load(Ordering::SeqCst), 1);
+}
