@@ -7,6 +7,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::io::Write as _;
+use std::ops::ControlFlow;
 
 use md5::{Digest, Md5};
 use rmp::Marker;
@@ -48,19 +49,27 @@ pub(crate) fn raw_values<'a, const N: usize>(
     let mut found = [None; N];
     let mut seen = [false; N];
     // A payload that is not a map has none of the keys.
+    let mut left = N;
     let _ = for_each_raw_entry_bytes(payload, |key, value| {
         let Some(i) = keys.iter().position(|k| k.as_bytes() == key) else {
-            return;
+            return ControlFlow::Continue(());
         };
         if std::mem::replace(&mut seen[i], true) {
-            return;
+            return ControlFlow::Continue(());
         }
+        left -= 1;
         // `value` lies within `payload`: borrow it from there, for as long
         // as the payload lives.
         let start = (value.as_ptr() as usize).wrapping_sub(payload.as_ptr() as usize);
         found[i] = payload
             .get(start..start.saturating_add(value.len()))
             .filter(|v| *v != [0xc0]);
+        // The first of each key counts: the rest need not be walked.
+        if left == 0 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     });
     found
 }

@@ -506,8 +506,9 @@ pub(super) fn run_conn(shared: Arc<Shared>, conn: ServerConn) {
 
 /// A quest taken out of the decoder undecoded.
 enum Early {
-    /// Refused by [`Service::admit`](super::Service::admit).
-    Refused(Reply),
+    /// Refused by [`Service::admit`](super::Service::admit): its method
+    /// and the reply.
+    Refused(String, Reply),
     /// Admitted and served by
     /// [`Service::on_raw_quest`](super::Service::on_raw_quest).
     Served(Reply),
@@ -805,7 +806,7 @@ impl<'a> Reader<'a> {
                         let reply = shared.service.on_raw_quest(conn, method, payload)?;
                         Some(Early::Served(reply))
                     }
-                    Err(refusal) => Some(Early::Refused(refusal)),
+                    Err(refusal) => Some(Early::Refused(method.to_string(), refusal)),
                 }
             };
             let frame = self
@@ -817,13 +818,11 @@ impl<'a> Reader<'a> {
                 Some(Gated::Frame(Frame::Answer(answer))) => conn.on_answer(answer),
                 Some(Gated::Refused {
                     seq,
-                    method,
-                    refusal: Early::Refused(refusal),
+                    refusal: Early::Refused(method, refusal),
                 }) => refuse_quest(shared, conn, seq, &method, refusal),
                 Some(Gated::Refused {
                     seq,
                     refusal: Early::Served(reply),
-                    ..
                 }) => conn.deliver(seq, reply, false),
                 None => return Ok(frames),
             }
