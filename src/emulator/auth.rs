@@ -5,7 +5,7 @@
 //! ([`SeenSigns`]).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashSet, VecDeque};
 use std::io::Write as _;
 use std::ops::ControlFlow;
 
@@ -240,7 +240,8 @@ pub(crate) enum Replay {
 ///
 /// A signature is kept as the first 64 bits of its MD5 (a fresh quest is
 /// taken for a replay by chance with a probability of `capacity / 2^64`,
-/// about 3e-14 for half a million), in a hash set and a min-heap by `ts`:
+/// about 3e-14 for half a million), in a hash set and a queue by `ts` (in
+/// arrival order while `ts` grows, a min-heap for the late ones):
 /// about 36 bytes each once full, 55 at most (the set may grow once more
 /// after it first fills, as forgotten entries leave tombstones). Then the
 /// memory stops growing: the allocations are reused.
@@ -249,7 +250,13 @@ pub(crate) struct SeenSigns {
     /// Keyed by digests of signed quests (only a holder of the secret adds
     /// one), hashed with a fast hasher.
     signs: HashSet<u64, foldhash::fast::RandomState>,
-    by_ts: BinaryHeap<Reverse<(i64, u64)>>,
+    /// `(ts, digest)` in arrival order, each `ts` at or above the one
+    /// before: forgetting the oldest is a `pop_front` (clients sign with
+    /// the current time, so `ts` mostly grows).
+    by_ts: VecDeque<(i64, u64)>,
+    /// `(ts, digest)` that arrived with a `ts` below the back of `by_ts`,
+    /// as a min-heap.
+    late: BinaryHeap<Reverse<(i64, u64)>>,
     capacity: usize,
     low_water: Option<i64>,
 }
@@ -259,7 +266,8 @@ impl SeenSigns {
     pub(crate) fn new(capacity: usize) -> SeenSigns {
         SeenSigns {
             signs: HashSet::default(),
-            by_ts: BinaryHeap::new(),
+            by_ts: VecDeque::new(),
+            late: BinaryHeap::new(),
             capacity: capacity.max(1),
             low_water: None,
         }
@@ -280,15 +288,29 @@ impl SeenSigns {
         if !self.signs.insert(key) {
             return Err(Replay::SameSign);
         }
-        self.by_ts.push(Reverse((ts, key)));
+        match self.by_ts.back() {
+            Some(&(last, _)) if ts < last => self.late.push(Reverse((ts, key))),
+            _ => self.by_ts.push_back((ts, key)),
+        }
         while self.signs.len() > self.capacity {
-            let Some(Reverse((oldest, key))) = self.by_ts.pop() else {
+            let Some((oldest, key)) = self.pop_oldest() else {
                 break;
             };
             self.signs.remove(&key);
             self.low_water = Some(self.low_water.map_or(oldest, |low| low.max(oldest)));
         }
         Ok(())
+    }
+
+    /// Takes out the remembered signature with the oldest `ts`.
+    fn pop_oldest(&mut self) -> Option<(i64, u64)> {
+        match (self.by_ts.front(), self.late.peek()) {
+            (Some(&(ordered, _)), Some(Reverse((late, _)))) if *late < ordered => {
+                self.late.pop().map(|Reverse(e)| e)
+            }
+            (Some(_), _) => self.by_ts.pop_front(),
+            (None, _) => self.late.pop().map(|Reverse(e)| e),
+        }
     }
 
     /// How many signatures are remembered.
@@ -472,6 +494,23 @@ mod tests {
     }
 
     #[test]
+    fn the_oldest_ts_goes_first_whatever_the_arrival_order() {
+        let mut seen = SeenSigns::new(3);
+        let d = |n: u8| [n; 16];
+        for (ts, n) in [(10, 1), (12, 2), (11, 3), (13, 4)] {
+            assert_eq!(seen.admit(ts, &d(n)), Ok(()));
+        }
+        assert_eq!(seen.low_water(), Some(10));
+        // 11 arrived late, after 12: it goes before 12.
+        assert_eq!(seen.admit(14, &d(5)), Ok(()));
+        assert_eq!(seen.low_water(), Some(11));
+        assert_eq!(seen.admit(12, &d(2)), Err(Replay::SameSign));
+        assert_eq!(seen.admit(15, &d(6)), Ok(()));
+        assert_eq!(seen.low_water(), Some(12));
+        assert_eq!(seen.len(), 3);
+    }
+
+    #[test]
     fn a_full_memory_stops_growing() {
         let mut seen = SeenSigns::new(1000);
         let digest = |i: u32| -> [u8; 16] { Md5::digest(i.to_le_bytes()).into() };
@@ -483,7 +522,9 @@ mod tests {
             seen.admit(i128::from(i / 100), &digest(i)).unwrap();
             if i % 1000 == 0 {
                 let (set, heap) = (seen.signs.capacity(), seen.by_ts.capacity());
+                let late = seen.late.capacity();
                 assert!(set <= 4 * 1000 && heap <= 2 * 1000, "{i}: {set} {heap}");
+                assert!(late <= 2 * 1000, "{i}: {late}");
             }
         }
         assert_eq!(seen.len(), 1000);
