@@ -35,8 +35,8 @@
 //!   so), since it may be a replay the memory no longer covers. A captured
 //!   quest is therefore refused however much traffic follows it.
 //!   The memory spans `remembered_signs / quests per second` seconds of
-//!   traffic (over an hour at 100 quests/s, 4.5 s at the emulator's full
-//!   speed): a client that signs with the current time is not affected
+//!   traffic (over an hour at 100 quests/s, about a second at the
+//!   emulator's full speed on two cores): a client that signs with the current time is not affected
 //!   unless its quests take longer than that to arrive, or its clock is
 //!   behind the other clients' by more than that (the `ts` window may
 //!   allow more). This crate's client (and the official SDKs) re-sign and
@@ -74,10 +74,10 @@ use crate::fpnn::codec::Quest;
 /// How many signatures the replay memory of an emulator holds by default
 /// ([`EmulatorOptions::remembered_signs`](super::EmulatorOptions::remembered_signs)):
 /// half a million: about 18 MB when full (a hash set of 64-bit digests and
-/// a heap of `(ts, digest)`, measured after 2 million quests), 28 MB at
-/// most should the set grow once more; and about 4.5 s of the emulator's
-/// full speed on a two-core machine (110,000 quests/s) before the
-/// low-water mark starts to rise.
+/// a queue of `(ts, digest)`, measured after 2 million quests), 28 MB at
+/// most should the set grow once more; and about a second of the
+/// emulator's full speed on a two-core machine (400,000-500,000 quests/s
+/// from one pipelining client) before the low-water mark starts to rise.
 pub const DEFAULT_REMEMBERED_SIGNS: usize = 500_000;
 
 /// The largest payload of a refused quest that is decoded for the quest
