@@ -217,6 +217,15 @@ pub(crate) fn sign_matches(sign: &[u8], digest: &[u8; 16]) -> bool {
         })
 }
 
+/// How recent (in seconds, by the server's clock) a signature's `ts` must
+/// be for the replay memory to keep it beyond its capacity: the low-water
+/// mark never comes closer to the clock than this. The memory can then
+/// exceed its capacity by what authenticated clients sign in this many
+/// seconds (only a holder of the secret adds to it): at the emulator's
+/// full speed on two cores (about 500,000 quests/s), a million signatures,
+/// 36 MB more.
+pub(crate) const REPLAY_GRACE_S: i64 = 2;
+
 /// Why [`SeenSigns::admit`] refused a quest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Replay {
@@ -275,7 +284,37 @@ impl SeenSigns {
 
     /// Remembers the signature `digest` of a quest with `ts`, or says why
     /// the quest is a replay (or may be one).
+    #[cfg(test)]
     pub(crate) fn admit(&mut self, ts: i128, digest: &[u8; 16]) -> Result<(), Replay> {
+        // No grace: every signature over the capacity is forgotten at once.
+        self.remember(ts, digest, || None)
+    }
+
+    /// [`admit`](Self::admit) at the server's time `now_s` (seconds, read
+    /// only when the memory is over its capacity): a signature whose `ts`
+    /// is within [`REPLAY_GRACE_S`] of `now_s` is never forgotten, the
+    /// memory holds it beyond its capacity instead. So the low-water mark
+    /// stays at least that far behind the clock, and a client signing with
+    /// the current time is never refused because of the traffic, however
+    /// fast it comes.
+    pub(crate) fn admit_at(
+        &mut self,
+        ts: i128,
+        digest: &[u8; 16],
+        now_s: impl FnOnce() -> i64,
+    ) -> Result<(), Replay> {
+        self.remember(ts, digest, || Some(now_s().saturating_sub(REPLAY_GRACE_S)))
+    }
+
+    /// Admits a quest; over the capacity, forgets the oldest signatures
+    /// whose `ts` is below what `forget_before` says (read once, when
+    /// needed; `None`: all of them).
+    fn remember(
+        &mut self,
+        ts: i128,
+        digest: &[u8; 16],
+        forget_before: impl FnOnce() -> Option<i64>,
+    ) -> Result<(), Replay> {
         // A `ts` beyond `i64` (a uint64 above its range) counts as the
         // largest `i64`: the mark then errs on the side of refusing.
         let ts = i64::try_from(ts).unwrap_or(if ts < 0 { i64::MIN } else { i64::MAX });
@@ -292,7 +331,18 @@ impl SeenSigns {
             Some(&(last, _)) if ts < last => self.late.push(Reverse((ts, key))),
             _ => self.by_ts.push_back((ts, key)),
         }
+        let mut forget_before = Some(forget_before);
+        let mut limit = None;
         while self.signs.len() > self.capacity {
+            if let Some(read) = forget_before.take() {
+                limit = read();
+            }
+            let Some(oldest) = self.oldest_ts() else {
+                break;
+            };
+            if limit.is_some_and(|limit| oldest >= limit) {
+                break;
+            }
             let Some((oldest, key)) = self.pop_oldest() else {
                 break;
             };
@@ -300,6 +350,16 @@ impl SeenSigns {
             self.low_water = Some(self.low_water.map_or(oldest, |low| low.max(oldest)));
         }
         Ok(())
+    }
+
+    /// The oldest `ts` remembered.
+    fn oldest_ts(&self) -> Option<i64> {
+        let ordered = self.by_ts.front().map(|&(ts, _)| ts);
+        let late = self.late.peek().map(|Reverse((ts, _))| *ts);
+        match (ordered, late) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Takes out the remembered signature with the oldest `ts`.
@@ -528,5 +588,38 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 1000);
+    }
+
+    #[test]
+    fn signatures_of_the_last_seconds_are_kept_beyond_the_capacity() {
+        let d = |n: u8| [n; 16];
+        let mut seen = SeenSigns::new(2);
+        let now = 1_000;
+        // Over the capacity, but all within the grace: nothing forgotten,
+        // so no mark refuses a client signing with the current time.
+        for (n, ts) in [(1, now - REPLAY_GRACE_S), (2, now - 1), (3, now), (4, now)] {
+            assert_eq!(seen.admit_at(ts.into(), &d(n), || now), Ok(()));
+        }
+        assert_eq!(seen.len(), 4);
+        assert_eq!(seen.low_water(), None);
+        assert_eq!(
+            seen.admit_at(now.into(), &d(3), || now),
+            Err(Replay::SameSign)
+        );
+        // A second later, the oldest falls out of the grace and is
+        // forgotten: the mark follows it, and only it.
+        assert_eq!(seen.admit_at((now + 1).into(), &d(5), || now + 1), Ok(()));
+        assert_eq!(seen.len(), 4);
+        assert_eq!(seen.low_water(), Some(now - REPLAY_GRACE_S));
+        assert_eq!(
+            seen.admit_at((now - REPLAY_GRACE_S).into(), &d(9), || now + 1),
+            Err(Replay::BelowLowWater {
+                low_water: now - REPLAY_GRACE_S
+            })
+        );
+        // Much later, down to the capacity again.
+        assert_eq!(seen.admit_at((now + 60).into(), &d(6), || now + 60), Ok(()));
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen.low_water(), Some(now));
     }
 }

@@ -55,16 +55,6 @@ pub(crate) fn int(p: &Value, key: &str) -> R<i64> {
     opt_int(p, key)?.ok_or_else(|| missing(key))
 }
 
-/// [`int`] read from a raw payload (a map checked by the server), without
-/// decoding it: the same value and the same errors.
-pub(crate) fn raw_id(payload: &[u8], key: &str) -> R<i64> {
-    let [value] = super::auth::raw_values(payload, [key]);
-    let value = value.ok_or_else(|| missing(key))?;
-    super::auth::raw_int(value)
-        .and_then(|n| i64::try_from(n).ok())
-        .ok_or_else(|| wrong_type(key, "an int"))
-}
-
 pub(crate) fn boolean(p: &Value, key: &str) -> R<bool> {
     match get(p, key) {
         None => Err(missing(key)),

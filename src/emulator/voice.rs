@@ -95,17 +95,6 @@ pub(crate) const FAMILY: Family = Family {
     dispatch,
 };
 
-/// `getVoiceRoomMemberCount` from the raw payload: the same answers and
-/// errors as through [`dispatch`], without decoding the payload.
-pub(crate) fn raw_member_count(st: &RtmState, payload: &[u8]) -> R<Value> {
-    let rid = raw_id(payload, "rid")?;
-    let room = st.voice.rooms.get(&rid).ok_or_else(|| no_room(rid))?;
-    Ok(obj(vec![(
-        "count",
-        Value::from(room.members().len() as i64),
-    )]))
-}
-
 fn dispatch(st: &mut RtmState, _cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<Value> {
     let rooms = &mut st.voice.rooms;
     match method {

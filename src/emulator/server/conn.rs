@@ -504,16 +504,6 @@ pub(super) fn run_conn(shared: Arc<Shared>, conn: ServerConn) {
     log::debug!("conn {}: closed", conn.id());
 }
 
-/// A quest taken out of the decoder undecoded.
-enum Early {
-    /// Refused by [`Service::admit`](super::Service::admit): its method
-    /// and the reply.
-    Refused(String, Reply),
-    /// Admitted and served by
-    /// [`Service::on_raw_quest`](super::Service::on_raw_quest).
-    Served(Reply),
-}
-
 /// The reading state of one connection.
 struct Reader<'a> {
     shared: &'a Arc<Shared>,
@@ -798,15 +788,9 @@ impl<'a> Reader<'a> {
                             log::debug!("conn {}: authenticated by `{method}`", conn.id());
                         }
                         shared.record(method, payload);
-                        // Served undecoded when no fault would stop it (the
-                        // checks of `handle_quest`, which then do nothing).
-                        if shared.faults.frozen() || shared.faults.drop_every() != 0 {
-                            return None;
-                        }
-                        let reply = shared.service.on_raw_quest(conn, method, payload)?;
-                        Some(Early::Served(reply))
+                        None
                     }
-                    Err(refusal) => Some(Early::Refused(method.to_string(), refusal)),
+                    Err(refusal) => Some((method.to_string(), refusal)),
                 }
             };
             let frame = self
@@ -818,12 +802,8 @@ impl<'a> Reader<'a> {
                 Some(Gated::Frame(Frame::Answer(answer))) => conn.on_answer(answer),
                 Some(Gated::Refused {
                     seq,
-                    refusal: Early::Refused(method, refusal),
+                    refusal: (method, refusal),
                 }) => refuse_quest(shared, conn, seq, &method, refusal),
-                Some(Gated::Refused {
-                    seq,
-                    refusal: Early::Served(reply),
-                }) => conn.deliver(seq, reply, false),
                 None => return Ok(frames),
             }
             frames += 1;

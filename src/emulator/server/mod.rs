@@ -13,9 +13,7 @@
 //!
 //! A quest is offered to [`Service::admit`] before its payload is decoded:
 //! a refused quest is answered and forgotten (neither decoded nor recorded),
-//! an admitted one marks its connection authenticated, and is then offered
-//! to [`Service::on_raw_quest`], still undecoded, before it is decoded for
-//! [`Service::on_quest`].
+//! an admitted one marks its connection authenticated.
 //!
 //! Frames of any header version are accepted, and every answer carries the
 //! version of the client's first frame, as the C++ server's answers echo
@@ -124,17 +122,6 @@ pub trait Service: Send + Sync + 'static {
     /// [`handles_ping`](Service::handles_ping)) are not offered.
     fn admit(&self, _conn: &ServerConn, _method: &str, _payload: &[u8]) -> Result<(), Reply> {
         Ok(())
-    }
-
-    /// Serves an admitted quest from its raw payload (as given to
-    /// [`admit`](Service::admit)), without its payload being decoded:
-    /// `Some(reply)` is the reply, as from [`on_quest`](Service::on_quest);
-    /// `None` (the default) has the payload decoded and passed to
-    /// [`on_quest`](Service::on_quest). Offered only while no [`Faults`]
-    /// would stop the quest (the server is not frozen, `drop_every` is
-    /// off), so a service that serves here must do what `on_quest` would.
-    fn on_raw_quest(&self, _conn: &ServerConn, _method: &str, _payload: &[u8]) -> Option<Reply> {
-        None
     }
 }
 
