@@ -25,6 +25,7 @@
 //! those; `BENCH_METRICS_NOOP=1`: without a recorder, the observer alone).
 
 mod alloc;
+mod count;
 mod floor;
 mod load;
 mod observed;
@@ -152,10 +153,15 @@ struct Memory {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let s = settings();
+    let cfg = ClientConfig::default().quest_timeout(Duration::from_secs(60));
+    if let Ok(calls) = std::env::var("BENCH_COUNT_CALLS") {
+        // Instruction counts: exactly this many calls (see `count.rs`).
+        let fpnn_srv = ServerProc::spawn("fpnn")?;
+        return count::run(&fpnn_srv.endpoint(), &cfg, calls.parse()?);
+    }
     let fpnn_srv = ServerProc::spawn("fpnn")?;
     let hold_srv = ServerProc::spawn("hold")?;
     let rtm_srv = ServerProc::spawn("rtm")?;
-    let cfg = ClientConfig::default().quest_timeout(Duration::from_secs(60));
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "rtm-server-sdk bench: {cores} cores, {:.1} s per throughput row (+{:.2} s warm-up), \
