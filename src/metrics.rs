@@ -473,7 +473,9 @@ mod tests {
             .sum();
         assert_eq!(counted, 5);
         let (block, sub) = bucket(1_000);
-        let ones = d.blocks[block].get().map(|b| b[sub].load(Ordering::Relaxed));
+        let ones = d.blocks[block]
+            .get()
+            .map(|b| b[sub].load(Ordering::Relaxed));
         assert_eq!(ones, Some(2));
     }
 }
