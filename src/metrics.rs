@@ -27,11 +27,19 @@
 //! | [`SENT_BYTES`] `rtm_client_sent_bytes_total` | counter | | bytes written to the sockets |
 //! | [`RECEIVED_BYTES`] `rtm_client_received_bytes_total` | counter | | bytes read from the sockets |
 //!
-//! The durations are recorded as each call completes. The counters are
-//! kept by the observer (per thread, without contention) and handed to the
-//! recorder as totals once a second from the client's timer thread, and
-//! when the client closes (see [`CallObserver::on_stats`]); so are the
-//! gauges. With [`MetricsObserver::with_label`] every
+//! The observer keeps the counts and the durations itself (per thread,
+//! without contention) and hands them to the recorder once a second from
+//! the client's timer thread, and when the client closes (see
+//! [`CallObserver::on_stats`]); so are the gauges. The counters get totals.
+//! The durations are kept in log-scale buckets (32 per octave, from 1 ns
+//! up) and each bucket's count is handed on with
+//! [`Histogram::record_many`] as the middle of its range: every value the
+//! recorder sees is within 1.6 % of the duration it stands for, and at
+//! most a second late. (Recorders that store each sample, such as
+//! `metrics-exporter-prometheus` 0.17 and `metrics-util`'s debugging
+//! recorder, still do a sample's work `count` times in `record_many`, but
+//! on the timer thread, not on the threads that run the callbacks.) A
+//! method's buckets take 256 B per octave used and per counter shard. With [`MetricsObserver::with_label`] every
 //! metric also carries a label of yours (to tell several clients of one
 //! process apart). At most [`MAX_METHODS`] distinct method names are
 //! labelled per observer; later ones share the label `other`, so a flood of

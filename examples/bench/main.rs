@@ -23,6 +23,8 @@
 //! (after a short warm-up). With `--features metrics`, a pair of rows
 //! measures the `metrics` observer's cost (`BENCH_ONLY_METRICS=1`: only
 //! those; `BENCH_METRICS_NOOP=1`: without a recorder, the observer alone).
+//! `BENCH_COUNT_CALLS=N` runs exactly N pipelined calls and exits, for
+//! instruction counts under callgrind (see `count.rs`).
 
 mod alloc;
 mod count;
