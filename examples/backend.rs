@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use rtm_server_sdk::rtm::{
-    FileOptions, HistoryQuery, ListenTargets, PushHandler, PushMessage, SendOptions,
+    ChatQuery, FileOptions, ListenTargets, PushHandler, PushMessage, SendOptions,
 };
 use rtm_server_sdk::{Result, RtmServerClient};
 
@@ -118,20 +118,26 @@ fn group_chat(client: &RtmServerClient, gid: i64, uids: &[i64]) -> Result<()> {
     client.set_push_handler(GroupPushes);
     client.add_listen(&ListenTargets::new().groups([gid]))?;
     let from = uids[0];
-    let mtime = client.send_group_chat(
+    let sent = client.send_group_chat(
         from,
         gid,
         "Welcome to the book club!",
         &SendOptions::default(),
     )?;
-    println!("send_group_chat({from}, {gid}, ...): mtime {mtime}");
+    println!(
+        "send_group_chat({from}, {gid}, ...): mid {}, mtime {}",
+        sent.mid, sent.mtime
+    );
     let notes = FileOptions {
         name: Some("reading-list.txt".into()),
         ..Default::default()
     };
-    let mtime = client.send_group_file(from, gid, b"1. Dune\n2. Emma\n", &notes)?;
-    println!("send_group_file({from}, {gid}, reading-list.txt): mtime {mtime}");
-    let page = client.get_group_chat(gid, from, &HistoryQuery::default())?;
+    let sent = client.send_group_file(from, gid, b"1. Dune\n2. Emma\n", &notes)?;
+    println!(
+        "send_group_file({from}, {gid}, reading-list.txt): mid {}, mtime {}",
+        sent.mid, sent.mtime
+    );
+    let page = client.get_group_chat(gid, from, &ChatQuery::default())?;
     println!(
         "get_group_chat({gid}): {} messages, newest first",
         page.messages.len()
