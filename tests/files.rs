@@ -819,7 +819,13 @@ fn a_sent_file_comes_back_as_a_file_message() {
         let sent = sender.send_group_file(1, 7, &content, &options).unwrap();
         let pushed = pushes.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(
-            (pushed.from, pushed.to, pushed.mtype, pushed.mid, pushed.mtime),
+            (
+                pushed.from,
+                pushed.to,
+                pushed.mtype,
+                pushed.mid,
+                pushed.mtime
+            ),
             (1, 7, 50, sent.mid, sent.mtime)
         );
         let msg: serde_json::Value = serde_json::from_str(pushed.body.as_text().unwrap()).unwrap();
@@ -830,10 +836,7 @@ fn a_sent_file_comes_back_as_a_file_message() {
         // The push's typed file description, and the user's own attrs.
         let file = pushed.file.clone().expect("a typed file description");
         assert_eq!((file.url.as_str(), file.size), (url, content.len() as i64));
-        assert_eq!(
-            (file.name.as_str(), file.ext.as_str()),
-            ("report", "pdf")
-        );
+        assert_eq!((file.name.as_str(), file.ext.as_str()), ("report", "pdf"));
         assert_eq!(pushed.attrs, "plain words", "the user's own attrs");
         // And the same through history.
         let page = sender
@@ -853,9 +856,8 @@ fn a_sent_file_comes_back_as_a_file_message() {
             mid: Some(4242),
             ..FileOptions::default()
         };
-        let sent =
-            via_callback(|done| sender.send_file_with_callback(1, 2, b"png!", &image, done))
-                .unwrap();
+        let sent = via_callback(|done| sender.send_file_with_callback(1, 2, b"png!", &image, done))
+            .unwrap();
         assert_eq!(sent.mid, 4242);
         let pushed = pushes.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(
@@ -884,7 +886,10 @@ fn a_path_is_read_and_named() {
         client.send_broadcast_file(1, &content, &options).unwrap();
         let (_, payload) = last_gate_quest(&emu);
         let attrs: serde_json::Value = serde_json::from_str(&s(&payload, "attrs")).unwrap();
-        assert_eq!(attrs["rtm"]["filename"], "notes", "the inferred extension cut off");
+        assert_eq!(
+            attrs["rtm"]["filename"], "notes",
+            "the inferred extension cut off"
+        );
         assert_eq!(attrs["rtm"]["ext"], "md");
         assert_eq!(emu.file(&emu.file_urls()[0]).unwrap(), b"# notes");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -926,7 +931,13 @@ fn many_callback_sends_share_one_gate_and_one_reaper() {
             );
         }
         for _ in 0..20 {
-            assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap().mtime > 0);
+            assert!(
+                rx.recv_timeout(Duration::from_secs(10))
+                    .unwrap()
+                    .unwrap()
+                    .mtime
+                    > 0
+            );
         }
         for other in &others {
             other

@@ -139,7 +139,6 @@ fn history_pages_of_100_in_both_directions() {
         let (chats, sizes) = read_all(chat.pages(|q| client.get_group_chat(7, 1000, q)));
         assert_eq!(sizes, [20, 20, 5, 0]);
         assert_eq!(text(&chats[0]), "c44");
-
     })
 }
 
@@ -467,9 +466,7 @@ fn binary_and_file_messages_round_trip() {
         client
             .send_group_message(1, 3, 41, msg, &SendOptions::default().attrs(attrs).mid(11))
             .unwrap();
-        let page = client
-            .get_group_chat(3, 1, &ChatQuery::default())
-            .unwrap();
+        let page = client.get_group_chat(3, 1, &ChatQuery::default()).unwrap();
         let m = &page.messages[0];
         assert_eq!(MessageType::of(m.mtype), MessageType::Audio);
         assert_eq!(m.attrs, r#"{"k":"v"}"#);
@@ -911,9 +908,13 @@ fn the_automatic_resend_carries_the_same_mid() {
         let (emu, client) = setup();
         let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
         let sink = seen.clone();
-        emu.set_quest_observer(Some(Arc::new(move |r: &rtm_server_sdk::emulator::QuestRecord| {
-            sink.lock().unwrap().push((r.method.clone(), r.params.clone()));
-        })));
+        emu.set_quest_observer(Some(Arc::new(
+            move |r: &rtm_server_sdk::emulator::QuestRecord| {
+                sink.lock()
+                    .unwrap()
+                    .push((r.method.clone(), r.params.clone()));
+            },
+        )));
         // One quest served per connection; the connection closes under the
         // next, unanswered: the client resends it on a new connection.
         emu.faults().set_drop_after(1);

@@ -449,7 +449,10 @@ mod tests {
             attrs: r#"{"k":1}"#.into(),
             ..FileOptions::default()
         };
-        let mtime = client.send_group_file(3, 9, b"hello", &options).unwrap().mtime;
+        let mtime = client
+            .send_group_file(3, 9, b"hello", &options)
+            .unwrap()
+            .mtime;
         client.send_files(3, &[4, 6], b"to two", &options).unwrap();
         let st = lock(&emu.shared.state);
         let log = &st.messages.log;

@@ -297,21 +297,10 @@ impl RtmServerClient {
     /// The callback form of [`get_p2p_chat`](Self::get_p2p_chat): sends the
     /// same quest and returns at once; `callback` receives the same result
     /// exactly once, on a callback thread.
-    pub fn get_p2p_chat_with_callback<F>(
-        &self,
-        uid: i64,
-        ouid: i64,
-        query: &ChatQuery,
-        callback: F,
-    ) where
+    pub fn get_p2p_chat_with_callback<F>(&self, uid: i64, ouid: i64, query: &ChatQuery, callback: F)
+    where
         F: FnOnce(Result<HistoryPage>) + Send + 'static,
     {
-        self.p2p_history_with_callback(
-            uid,
-            ouid,
-            &query.history(),
-            CHAT_MTYPES,
-            Box::new(callback),
-        )
+        self.p2p_history_with_callback(uid, ouid, &query.history(), CHAT_MTYPES, Box::new(callback))
     }
 }

@@ -712,8 +712,9 @@ mod tests {
         // inferred: `filename` without it.
         let md5 = md5_hex(b"hello");
         let sign = file_sign(&md5, "tok");
-        let recorded =
-            format!(r#"{{"custom":"","rtm":{{"ext":"txt","filename":"peer-file","sign":"{sign}"}}}}"#);
+        let recorded = format!(
+            r#"{{"custom":"","rtm":{{"ext":"txt","filename":"peer-file","sign":"{sign}"}}}}"#
+        );
         let inferred = FileOptions {
             name: Some("peer-file.txt".into()),
             ..FileOptions::default()
@@ -753,13 +754,19 @@ mod tests {
             name: Some("a.tar.gz".into()),
             ..Default::default()
         });
-        assert_eq!((&v["rtm"]["filename"], &v["rtm"]["ext"]), (&"a.tar".into(), &"gz".into()));
+        assert_eq!(
+            (&v["rtm"]["filename"], &v["rtm"]["ext"]),
+            (&"a.tar".into(), &"gz".into())
+        );
         let v = parsed(FileOptions {
             name: Some("a.tar.gz".into()),
             ext: Some(".bin".into()),
             ..Default::default()
         });
-        assert_eq!((&v["rtm"]["filename"], &v["rtm"]["ext"]), (&"a.tar.gz".into(), &"bin".into()));
+        assert_eq!(
+            (&v["rtm"]["filename"], &v["rtm"]["ext"]),
+            (&"a.tar.gz".into(), &"bin".into())
+        );
         // No extension to take: the name as it is, no `ext`.
         for name in ["README", ".profile", "notes.", "dir.d/README"] {
             let v = parsed(FileOptions {

@@ -98,8 +98,11 @@ impl Default for HistoryQuery {
 /// `num` asked for is not the last one: a server may cap its pages below
 /// `num` (the service at 20).
 fn next_cursor(last_id: i64, page: &HistoryPage) -> Option<(i64, i64, i64)> {
-    (!page.messages.is_empty() && page.last_id != last_id)
-        .then_some((page.last_id, page.begin, page.end))
+    (!page.messages.is_empty() && page.last_id != last_id).then_some((
+        page.last_id,
+        page.begin,
+        page.end,
+    ))
 }
 
 /// A query that can be paged: [`HistoryQuery`] and
@@ -651,9 +654,14 @@ mod tests {
         assert_eq!((next.last_id, next.begin, next.end, next.num), (9, 1, 2, 2));
         // A page shorter than `num` is not the last: a server may cap its
         // pages below `num`.
-        let after_short = q.next_page(&page(1, 9)).expect("a short page is not the last");
+        let after_short = q
+            .next_page(&page(1, 9))
+            .expect("a short page is not the last");
         assert_eq!(after_short.last_id, 9);
-        assert!(q.next_page(&page(0, 9)).is_none(), "an empty page is the last");
+        assert!(
+            q.next_page(&page(0, 9)).is_none(),
+            "an empty page is the last"
+        );
         assert!(
             next.next_page(&page(2, 9)).is_none(),
             "a cursor that does not move"
@@ -665,7 +673,10 @@ mod tests {
             ..Default::default()
         };
         let chat_next = chat.next_page(&page(1, 9)).unwrap();
-        assert_eq!((chat_next.last_id, chat_next.desc, chat_next.num), (9, false, 2));
+        assert_eq!(
+            (chat_next.last_id, chat_next.desc, chat_next.num),
+            (9, false, 2)
+        );
         assert!(chat.next_page(&page(0, 9)).is_none());
         // The iterator stops after an error.
         let mut calls = 0;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use rmpv::Value;
 use rtm_server_sdk::rtm::{
-    AudioOptions, ChatQuery, ClearProjectTarget, ConversationType, HistoryQuery, MediaSource, MsgCountOptions,
-    ProfanityAction, SendOptions, TextType, TranslateOptions,
+    AudioOptions, ChatQuery, ClearProjectTarget, ConversationType, HistoryQuery, MediaSource,
+    MsgCountOptions, ProfanityAction, SendOptions, TextType, TranslateOptions,
 };
 
 use crate::row;
