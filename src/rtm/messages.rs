@@ -2,7 +2,7 @@
 //! to a room, and to everyone (broadcast).
 //!
 //! Every send takes the body as `impl Into<MessageBody>` (text goes out as
-//! msgpack `str`, bytes as `bin`), and [`SendOptions`] (the `attrs`,
+//! msgpack `str`, bytes as `bin`), and [`SendOptions`](super::SendOptions) (the `attrs`,
 //! always sent, `""` by default, and an optional message id; a fresh one
 //! from [`next_mid`](super::next_mid) otherwise). Every send returns
 //! [`Sent`](super::Sent): the message id it was sent with and the server's
