@@ -362,7 +362,9 @@ impl SendOptions {
 /// with it: the service stores an id once per sender and conversation,
 /// and answers a repeat with
 /// [`RTM_EC_DUPLICATED_MID`](crate::codes::RTM_EC_DUPLICATED_MID)
-/// (200053), which for a retry means "already stored".
+/// (200053), which for a retry means "already stored". (A single call can
+/// get 200053 too: when its first attempt was stored but the answer was
+/// lost with the connection, the automatic resend carries the same id.)
 ///
 /// ```
 /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
@@ -421,7 +423,7 @@ macro_rules! send_methods {
             #[doc = ""]
             #[doc = "# Errors"]
             #[doc = ""]
-            #[doc = "The server's refusal ([`Error::Server`](crate::Error::Server), with its [code](crate::Error::code); [`RTM_EC_DUPLICATED_MID`](crate::codes::RTM_EC_DUPLICATED_MID) when this sender already used `options.mid` in this conversation), a timeout, a connection error, a malformed answer ([`Error::BadAnswer`](crate::Error::BadAnswer)), or [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a value the wire cannot carry (nothing is sent then)."]
+            #[doc = "The server's refusal ([`Error::Server`](crate::Error::Server), with its [code](crate::Error::code); [`RTM_EC_DUPLICATED_MID`](crate::codes::RTM_EC_DUPLICATED_MID) when this sender already used the message id in this conversation: the message is stored then, by an earlier call with the same `options.mid`, or by this call's first attempt when its answer was lost and the automatic resend was refused), a timeout, a connection error, a malformed answer ([`Error::BadAnswer`](crate::Error::BadAnswer)), or [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a value the wire cannot carry (nothing is sent then)."]
             pub fn $name(
                 &self,
                 $($arg: $ty,)*
