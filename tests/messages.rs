@@ -347,6 +347,33 @@ fn delete_edit_and_clean_are_visible_in_history() {
             .get_message(3, 1, 9, ConversationType::Group)
             .unwrap();
         assert_eq!((m.body.as_text(), m.attrs.as_str()), (Some("edited"), "e"));
+        // A binary body too.
+        client
+            .edit_message(
+                5,
+                1,
+                9,
+                ConversationType::Group,
+                &[0u8, 159, 255][..],
+                "",
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        let m = client
+            .get_message(5, 1, 9, ConversationType::Group)
+            .unwrap();
+        assert_eq!(m.body, MessageBody::Binary(vec![0, 159, 255]));
+        client
+            .edit_message(
+                5,
+                1,
+                9,
+                ConversationType::Group,
+                "m5",
+                "",
+                Duration::from_secs(60),
+            )
+            .unwrap();
         let chat = client.get_chat(4, 1, 9, ConversationType::Group).unwrap();
         assert_eq!((chat.body.as_text(), chat.mtype), (Some("m4"), 30));
         emu.advance_clock(Duration::from_secs(61));

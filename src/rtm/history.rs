@@ -616,15 +616,16 @@ rtm_methods! {
         answer: |_| Ok(()),
     }
 
-    /// Replaces the text and attrs of message `mid` sent by `from`, when it
+    /// Replaces the body and attrs of message `mid` sent by `from`, when it
     /// is at most `time_limit` old (`timeLimit`, whole seconds, a fraction
-    /// rounded up).
+    /// rounded up). The body is text or binary as for the sends (`"new
+    /// text"`, `&bytes[..]`, ...).
     fn edit_message / edit_message_with_callback
-        (mid: i64, from: i64, xid: i64, kind: ConversationType, msg: &str, attrs: &str, time_limit: Duration) -> () {
+        (mid: i64, from: i64, xid: i64, kind: ConversationType, msg: impl Into<MessageBody>, attrs: &str, time_limit: Duration) -> () {
         method: "editmsg",
         params: {
             "mid": mid, "from": from, "xid": xid, "type": kind,
-            "msg": msg, "attrs": attrs, "timeLimit": Seconds(time_limit),
+            "msg": Into::<MessageBody>::into(msg), "attrs": attrs, "timeLimit": Seconds(time_limit),
         },
         answer: |_| Ok(()),
     }

@@ -294,6 +294,9 @@ pub fn rows() -> Vec<Row> {
         row!("editmsg", edit_message / edit_message_with_callback (9, 1, 3, ConversationType::Room, "new", "a", Duration::from_millis(1500)),
             keys: [("mid", Int), ("from", Int), ("xid", Int), ("type", Int), ("msg", Str), ("attrs", Str), ("timeLimit", Int)], answer: [],
             extra: |e| { kind(3, 3)(e)?; is(e, "timeLimit", Value::from(2))?; is(e, "msg", Value::from("new")) }),
+        row!("editmsg", edit_message / edit_message_with_callback (9, 1, 3, ConversationType::Room, &[0u8, 255][..], "a", Duration::from_secs(60)),
+            keys: [("mid", Int), ("from", Int), ("xid", Int), ("type", Int), ("msg", Bin), ("attrs", Str), ("timeLimit", Int)], answer: [],
+            extra: |e| { is(e, "msg", Value::Binary(vec![0, 255]))?; is(e, "timeLimit", Value::from(60)) }),
         // ---- translation and moderation ----
         row!("translate", translate / translate_with_callback ("hi", None, "fr", TranslateOptions::default(), 0),
             keys: [("text", Str), ("dst", Str)],
