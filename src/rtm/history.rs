@@ -9,10 +9,11 @@
 //!
 //! A server may hold a page to fewer messages than `num` asks for (the
 //! service returns at most 20 per call, as its docs say, and the emulator
-//! does the same), so a page shorter than `num` is not taken as the last one: paging goes on
-//! from the answer's cursor until a page is empty (or its cursor does not
-//! move). Reading a whole history therefore ends with one call that
-//! returns an empty page. [`HistoryQuery::pages`] runs that loop:
+//! does the same), so a page shorter than `num` is not taken as the last
+//! one: paging goes on from the answer's cursor until a page is empty (or
+//! its cursor does not move). Reading a whole history therefore ends with
+//! one call that returns an empty page. [`HistoryQuery::pages`] runs that
+//! loop:
 //!
 //! ```
 //! # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
