@@ -195,7 +195,9 @@ send_methods! {
 
 rtm_methods! {
     /// A page of group `gid`'s chat history (the chat, command and file
-    /// types), read as user `uid`.
+    /// types), read as user `uid`: the same quest as
+    /// [`get_group_message`](Self::get_group_message) with those types (Go
+    /// has both).
     fn get_group_chat / get_group_chat_with_callback
         (gid: i64, uid: i64, query: &ChatQuery) -> HistoryPage {
         method: "getgroupmsg",
@@ -208,7 +210,9 @@ rtm_methods! {
     }
 
     /// A page of room `rid`'s chat history (the chat, command and file
-    /// types), read as user `uid`.
+    /// types), read as user `uid`: the same quest as
+    /// [`get_room_message`](Self::get_room_message) with those types (Go
+    /// has both).
     fn get_room_chat / get_room_chat_with_callback
         (rid: i64, uid: i64, query: &ChatQuery) -> HistoryPage {
         method: "getroommsg",
@@ -221,7 +225,9 @@ rtm_methods! {
     }
 
     /// A page of the broadcast chat history (the chat, command and file
-    /// types), read as user `uid`.
+    /// types), read as user `uid`: the same quest as
+    /// [`get_broadcast_message`](Self::get_broadcast_message) with those
+    /// types (Go has both).
     fn get_broadcast_chat / get_broadcast_chat_with_callback
         (uid: i64, query: &ChatQuery) -> HistoryPage {
         method: "getbroadcastmsg",
@@ -280,8 +286,9 @@ rtm_methods! {
 
 impl RtmServerClient {
     /// A page of the P2P chat history between `uid` and `ouid` (the chat,
-    /// command and file types); see
-    /// [`get_p2p_message`](Self::get_p2p_message).
+    /// command and file types): the same quest as
+    /// [`get_p2p_message`](Self::get_p2p_message) with those types (Go has
+    /// both).
     ///
     /// Quest `getp2pmsg`. The callback form is
     /// [`get_p2p_chat_with_callback`](Self::get_p2p_chat_with_callback).
