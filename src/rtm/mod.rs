@@ -33,7 +33,7 @@ pub mod voice;
 
 pub use auth::{next_salt, sign, unix_seconds};
 pub use chat::ChatQuery;
-pub use client::RtmServerClient;
+pub use client::{RtmServerClient, WeakRtmServerClient};
 pub use devices::{DevicePushOptions, PushOptionType};
 pub use files::{AudioInfo, FileOptions, FileType, DEFAULT_FILE_GATE_IDLE, FILE_SEND_TIMEOUT};
 pub use groups::GroupInfo;
