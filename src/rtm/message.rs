@@ -355,12 +355,15 @@ impl SendOptions {
 ///
 /// # Retrying a send safely
 ///
-/// A send that fails with a timeout or a connection error may still have
-/// been stored (its answer may have been lost), and a new call draws a
-/// new id: retried that way, the message could be stored twice. To retry
-/// safely, choose the id before the first attempt and send every attempt
-/// with it: the service stores an id once per sender and conversation,
-/// and answers a repeat with
+/// A send whose error says it may have been processed
+/// ([`Error::delivery`](crate::Error::delivery) is
+/// [`Delivery::MayHaveBeenProcessed`](crate::Delivery::MayHaveBeenProcessed):
+/// the quest was written and its answer was lost, or did not come in time)
+/// may still have been stored, and a new call draws a new id: retried
+/// that way, the message could be stored twice. To retry safely, choose
+/// the id before the first attempt and send every attempt with it: the
+/// service stores an id once per sender and conversation, and answers a
+/// repeat with
 /// [`RTM_EC_DUPLICATED_MID`](crate::codes::RTM_EC_DUPLICATED_MID)
 /// (200053), which for a retry means "already stored". (A single call can
 /// get 200053 too: when its first attempt was stored but the answer was
@@ -369,21 +372,23 @@ impl SendOptions {
 /// ```
 /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
 /// # let client = rtm_server_sdk::RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
-/// use rtm_server_sdk::codes;
 /// use rtm_server_sdk::rtm::{next_mid, SendOptions};
-/// let options = SendOptions::default().mid(next_mid());
+/// use rtm_server_sdk::{codes, Delivery};
+/// let mid = next_mid();
+/// let options = SendOptions::default().mid(mid);
 /// let mut attempts = 0;
-/// let mid = loop {
+/// let stored = loop {
 ///     attempts += 1;
 ///     match client.send_chat(1001, 1002, "hello", &options) {
 ///         Ok(sent) => break sent.mid,
 ///         // An earlier attempt was stored.
-///         Err(e) if e.code() == Some(codes::RTM_EC_DUPLICATED_MID) => break options.mid.unwrap(),
-///         Err(e) if (e.is_timeout() || e.is_connection_error()) && attempts < 3 => continue,
+///         Err(e) if e.code() == Some(codes::RTM_EC_DUPLICATED_MID) => break mid,
+///         // No answer (or never sent): the same id again.
+///         Err(e) if e.delivery() != Delivery::Answered && attempts < 3 => continue,
 ///         Err(e) => return Err(e),
 ///     }
 /// };
-/// assert_eq!(Some(mid), options.mid);
+/// assert_eq!(stored, mid);
 /// # Ok::<(), rtm_server_sdk::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
