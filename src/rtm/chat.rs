@@ -55,6 +55,13 @@ const CHAT_MTYPES: &[i64] = &MessageType::CHAT_MTYPES;
 /// assert_eq!(texts.len(), 3);
 /// # Ok::<(), rtm_server_sdk::Error>(())
 /// ```
+///
+/// It has no type filter to set (and so none to be ignored):
+///
+/// ```compile_fail
+/// use rtm_server_sdk::rtm::ChatQuery;
+/// let query = ChatQuery { mtypes: vec![51], ..Default::default() };
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ChatQuery {
     /// Newest first (`true`, the default) or oldest first.
