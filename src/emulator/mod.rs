@@ -144,6 +144,7 @@ pub mod server;
 
 pub mod families;
 
+mod auth;
 mod membership;
 mod options;
 mod params;
