@@ -1,7 +1,10 @@
 //! What a real backend does with RTM: at a user's login (a token, user
-//! info, friends, saved data) and when it sets up a group chat (a group
+//! info, friends, saved data), when it sets up a group chat (a group
 //! with members, a room, a message and a shared file, read back from
-//! history and received as pushes).
+//! history and received as pushes), when a phone registers for offline
+//! pushes (devices and push options), when it moderates what users send
+//! (text checks, profanity, translation), and when it keeps IM groups on
+//! the IM server (infos, grants, members).
 //!
 //! With `RTM_ENDPOINT`, `RTM_PID` and `RTM_SECRET` set, it talks to that
 //! server; otherwise it starts the built-in emulator on 127.0.0.1:
@@ -16,11 +19,13 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use rtm_server_sdk::rtm::{
-    FileOptions, HistoryQuery, ListenTargets, PushHandler, PushMessage, SendOptions,
+    ChatQuery, FileOptions, ListenTargets, PushHandler, PushMessage, PushOptionType, SendOptions,
+    TranslateOptions,
 };
 use rtm_server_sdk::{Result, RtmServerClient};
 
@@ -49,14 +54,17 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
-    let target = common::target(); // keeps an emulator running until the end
     let uids = common::ids("RTM_UIDS", &[201, 202, 203]);
     let gid = common::id("RTM_GROUP", 700001);
+    let target = common::target(); // keeps an emulator running until the end
     let client = target.connect()?;
 
     let (me, others) = uids.split_first().expect("at least one uid");
     login(&client, *me, others)?;
     group_chat(&client, gid, &uids)?;
+    devices(&client, *me, gid)?;
+    moderation(&client, *me)?;
+    im_server(&client, gid, &uids)?;
     client.close();
     println!("\ndone");
     Ok(())
@@ -118,20 +126,26 @@ fn group_chat(client: &RtmServerClient, gid: i64, uids: &[i64]) -> Result<()> {
     client.set_push_handler(GroupPushes);
     client.add_listen(&ListenTargets::new().groups([gid]))?;
     let from = uids[0];
-    let mtime = client.send_group_chat(
+    let sent = client.send_group_chat(
         from,
         gid,
         "Welcome to the book club!",
         &SendOptions::default(),
     )?;
-    println!("send_group_chat({from}, {gid}, ...): mtime {mtime}");
+    println!(
+        "send_group_chat({from}, {gid}, ...): mid {}, mtime {}",
+        sent.mid, sent.mtime
+    );
     let notes = FileOptions {
         name: Some("reading-list.txt".into()),
         ..Default::default()
     };
-    let mtime = client.send_group_file(from, gid, b"1. Dune\n2. Emma\n", &notes)?;
-    println!("send_group_file({from}, {gid}, reading-list.txt): mtime {mtime}");
-    let page = client.get_group_chat(gid, from, &HistoryQuery::default())?;
+    let sent = client.send_group_file(from, gid, b"1. Dune\n2. Emma\n", &notes)?;
+    println!(
+        "send_group_file({from}, {gid}, reading-list.txt): mid {}, mtime {}",
+        sent.mid, sent.mtime
+    );
+    let page = client.get_group_chat(gid, from, &ChatQuery::default())?;
     println!(
         "get_group_chat({gid}): {} messages, newest first",
         page.messages.len()
@@ -148,5 +162,84 @@ fn group_chat(client: &RtmServerClient, gid: i64, uids: &[i64]) -> Result<()> {
     }
     // Give the pushes a moment to be printed before the client closes.
     std::thread::sleep(Duration::from_millis(200));
+    Ok(())
+}
+
+/// A user's phone registers for offline pushes, and the user mutes the
+/// group's messages but keeps the chat texts of one friend.
+fn devices(client: &RtmServerClient, uid: i64, gid: i64) -> Result<()> {
+    println!("\n-- devices of user {uid} --");
+    let token = format!("device-token-of-{uid}");
+    client.add_device(uid, "fcm", &token)?;
+    println!("add_device({uid}, \"fcm\", {token:?}): ok");
+    client.add_device_push_option(uid, PushOptionType::Group, gid, &[])?;
+    client.add_device_push_option(uid, PushOptionType::P2p, uid + 1, &[30])?;
+    let options = client.get_device_push_option(uid)?;
+    println!(
+        "get_device_push_option({uid}): groups {:?}, peers {:?}",
+        options.group, options.p2p
+    );
+    client.remove_device_push_option(uid, PushOptionType::Group, gid, &[])?;
+    client.remove_device(uid, &token)?;
+    println!("remove_device_push_option, remove_device: ok");
+    Ok(())
+}
+
+/// What users send is checked before it is shown: a text check, the
+/// profanity filter, and a translation for a reader of another language.
+fn moderation(client: &RtmServerClient, uid: i64) -> Result<()> {
+    println!("\n-- moderation --");
+    let text = "that damn book was great";
+    let check = client.text_check(text, uid)?;
+    println!(
+        "text_check({text:?}): result {}, text {:?}, tags {:?}",
+        check.result, check.text, check.tags
+    );
+    let clean = client.profanity(text, true, uid)?;
+    println!(
+        "profanity({text:?}): {:?}, classes {:?}",
+        clean.text, clean.classification
+    );
+    let t = client.translate(&clean.text, None, "fr", TranslateOptions::default(), uid)?;
+    println!(
+        "translate(.., \"fr\"): {:?} (from {:?})",
+        t.target_text, t.source
+    );
+    Ok(())
+}
+
+/// The IM server keeps IM groups of its own: an owner, infos,
+/// permissions, who may apply and invite, and the members.
+fn im_server(client: &RtmServerClient, gid: i64, uids: &[i64]) -> Result<()> {
+    println!("\n-- IM group {gid} --");
+    let (owner, members) = (uids[0], &uids[1..]);
+    let infos = HashMap::from([("name".to_string(), "Book club".to_string())]);
+    let permissions = HashMap::from([("post".to_string(), "members".to_string())]);
+    client.imserver_create_group(gid, owner, &infos, &permissions)?;
+    println!("imserver_create_group({gid}, owner {owner}): ok");
+    client.imserver_add_group_members(gid, members)?;
+    println!("imserver_add_group_members({gid}, {members:?}): ok");
+    // Who may apply to and invite into the group (`type` and the grant
+    // values are the IM server's codes; no official source documents them,
+    // so these are placeholders).
+    client.imserver_set_apply_grant(2, gid, 1, None)?;
+    client.imserver_set_invite_grant(2, gid, 1, 0)?;
+    println!(
+        "apply grant {}, invite grant {:?}",
+        client.imserver_get_apply_grant(2, gid)?,
+        client.imserver_get_invite_grant(2, gid)?
+    );
+    let user_infos = HashMap::from([("nickname".to_string(), "Alice".to_string())]);
+    client.imserver_set_user_infos(owner, &user_infos)?;
+    println!(
+        "imserver_get_group_infos([{gid}]): {:?}",
+        client.imserver_get_group_infos(&[gid])?
+    );
+    println!(
+        "imserver_get_user_infos([{owner}]): {:?}",
+        client.imserver_get_user_infos(&[owner])?
+    );
+    client.imserver_dismiss_group(gid)?;
+    println!("imserver_dismiss_group({gid}): ok");
     Ok(())
 }

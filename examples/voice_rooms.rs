@@ -40,9 +40,9 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
-    let target = common::target(); // keeps an emulator running until the end
     let rid = common::id("RTM_ROOM", 900001);
     let uids = common::ids("RTM_UIDS", &[101, 102, 103]);
+    let target = common::target(); // keeps an emulator running until the end
     let (first, rest) = uids.split_first().expect("at least one uid");
 
     let client = target.connect()?;

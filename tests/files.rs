@@ -18,7 +18,7 @@ use md5::{Digest, Md5};
 use rmpv::Value;
 use rtm_server_sdk::emulator::{FpnnServer, Reply, RtmEmulator, ServerConn, ServerOptions};
 use rtm_server_sdk::fpnn::codec::{encode_answer, map_get, Decoder, Frame, Quest};
-use rtm_server_sdk::rtm::{AudioInfo, FileOptions, FileType, ListenTargets, PushMessage};
+use rtm_server_sdk::rtm::{AudioInfo, FileOptions, FileType, ListenTargets, PushMessage, Sent};
 use rtm_server_sdk::{codes, ClientConfig, Error, FpnnClient, Result, RtmServerClient};
 
 const PID: i64 = 11000001;
@@ -65,7 +65,7 @@ fn send_by(
     callback: bool,
     content: &[u8],
     options: &FileOptions,
-) -> Result<i64> {
+) -> Result<Sent> {
     let c = client.clone();
     let content = content.to_vec();
     let options = options.clone();
@@ -118,8 +118,8 @@ fn step_two_quests_carry_the_table_keys_and_types() {
                     ..FileOptions::default()
                 };
                 emu.clear_received();
-                let mtime = send_by(&client, kind, callback, &content, &options).unwrap();
-                assert!(mtime > 0);
+                let sent = send_by(&client, kind, callback, &content, &options).unwrap();
+                assert!(sent.mtime > 0);
 
                 // Step 1 went to the RTM connection, signed.
                 let step1: Vec<_> = emu
@@ -156,6 +156,7 @@ fn step_two_quests_carry_the_table_keys_and_types() {
                     assert_eq!(map_get(&payload, k), Some(v));
                 }
                 assert!(mids.insert(i(&payload, "mid")), "mids are unique");
+                assert_eq!(i(&payload, "mid"), sent.mid, "the send returns its mid");
                 assert_eq!(
                     map_get(&payload, "file"),
                     Some(&Value::Binary(content.clone())),
@@ -169,7 +170,9 @@ fn step_two_quests_carry_the_table_keys_and_types() {
                 assert_eq!(attrs["custom"], serde_json::json!({"k": "v", "n": [1, 2]}));
                 let rtm = &attrs["rtm"];
                 assert_eq!(rtm["sign"], expected_sign(&content, &token));
-                assert_eq!(rtm["filename"], "voice.amr");
+                // The extension is inferred from the name and cut off it,
+                // as Go sends it.
+                assert_eq!(rtm["filename"], "voice");
                 assert_eq!(rtm["ext"], "amr");
                 assert_eq!(rtm["type"], "audiomsg");
                 assert_eq!(rtm["codec"], "amr-wb");
@@ -224,7 +227,7 @@ fn five_mib_files_from_four_threads_arrive_intact() {
             })
             .collect();
         for t in threads {
-            assert!(t.join().unwrap().unwrap() > 0);
+            assert!(t.join().unwrap().unwrap().mtime > 0);
         }
         let urls = emu.file_urls();
         assert_eq!(urls.len(), 4);
@@ -341,10 +344,10 @@ fn a_gate_closing_mid_send_fails_that_file_only() {
             "failed at once"
         );
         // The next file goes through a new gate connection.
-        let mtime = client
+        let sent = client
             .send_file(1, 2, b"small", &FileOptions::default())
             .unwrap();
-        assert_eq!(mtime, 42);
+        assert_eq!(sent.mtime, 42);
         client.close();
         let quest = gate_thread.join().unwrap();
         assert_eq!(quest.method, "sendfile");
@@ -385,7 +388,7 @@ fn a_dead_gate_connection_is_redialed_and_the_rtm_connection_stays() {
         let r = via_callback(|done| {
             client.send_file_with_callback(1, 2, b"four", &FileOptions::default(), done)
         });
-        assert!(r.unwrap() > 0);
+        assert!(r.unwrap().mtime > 0);
         assert_eq!(emu.file_gate().connection_count(), 3);
         let stored: Vec<Vec<u8>> = emu
             .file_urls()
@@ -717,7 +720,7 @@ fn an_oversize_file_is_refused_before_anything_is_sent() {
             ClientConfig::default().max_send_payload(max),
         )
         .unwrap();
-        let check = |r: Result<i64>, len: usize| match r {
+        let check = |r: Result<Sent>, len: usize| match r {
             Err(Error::InvalidArgument(why)) => {
                 assert!(
                     why.contains(&len.to_string()) && why.contains(&max.to_string()),
@@ -816,11 +819,17 @@ fn a_sent_file_comes_back_as_a_file_message() {
             attrs: "plain words".into(),
             ..FileOptions::default()
         };
-        let mtime = sender.send_group_file(1, 7, &content, &options).unwrap();
+        let sent = sender.send_group_file(1, 7, &content, &options).unwrap();
         let pushed = pushes.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(
-            (pushed.from, pushed.to, pushed.mtype, pushed.mtime),
-            (1, 7, 50, mtime)
+            (
+                pushed.from,
+                pushed.to,
+                pushed.mtype,
+                pushed.mid,
+                pushed.mtime
+            ),
+            (1, 7, 50, sent.mid, sent.mtime)
         );
         let msg: serde_json::Value = serde_json::from_str(pushed.body.as_text().unwrap()).unwrap();
         let url = msg["url"].as_str().unwrap();
@@ -830,10 +839,7 @@ fn a_sent_file_comes_back_as_a_file_message() {
         // The push's typed file description, and the user's own attrs.
         let file = pushed.file.clone().expect("a typed file description");
         assert_eq!((file.url.as_str(), file.size), (url, content.len() as i64));
-        assert_eq!(
-            (file.name.as_str(), file.ext.as_str()),
-            ("report.pdf", "pdf")
-        );
+        assert_eq!((file.name.as_str(), file.ext.as_str()), ("report", "pdf"));
         assert_eq!(pushed.attrs, "plain words", "the user's own attrs");
         // And the same through history.
         let page = sender
@@ -843,18 +849,25 @@ fn a_sent_file_comes_back_as_a_file_message() {
         assert_eq!(stored.file.as_ref(), Some(&file));
         assert_eq!(stored.attrs, "plain words");
 
-        // An image to user 2, by the callback form: the P2P push, with a
+        // An image to user 2, by the callback form, with a chosen mid and
+        // an explicit extension (the name sent whole): the P2P push, with a
         // thumbnail URL.
         let image = FileOptions {
             name: Some("cat.png".into()),
+            ext: Some("png".into()),
             mtype: FileType::Image,
+            mid: Some(4242),
             ..FileOptions::default()
         };
-        let mtime =
-            via_callback(|done| sender.send_file_with_callback(1, 2, b"png!", &image, done))
-                .unwrap();
+        let sent = via_callback(|done| sender.send_file_with_callback(1, 2, b"png!", &image, done))
+            .unwrap();
+        assert_eq!(sent.mid, 4242);
         let pushed = pushes.recv_timeout(Duration::from_secs(5)).unwrap();
-        assert_eq!((pushed.to, pushed.mtype, pushed.mtime), (2, 40, mtime));
+        assert_eq!(
+            (pushed.to, pushed.mtype, pushed.mid, pushed.mtime),
+            (2, 40, 4242, sent.mtime)
+        );
+        assert_eq!(pushed.file.as_ref().unwrap().name, "cat.png");
         let msg: serde_json::Value = serde_json::from_str(pushed.body.as_text().unwrap()).unwrap();
         assert_eq!(msg["size"], 4);
         assert_eq!(msg["surl"], msg["url"]);
@@ -876,7 +889,10 @@ fn a_path_is_read_and_named() {
         client.send_broadcast_file(1, &content, &options).unwrap();
         let (_, payload) = last_gate_quest(&emu);
         let attrs: serde_json::Value = serde_json::from_str(&s(&payload, "attrs")).unwrap();
-        assert_eq!(attrs["rtm"]["filename"], "notes.md");
+        assert_eq!(
+            attrs["rtm"]["filename"], "notes",
+            "the inferred extension cut off"
+        );
         assert_eq!(attrs["rtm"]["ext"], "md");
         assert_eq!(emu.file(&emu.file_urls()[0]).unwrap(), b"# notes");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -918,7 +934,13 @@ fn many_callback_sends_share_one_gate_and_one_reaper() {
             );
         }
         for _ in 0..20 {
-            assert!(rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap() > 0);
+            assert!(
+                rx.recv_timeout(Duration::from_secs(10))
+                    .unwrap()
+                    .unwrap()
+                    .mtime
+                    > 0
+            );
         }
         for other in &others {
             other

@@ -10,9 +10,10 @@ use std::time::Duration;
 use common::{wait_until, watchdog};
 use rtm_server_sdk::emulator::RtmEmulator;
 use rtm_server_sdk::rtm::{
-    next_mid, AudioOptions, ClearProjectTarget, ConversationType, HistoryMessage, HistoryQuery,
-    ListenTargets, MediaSource, MessageBody, MessageType, MsgCountOptions, P2pDirection,
-    ProfanityAction, PushHandler, PushMessage, SendOptions, TranslateOptions,
+    next_mid, AudioOptions, ChatQuery, ClearProjectTarget, ConversationType, HistoryMessage,
+    HistoryPages, HistoryQuery, ListenTargets, MediaSource, MessageBody, MessageType,
+    MsgCountOptions, P2pDirection, PagedQuery, ProfanityAction, PushHandler, PushMessage,
+    SendOptions, Sent, TranslateOptions,
 };
 use rtm_server_sdk::{codes, ClientConfig, RtmServerClient};
 
@@ -27,24 +28,26 @@ fn text(m: &HistoryMessage) -> &str {
     m.body.as_text().unwrap()
 }
 
-/// Reads every page of a query; checks that each page but the last is
-/// full.
-fn read_all(
-    query: HistoryQuery,
-    fetch: impl FnMut(&HistoryQuery) -> rtm_server_sdk::Result<rtm_server_sdk::rtm::HistoryPage>,
+/// Reads every page of a query; checks that every page holds what it
+/// says, that no page is longer than the emulator's cap of 20 (whatever
+/// `num` asked for) and that paging stopped at the first empty page.
+fn read_all<Q: PagedQuery>(
+    pages: HistoryPages<
+        impl FnMut(&Q) -> rtm_server_sdk::Result<rtm_server_sdk::rtm::HistoryPage>,
+        Q,
+    >,
 ) -> (Vec<HistoryMessage>, Vec<usize>) {
-    let num = query.num as usize;
     let mut all = Vec::new();
     let mut sizes = Vec::new();
-    for page in query.pages(fetch) {
+    for page in pages {
         let page = page.unwrap();
         assert_eq!(page.num as usize, page.messages.len());
+        assert!(page.messages.len() <= 20, "the emulator caps pages at 20");
         sizes.push(page.messages.len());
         all.extend(page.messages);
     }
-    for s in &sizes[..sizes.len() - 1] {
-        assert_eq!(*s, num);
-    }
+    assert_eq!(sizes.last(), Some(&0), "the last page is the empty one");
+    assert!(sizes[..sizes.len() - 1].iter().all(|&s| s > 0));
     (all, sizes)
 }
 
@@ -55,17 +58,10 @@ fn history_pages_of_100_in_both_directions() {
         let mut mids = Vec::new();
         for i in 0..250 {
             let options = SendOptions::default().attrs(format!("a{i}"));
-            let mid = next_mid();
-            mids.push(mid);
-            client
-                .send_group_message(
-                    1000 + i % 3,
-                    7,
-                    51,
-                    format!("m{i}"),
-                    &options.clone().mid(mid),
-                )
+            let sent = client
+                .send_group_message(1000 + i % 3, 7, 51, format!("m{i}"), &options)
                 .unwrap();
+            mids.push(sent.mid);
         }
         // Another group's messages are not in this history.
         client
@@ -77,8 +73,11 @@ fn history_pages_of_100_in_both_directions() {
             num: 100,
             ..Default::default()
         };
-        let (all, sizes) = read_all(asc, |q| client.get_group_message(7, 1000, q));
-        assert_eq!(sizes, [100, 100, 50]);
+        let (all, sizes) = read_all(asc.pages(|q| client.get_group_message(7, 1000, q)));
+        // Twelve pages of 20 (the server's cap, not `num`), 10, then empty.
+        let mut want_sizes = vec![20; 12];
+        want_sizes.extend([10, 0]);
+        assert_eq!(sizes, want_sizes);
         let texts: Vec<&str> = all.iter().map(text).collect();
         let want: Vec<String> = (0..250).map(|i| format!("m{i}")).collect();
         assert_eq!(texts, want, "every message once, oldest first");
@@ -111,7 +110,15 @@ fn history_pages_of_100_in_both_directions() {
         assert_eq!(texts, want, "every message once, newest first");
         let ids: HashSet<i64> = desc.iter().map(|m| m.id).collect();
         assert_eq!(ids.len(), 250);
-
+        // And through `pages()`, newest first, and the chat form.
+        let query = HistoryQuery {
+            num: 100,
+            ..Default::default()
+        };
+        let (desc, _) = read_all(query.pages(|q| client.get_group_message(7, 1000, q)));
+        assert_eq!(desc.len(), 250);
+        assert_eq!(text(&desc[0]), "m249");
+        assert_eq!(text(&desc[249]), "m0");
         // The callback form reads the same first page.
         let (tx, rx) = std::sync::mpsc::channel();
         client.get_group_message_with_callback(7, 1000, &HistoryQuery::default(), move |r| {
@@ -120,6 +127,18 @@ fn history_pages_of_100_in_both_directions() {
         let page = rx.recv().unwrap().unwrap();
         assert_eq!(page.messages.len(), 20);
         assert_eq!(text(&page.messages[0]), "m249");
+        let chat = ChatQuery {
+            num: 100,
+            ..Default::default()
+        };
+        for i in 0..45 {
+            client
+                .send_group_chat(1, 7, format!("c{i}"), &SendOptions::default())
+                .unwrap();
+        }
+        let (chats, sizes) = read_all(chat.pages(|q| client.get_group_chat(7, 1000, q)));
+        assert_eq!(sizes, [20, 20, 5, 0]);
+        assert_eq!(text(&chats[0]), "c44");
     })
 }
 
@@ -143,8 +162,8 @@ fn p2p_history_holds_both_directions() {
             num: 3,
             ..Default::default()
         };
-        let (all, sizes) = read_all(query.clone(), |q| client.get_p2p_message(1, 2, q));
-        assert_eq!(sizes, [3, 3, 3, 1]);
+        let (all, sizes) = read_all(query.pages(|q| client.get_p2p_message(1, 2, q)));
+        assert_eq!(sizes, [3, 3, 3, 1, 0]);
         assert_eq!(all.len(), 10);
         for (i, m) in all.iter().enumerate() {
             let sent = i % 2 == 0;
@@ -165,7 +184,12 @@ fn p2p_history_holds_both_directions() {
         assert_eq!(page.messages[0].direction, Some(P2pDirection::Sent));
         assert_eq!(page.messages[0].from, 2);
         // The chat form: only the chat messages (mtype 30), sent by 1.
-        let (chat, _) = read_all(query, |q| client.get_p2p_chat(2, 1, q));
+        let chat_query = ChatQuery {
+            desc: false,
+            num: 3,
+            ..Default::default()
+        };
+        let (chat, _) = read_all(chat_query.pages(|q| client.get_p2p_chat(2, 1, q)));
         assert_eq!(chat.len(), 5);
         assert!(chat
             .iter()
@@ -182,7 +206,8 @@ fn filters_windows_and_counts() {
         let (emu, client) = setup();
         let first = client
             .send_room_message(1, 5, 51, "early", &SendOptions::default())
-            .unwrap();
+            .unwrap()
+            .mtime;
         client
             .send_room_chat(2, 5, "chat", &SendOptions::default())
             .unwrap();
@@ -192,7 +217,8 @@ fn filters_windows_and_counts() {
         emu.advance_clock(Duration::from_secs(60));
         let later = client
             .send_room_message(3, 5, 52, "late", &SendOptions::default())
-            .unwrap();
+            .unwrap()
+            .mtime;
         assert!(later >= first + 60_000);
 
         let q = |mtypes: Vec<i64>, begin: i64, end: i64| HistoryQuery {
@@ -216,12 +242,13 @@ fn filters_windows_and_counts() {
         assert_eq!(texts(&q(vec![], later, 0)), ["late"]);
         assert_eq!(texts(&q(vec![], 0, later - 1)), ["early", "chat", "cmd"]);
         assert_eq!(texts(&q(vec![51], 0, later - 1)), ["early"]);
-        let chat = client.get_room_chat(5, 1, &q(vec![51], 0, 0)).unwrap();
-        assert_eq!(
-            chat.messages.len(),
-            2,
-            "chat and cmd; the query's mtypes are not used"
-        );
+        let chat_query = ChatQuery {
+            desc: false,
+            ..Default::default()
+        };
+        let chat = client.get_room_chat(5, 1, &chat_query).unwrap();
+        let texts: Vec<&str> = chat.messages.iter().map(text).collect();
+        assert_eq!(texts, ["chat", "cmd"], "the chat types only");
 
         let count = |options: &MsgCountOptions| {
             client
@@ -320,6 +347,33 @@ fn delete_edit_and_clean_are_visible_in_history() {
             .get_message(3, 1, 9, ConversationType::Group)
             .unwrap();
         assert_eq!((m.body.as_text(), m.attrs.as_str()), (Some("edited"), "e"));
+        // A binary body too.
+        client
+            .edit_message(
+                5,
+                1,
+                9,
+                ConversationType::Group,
+                &[0u8, 159, 255][..],
+                "",
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        let m = client
+            .get_message(5, 1, 9, ConversationType::Group)
+            .unwrap();
+        assert_eq!(m.body, MessageBody::Binary(vec![0, 159, 255]));
+        client
+            .edit_message(
+                5,
+                1,
+                9,
+                ConversationType::Group,
+                "m5",
+                "",
+                Duration::from_secs(60),
+            )
+            .unwrap();
         let chat = client.get_chat(4, 1, 9, ConversationType::Group).unwrap();
         assert_eq!((chat.body.as_text(), chat.mtype), (Some("m4"), 30));
         emu.advance_clock(Duration::from_secs(61));
@@ -439,9 +493,7 @@ fn binary_and_file_messages_round_trip() {
         client
             .send_group_message(1, 3, 41, msg, &SendOptions::default().attrs(attrs).mid(11))
             .unwrap();
-        let page = client
-            .get_group_chat(3, 1, &HistoryQuery::default())
-            .unwrap();
+        let page = client.get_group_chat(3, 1, &ChatQuery::default()).unwrap();
         let m = &page.messages[0];
         assert_eq!(MessageType::of(m.mtype), MessageType::Audio);
         assert_eq!(m.attrs, r#"{"k":"v"}"#);
@@ -490,15 +542,8 @@ fn a_sent_message_arrives_once_as_a_push() {
         client
             .add_listen(&ListenTargets::new().groups([7]).users([2]))
             .unwrap();
-        let mid = next_mid();
-        let mtime = client
-            .send_group_message(
-                1,
-                7,
-                51,
-                "hello group",
-                &SendOptions::default().attrs("x").mid(mid),
-            )
+        let sent = client
+            .send_group_message(1, 7, 51, "hello group", &SendOptions::default().attrs("x"))
             .unwrap();
         // Not listened to: no push.
         client
@@ -516,7 +561,7 @@ fn a_sent_message_arrives_once_as_a_push() {
         let m = &group[0];
         assert_eq!(
             (m.from, m.to, m.mtype, m.mid, m.mtime),
-            (1, 7, 51, mid, mtime)
+            (1, 7, 51, sent.mid, sent.mtime)
         );
         assert_eq!(m.body, MessageBody::Text("hello group".into()));
         assert_eq!(m.attrs, "x");
@@ -808,5 +853,120 @@ fn the_emulator_refuses_bad_input() {
         // The message sent above is still there, unedited.
         let m = client.get_message(1, 1, 2, ConversationType::P2p).unwrap();
         assert_eq!(m.body.as_text(), Some("x"));
+    })
+}
+
+#[test]
+fn every_send_returns_the_mid_it_stored() {
+    watchdog(Duration::from_secs(30), || {
+        let (_emu, client) = setup();
+        let none = SendOptions::default();
+        let read = |sent: Sent, from: i64, xid: i64, kind: ConversationType, body: &str| {
+            assert!(sent.mid > 0 && sent.mtime > 0, "{sent:?}");
+            let m = client.get_message(sent.mid, from, xid, kind).unwrap();
+            assert_eq!(m.body.as_text(), Some(body));
+            assert_eq!(m.mtime, sent.mtime);
+        };
+        let s = client.send_message(1, 2, 51, "p2p", &none).unwrap();
+        read(s, 1, 2, ConversationType::P2p, "p2p");
+        let s = client.send_chat(1, 3, "chat", &none).unwrap();
+        read(s, 1, 3, ConversationType::P2p, "chat");
+        let s = client.send_cmds(1, &[4, 5], "cmds", &none).unwrap();
+        read(s, 1, 4, ConversationType::P2p, "cmds");
+        read(s, 1, 5, ConversationType::P2p, "cmds");
+        let s = client.send_group_message(1, 7, 51, "group", &none).unwrap();
+        read(s, 1, 7, ConversationType::Group, "group");
+        let s = client.send_room_chat(1, 8, "room", &none).unwrap();
+        read(s, 1, 8, ConversationType::Room, "room");
+        let s = client.send_broadcast_cmd(1, "all", &none).unwrap();
+        read(s, 1, 0, ConversationType::Broadcast, "all");
+        // A chosen mid comes back as it was.
+        let s = client
+            .send_group_chat(1, 7, "chosen", &SendOptions::default().mid(77))
+            .unwrap();
+        assert_eq!(s.mid, 77);
+        read(s, 1, 7, ConversationType::Group, "chosen");
+        // The callback form too; each send draws its own mid.
+        let s = common::via_callback(|cb| {
+            client.send_room_message_with_callback(1, 8, 60, "callback", &none, cb)
+        })
+        .unwrap();
+        read(s, 1, 8, ConversationType::Room, "callback");
+        let t = common::via_callback(|cb| client.send_chats_with_callback(1, &[2], "x", &none, cb))
+            .unwrap();
+        assert_ne!(s.mid, t.mid);
+        // The edit and delete methods find the message by the returned mid.
+        client.del_room_message(s.mid, 1, 8).unwrap();
+        let err = client
+            .get_message(s.mid, 1, 8, ConversationType::Room)
+            .unwrap_err();
+        assert_eq!(err.code(), Some(codes::RTM_EC_MESSAGE_NOT_FOUND));
+    })
+}
+
+#[test]
+fn a_send_retried_with_its_mid_is_stored_once() {
+    watchdog(Duration::from_secs(30), || {
+        let (emu, client) = setup();
+        let options = SendOptions::default().mid(next_mid());
+        let first = client.send_group_chat(1, 7, "once", &options).unwrap();
+        assert_eq!(Some(first.mid), options.mid);
+        // The retry (say, after a timeout whose answer was lost) is refused
+        // as a duplicate: the message is already stored.
+        let err = client.send_group_chat(1, 7, "once", &options).unwrap_err();
+        assert_eq!(err.code(), Some(codes::RTM_EC_DUPLICATED_MID));
+        let err = common::via_callback(|cb| {
+            client.send_group_chat_with_callback(1, 7, "once", &options, cb)
+        })
+        .unwrap_err();
+        assert_eq!(err.code(), Some(codes::RTM_EC_DUPLICATED_MID));
+        let page = client
+            .get_group_message(7, 1, &HistoryQuery::default())
+            .unwrap();
+        assert_eq!(page.messages.len(), 1, "stored once");
+        assert_eq!(page.messages[0].mid, first.mid);
+        assert_eq!(emu.message_count(), 1);
+    })
+}
+
+#[test]
+fn the_automatic_resend_carries_the_same_mid() {
+    watchdog(Duration::from_secs(30), || {
+        let (emu, client) = setup();
+        let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let sink = seen.clone();
+        emu.set_quest_observer(Some(Arc::new(
+            move |r: &rtm_server_sdk::emulator::QuestRecord| {
+                sink.lock()
+                    .unwrap()
+                    .push((r.method.clone(), r.params.clone()));
+            },
+        )));
+        // One quest served per connection; the connection closes under the
+        // next, unanswered: the client resends it on a new connection.
+        emu.faults().set_drop_after(1);
+        client.get_voice_room_list().unwrap();
+        let sent = client
+            .send_message(1, 2, 51, "resent", &SendOptions::default())
+            .unwrap();
+        emu.faults().set_drop_after(0);
+        let sends: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(method, _)| method == "sendmsg")
+            .map(|(_, params)| params.clone())
+            .collect();
+        assert_eq!(sends.len(), 2, "sent, dropped, resent: {sends:?}");
+        let mid = format!("mid={}", sent.mid);
+        assert!(
+            sends.iter().all(|p| p.split(' ').any(|kv| kv == mid)),
+            "both carry {mid}: {sends:?}"
+        );
+        let m = client
+            .get_message(sent.mid, 1, 2, ConversationType::P2p)
+            .unwrap();
+        assert_eq!(m.body.as_text(), Some("resent"));
+        assert_eq!(emu.message_count(), 1);
     })
 }

@@ -15,24 +15,37 @@ pub fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// Stops the example on a setting it cannot use: prints `why` and exits
+/// with status 2 (a usage error; 1 is a failed RTM call).
+pub fn usage_error(why: &str) -> ! {
+    eprintln!("error: {why}");
+    std::process::exit(2)
+}
+
+/// Reads one number of the environment variable `name`, which should be
+/// `what`.
+fn number(name: &str, what: &str, text: &str) -> i64 {
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| usage_error(&format!("{name} must be {what}, not {text:?}")))
+}
+
 /// A comma-separated list of ids from the environment, or the default.
 pub fn ids(name: &str, default: &[i64]) -> Vec<i64> {
-    env(name).map_or(default.to_vec(), |u| {
+    let ids = env(name).map_or(default.to_vec(), |u| {
         u.split(',')
-            .map(|x| {
-                x.trim()
-                    .parse()
-                    .unwrap_or_else(|_| panic!("{name} is a list of numbers"))
-            })
+            .map(|x| number(name, "a comma-separated list of whole numbers", x))
             .collect()
-    })
+    });
+    if ids.is_empty() {
+        usage_error(&format!("{name} must name at least one id"));
+    }
+    ids
 }
 
 /// One id from the environment, or the default.
 pub fn id(name: &str, default: i64) -> i64 {
-    env(name).map_or(default, |v| {
-        v.parse().unwrap_or_else(|_| panic!("{name} is a number"))
-    })
+    env(name).map_or(default, |v| number(name, "a whole number", &v))
 }
 
 /// The server to talk to.
@@ -62,12 +75,36 @@ impl Target {
     }
 }
 
-/// `RTM_ENDPOINT`, `RTM_PID` and `RTM_SECRET` when all are set; otherwise
-/// the built-in emulator, started on 127.0.0.1.
+/// The variables that name a real server; all three or none.
+const SERVER_VARS: [&str; 3] = ["RTM_ENDPOINT", "RTM_PID", "RTM_SECRET"];
+
+/// `RTM_ENDPOINT`, `RTM_PID` and `RTM_SECRET` when all are set; the
+/// built-in emulator, started on 127.0.0.1, when none is. Setting only
+/// some of them, or an `RTM_PID` that is not a number, stops the example
+/// with a message naming the variables (exit status 2), rather than
+/// quietly running against the emulator.
 pub fn target() -> Target {
+    let set: Vec<&str> = SERVER_VARS
+        .iter()
+        .copied()
+        .filter(|name| env(name).is_some())
+        .collect();
+    if !set.is_empty() && set.len() < SERVER_VARS.len() {
+        let missing: Vec<&str> = SERVER_VARS
+            .iter()
+            .copied()
+            .filter(|name| !set.contains(name))
+            .collect();
+        usage_error(&format!(
+            "{} set but {} not: set all three to talk to a server, or none to use the \
+             built-in emulator",
+            set.join(" and "),
+            missing.join(" and "),
+        ));
+    }
     match (env("RTM_ENDPOINT"), env("RTM_PID"), env("RTM_SECRET")) {
         (Some(endpoint), Some(pid), Some(secret)) => {
-            let pid = pid.parse().expect("RTM_PID is a number");
+            let pid = number("RTM_PID", "a whole number (the project id)", &pid);
             println!("talking to the RTM server at {endpoint} (project {pid})");
             Target {
                 endpoint,
@@ -81,7 +118,8 @@ pub fn target() -> Target {
             let emulator = RtmEmulator::start(pid, &secret).expect("the emulator starts");
             let endpoint = emulator.endpoint();
             println!(
-                "RTM_ENDPOINT/RTM_PID/RTM_SECRET not set: started the built-in emulator at {endpoint}"
+                "none of RTM_ENDPOINT/RTM_PID/RTM_SECRET set: started the built-in emulator at \
+                 {endpoint}"
             );
             Target {
                 endpoint,

@@ -651,7 +651,10 @@ mod tests {
             attrs: r#"{"k":1}"#.into(),
             ..FileOptions::default()
         };
-        let mtime = client.send_group_file(3, 9, b"hello", &options).unwrap();
+        let mtime = client
+            .send_group_file(3, 9, b"hello", &options)
+            .unwrap()
+            .mtime;
         client.send_files(3, &[4, 6], b"to two", &options).unwrap();
         let st = lock(&emu.shared.state);
         let log = &st.messages.log;
@@ -666,9 +669,9 @@ mod tests {
         assert_eq!(msg["url"], file.url.as_str());
         assert_eq!(msg["size"], 5);
         assert_eq!(file.bytes, b"hello");
-        assert_eq!(file.name.as_deref(), Some("a.txt"));
+        assert_eq!(file.name.as_deref(), Some("a"));
         let attrs: serde_json::Value = serde_json::from_str(&m.attrs).unwrap();
-        assert_eq!(attrs["rtm"]["filename"], "a.txt");
+        assert_eq!(attrs["rtm"]["filename"], "a");
         assert_eq!(attrs["custom"]["k"], 1);
         // `sendfiles`: one P2P message per receiver, one stored file.
         assert_eq!(

@@ -32,7 +32,8 @@
 //!   `mtypes`, when given and not empty, keeps those types. With
 //!   `lastid > 0`, a `desc` page holds the messages with a smaller cursor
 //!   id, an ascending page those with a greater one. A page holds at most
-//!   `num` messages (1..=32767, otherwise 200034); the answer's `lastid`
+//!   `num` messages (1..=32767, otherwise 200034) and at most 20
+//!   (`HISTORY_PAGE_MAX`, the service's documented cap); the answer's `lastid`
 //!   is the cursor id of its last message (the request's when the page is
 //!   empty), and `begin` and `end` are the request's. Rows are
 //!   `[id, from, mtype, mid, false, msg, attrs, mtime]`, with element 1
@@ -377,6 +378,10 @@ fn in_window(mtime: i64, begin: i64, end: i64) -> bool {
     (begin <= 0 || mtime >= begin) && (end <= 0 || mtime <= end)
 }
 
+/// The most messages a history page holds, whatever `num` asks for: 20,
+/// as the service documents ("at most 20 per call").
+pub(crate) const HISTORY_PAGE_MAX: i64 = 20;
+
 fn history(st: &RtmState, p: &Value, conv: Conv, p2p_uid: Option<i64>) -> R<Value> {
     let desc = boolean(p, "desc")?;
     let num = int(p, "num")?;
@@ -390,6 +395,7 @@ fn history(st: &RtmState, p: &Value, conv: Conv, p2p_uid: Option<i64>) -> R<Valu
     if !(1..=i64::from(i16::MAX)).contains(&num) {
         return Err(bad_value("num", "in 1..=32767"));
     }
+    let num = num.min(HISTORY_PAGE_MAX);
     let keep = |m: &&StoredMessage| {
         conv.holds(m)
             && in_window(m.mtime, begin, end)
@@ -594,7 +600,8 @@ impl RtmEmulator {
     /// with a cursor id (increasing from 1, never reused) and the
     /// emulator's clock in milliseconds as `mtime`, and pushed to the
     /// connections listening to its user, group or room. History pages
-    /// hold at most `num` messages, newest first with `desc`, after the
+    /// hold at most `num` messages (and at most 20, as the service's),
+    /// newest first with `desc`, after the
     /// cursor `lastid` when it is above 0, within `begin..=end` (0 is
     /// open) and of the `mtypes` asked for; the answer's `lastid` is the
     /// cursor of the page's last message. A P2P history holds both

@@ -7,7 +7,8 @@
 //! 2. The file goes to that endpoint as one **unsigned** quest named by the
 //!    command (`sendfile`, `sendfiles`, `sendgroupfile`, `sendroomfile`,
 //!    `broadcastfile`), with `pid`, `token`, `mtype`, `from`, the target,
-//!    a fresh `mid`, the `file` as `bin` and the `attrs` JSON text, over a
+//!    the `mid` ([`FileOptions::mid`], or one drawn for the call), the
+//!    `file` as `bin` and the `attrs` JSON text, over a
 //!    separate, never-encrypted FPNN connection.
 //!
 //! Each method exists in both forms ([`send_file`](RtmServerClient::send_file)
@@ -22,9 +23,11 @@
 //!
 //! The file's `attrs` is the JSON text `{"custom": ..., "rtm": {...}}`
 //! (keys sorted). `rtm.sign` is the lowercase hex MD5 of (the lowercase hex
-//! MD5 of the content, `:`, the token); `rtm.filename` is
-//! [`FileOptions::name`], `rtm.ext` the explicit [`FileOptions::ext`] or
-//! the name's extension; for RTM audio ([`FileOptions::audio`]) `rtm.type`
+//! MD5 of the content, `:`, the token); `rtm.filename` and `rtm.ext` are
+//! [`FileOptions::name`] and the explicit [`FileOptions::ext`], or, when no
+//! extension is given, the name cut at its last dot and the extension
+//! that follows it (`report.txt` is sent as `filename` `"report"` and
+//! `ext` `"txt"`, as the official Go SDK sends it); for RTM audio ([`FileOptions::audio`]) `rtm.type`
 //! is `"audiomsg"` with `codec`, `srate`, `lang` and `duration` (in
 //! milliseconds). `custom` is [`FileOptions::attrs`] parsed as JSON when it
 //! parses, else the raw string, and `""` when empty.
@@ -74,8 +77,8 @@
 //!     attrs: r#"{"note":"hi"}"#.into(),
 //!     ..Default::default()
 //! };
-//! let mtime = client.send_group_file(1001, 7, b"hello", &options).unwrap();
-//! assert!(mtime > 0);
+//! let sent = client.send_group_file(1001, 7, b"hello", &options).unwrap();
+//! assert!(sent.mtime > 0);
 //! let image = FileOptions { name: Some("cat.png".into()), mtype: FileType::Image, ..Default::default() };
 //! client.send_file(1001, 1002, &[0x89, b'P', b'N', b'G'], &image).unwrap();
 //! assert_eq!(emu.file_urls().len(), 2);
@@ -91,6 +94,7 @@ use md5::{Digest, Md5};
 use rmpv::Value;
 
 use super::client::RtmServerClient;
+use super::message::Sent;
 use super::params::{AnswerReader, Params};
 use crate::error::{Error, Result};
 use crate::fpnn::conn::MethodName;
@@ -153,9 +157,9 @@ pub struct AudioInfo {
 }
 
 /// What describes a file besides its content: its name, extension, message
-/// type, the user's attrs and, for RTM audio, the audio description. Every
-/// field is optional; `FileOptions::default()` sends a generic file (mtype
-/// 50) with no name.
+/// type, the user's attrs, for RTM audio the audio description, and the
+/// message id. Every field is optional; `FileOptions::default()` sends a
+/// generic file (mtype 50) with no name.
 ///
 /// ```
 /// use rtm_server_sdk::rtm::{AudioInfo, FileOptions, FileType};
@@ -176,10 +180,14 @@ pub struct AudioInfo {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileOptions {
-    /// The file name (`rtm.filename`); the extension is taken from it
-    /// unless [`ext`](Self::ext) is set.
+    /// The file name. With [`ext`](Self::ext) unset, the extension is
+    /// taken from the name and cut off it, as the official Go SDK does:
+    /// `"report.txt"` is sent as `rtm.filename` `"report"` and `rtm.ext`
+    /// `"txt"` (a name without an extension is sent as it is). With
+    /// `ext` set, the name is sent as it is.
     pub name: Option<String>,
-    /// The extension (`rtm.ext`, without the dot), overriding the name's.
+    /// The extension (`rtm.ext`, a leading dot dropped); when set, the
+    /// name is sent whole.
     pub ext: Option<String>,
     /// The message type (default [`FileType::File`], 50).
     pub mtype: FileType,
@@ -188,12 +196,20 @@ pub struct FileOptions {
     pub attrs: String,
     /// For an RTM audio message: its description.
     pub audio: Option<AudioInfo>,
+    /// The message id (`mid`); `None` (the default) draws one for the
+    /// call. Set it to know the id before the send, for example to retry
+    /// with the same id as for the message sends (see
+    /// [`Sent`](super::Sent#retrying-a-send-safely); the emulator's file
+    /// gate does not refuse a reused id).
+    pub mid: Option<i64>,
 }
 
 impl FileOptions {
     /// Reads the file at `path`: its content, and options named after the
-    /// file (the last component of the path; the extension follows from
-    /// it). Set the other fields on the returned options as needed.
+    /// file (the last component of the path; the extension is taken from
+    /// it, and cut off the sent name: `report.txt` goes out as `filename`
+    /// `"report"` and `ext` `"txt"`). Set the other fields on the returned
+    /// options as needed.
     ///
     /// ```
     /// # let path = std::env::temp_dir().join(format!("rtm-doc-{}.txt", std::process::id()));
@@ -286,12 +302,13 @@ fn file_sign(content_md5_hex: &str, token: &str) -> String {
     md5_hex(format!("{content_md5_hex}:{token}").as_bytes())
 }
 
-/// The extension of a file name: what follows its last dot, if anything.
-fn ext_of(name: &str) -> Option<&str> {
+/// A file name split at its last dot into the name without its extension
+/// and the extension, when it has one (a non-empty extension after a
+/// non-empty stem: `.profile` and `notes.` have none).
+fn split_ext(name: &str) -> Option<(&str, &str)> {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    base.rsplit_once('.')
-        .map(|(_, ext)| ext)
-        .filter(|e| !e.is_empty())
+    let (stem, ext) = base.rsplit_once('.')?;
+    (!stem.is_empty() && !ext.is_empty()).then(|| (&name[..name.len() - ext.len() - 1], ext))
 }
 
 /// The attrs JSON of a file, everything but the token-dependent sign.
@@ -306,15 +323,22 @@ impl Attrs {
         use serde_json::Value as J;
         let mut rtm = BTreeMap::new();
         let name = options.name.as_deref().filter(|n| !n.is_empty());
-        if let Some(name) = name {
-            rtm.insert("filename", J::from(name));
-        }
         let ext = options
             .ext
             .as_deref()
             .map(|e| e.trim_start_matches('.'))
-            .filter(|e| !e.is_empty())
-            .or_else(|| name.and_then(ext_of));
+            .filter(|e| !e.is_empty());
+        // No extension given: take it from the name, and cut it off (Go).
+        let (name, ext) = match (name, ext) {
+            (Some(name), None) => match split_ext(name) {
+                Some((stem, ext)) => (Some(stem), Some(ext)),
+                None => (Some(name), None),
+            },
+            other => other,
+        };
+        if let Some(name) = name {
+            rtm.insert("filename", J::from(name));
+        }
         if let Some(ext) = ext {
             rtm.insert("ext", J::from(ext));
         }
@@ -390,7 +414,7 @@ impl<'a> FileSend<'a> {
             from,
             target,
             mtype: options.mtype.code(),
-            mid: super::next_salt(),
+            mid: options.mid.unwrap_or_else(super::next_mid),
             content: Cow::Borrowed(content),
             content_md5: md5_hex(content),
             attrs: Attrs::new(options)?,
@@ -470,14 +494,15 @@ fn read_token(a: &AnswerReader<'_>) -> Result<(String, String)> {
     Ok((a.string("token")?, a.string("endpoint")?))
 }
 
-/// Reads `mtime` from the answer of step 2.
-fn read_mtime(method: &str, answer: Result<Value>) -> Result<i64> {
+/// Reads `mtime` from the answer of step 2: what the send returns.
+fn read_sent(method: &str, mid: i64, answer: Result<Value>) -> Result<Sent> {
     let answer = answer?;
-    AnswerReader {
+    let mtime = AnswerReader {
         method,
         answer: &answer,
     }
-    .int("mtime")
+    .int("mtime")?;
+    Ok(Sent { mid, mtime })
 }
 
 impl RtmServerClient {
@@ -488,16 +513,17 @@ impl RtmServerClient {
         target: FileTarget,
         content: &[u8],
         options: &FileOptions,
-    ) -> Result<i64> {
+    ) -> Result<Sent> {
         let send = FileSend::new(self, from, target, content, options)?;
         let cmd = send.target.cmd();
+        let mid = send.mid;
         let (token, endpoint) =
             self.invoke("filetoken", &send.target.token_params(from), read_token)?;
         let (gate, ticket) = self.file_gates().acquire(&endpoint)?;
         let timeout = self.timeout().unwrap_or(FILE_SEND_TIMEOUT);
         let answer = gate.call_timeout(cmd, send.into_payload(&token), timeout);
         drop(ticket);
-        read_mtime(cmd, answer)
+        read_sent(cmd, mid, answer)
     }
 
     /// The callback two-step path of every file method: step 1 as a
@@ -509,7 +535,7 @@ impl RtmServerClient {
         target: FileTarget,
         content: &[u8],
         options: &FileOptions,
-        callback: Box<dyn FnOnce(Result<i64>) + Send>,
+        callback: Box<dyn FnOnce(Result<Sent>) + Send>,
     ) {
         let send = match FileSend::new(self, from, target, content, options) {
             Ok(send) => send.into_owned(),
@@ -533,9 +559,10 @@ impl RtmServerClient {
                 Err(e) => return callback(Err(e)),
             };
             let cmd = send.target.cmd();
+            let mid = send.mid;
             gate.call_with_callback(cmd, send.into_payload(&token), timeout, move |answer| {
                 drop(ticket);
-                let result = read_mtime(cmd, answer);
+                let result = read_sent(cmd, mid, answer);
                 // The user's code runs on the RTM client's callback
                 // threads, never on the gate's.
                 pool.submit(Job::Task(Box::new(move || callback(result))));
@@ -582,8 +609,10 @@ macro_rules! file_methods {
             ///
             /// `content` is the whole file; `options` its name, extension,
             /// type, attrs and audio description (see [`FileOptions`]).
-            /// Returns the message's `mtime`. See the [`files`](crate::rtm::files)
-            /// module for the two steps, the size limit and the timeouts.
+            /// Returns the message id ([`FileOptions::mid`], or the one drawn
+            /// for the call) and the message's `mtime` ([`Sent`]). See the
+            /// [`files`](crate::rtm::files) module for the two steps, the
+            /// size limit and the timeouts.
             #[doc = concat!("\n\nQuests `filetoken`, then `", $cmd, "` on the file gate. The callback form is [`", stringify!($cb_name), "`](Self::", stringify!($cb_name), ").")]
             ///
             /// # Errors
@@ -593,14 +622,14 @@ macro_rules! file_methods {
             /// errors of either step: the server's or the gate's refusal
             /// (a used or expired token, a wrong sign), a timeout, a
             /// connection error.
-            pub fn $name(&self, from: i64, $($arg: $ty,)* content: &[u8], options: &FileOptions) -> Result<i64> {
+            pub fn $name(&self, from: i64, $($arg: $ty,)* content: &[u8], options: &FileOptions) -> Result<Sent> {
                 self.send_file_blocking(from, $target, content, options)
             }
 
             #[doc = concat!("The callback form of [`", stringify!($name), "`](Self::", stringify!($name), "): returns at once (the content is copied); `callback` receives the same result exactly once, on a callback thread.")]
             pub fn $cb_name<F>(&self, from: i64, $($arg: $ty,)* content: &[u8], options: &FileOptions, callback: F)
             where
-                F: FnOnce(Result<i64>) + Send + 'static,
+                F: FnOnce(Result<Sent>) + Send + 'static,
             {
                 self.send_file_callback(from, $target, content, options, Box::new(callback))
             }
@@ -667,6 +696,7 @@ mod tests {
                 lang: "en".into(),
                 duration: Duration::from_millis(2000),
             }),
+            mid: None,
         };
         assert_eq!(
             Attrs::new(&audio).unwrap().text(&md5, "tok"),
@@ -674,6 +704,31 @@ mod tests {
                 r#"{{"custom":{{"k":"v"}},"rtm":{{"codec":"amr-wb","duration":2000,"ext":"amr","filename":"voice.amr","lang":"en","sign":"{sign}","srate":16000,"type":"audiomsg"}}}}"#
             )
         );
+    }
+
+    #[test]
+    fn an_inferred_extension_is_cut_off_the_name_as_recorded() {
+        // The spec's recorded Go text for `peer-file.txt`, its extension
+        // inferred: `filename` without it.
+        let md5 = md5_hex(b"hello");
+        let sign = file_sign(&md5, "tok");
+        let recorded = format!(
+            r#"{{"custom":"","rtm":{{"ext":"txt","filename":"peer-file","sign":"{sign}"}}}}"#
+        );
+        let inferred = FileOptions {
+            name: Some("peer-file.txt".into()),
+            ..FileOptions::default()
+        };
+        assert_eq!(Attrs::new(&inferred).unwrap().text(&md5, "tok"), recorded);
+        // `from_path` names the options after the file: the same rule.
+        let dir = std::env::temp_dir().join(format!("rtm-ext-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("peer-file.txt");
+        std::fs::write(&path, b"hello").unwrap();
+        let (content, options) = FileOptions::from_path(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(content, b"hello");
+        assert_eq!(Attrs::new(&options).unwrap().text(&md5, "tok"), recorded);
     }
 
     #[test]
@@ -692,24 +747,35 @@ mod tests {
         assert_eq!(v["custom"], "");
         assert!(v["rtm"].get("filename").is_none() && v["rtm"].get("ext").is_none());
         assert_eq!(v["rtm"]["sign"], file_sign("x", "t"));
-        // The extension comes from the name's last dot; an explicit one
-        // wins (a leading dot dropped).
+        // The extension comes from the name's last dot and is cut off the
+        // name; an explicit one wins (a leading dot dropped) and leaves the
+        // name whole.
         let v = parsed(FileOptions {
             name: Some("a.tar.gz".into()),
             ..Default::default()
         });
-        assert_eq!(v["rtm"]["ext"], "gz");
+        assert_eq!(
+            (&v["rtm"]["filename"], &v["rtm"]["ext"]),
+            (&"a.tar".into(), &"gz".into())
+        );
         let v = parsed(FileOptions {
             name: Some("a.tar.gz".into()),
             ext: Some(".bin".into()),
             ..Default::default()
         });
-        assert_eq!(v["rtm"]["ext"], "bin");
-        let v = parsed(FileOptions {
-            name: Some("README".into()),
-            ..Default::default()
-        });
-        assert!(v["rtm"].get("ext").is_none());
+        assert_eq!(
+            (&v["rtm"]["filename"], &v["rtm"]["ext"]),
+            (&"a.tar.gz".into(), &"bin".into())
+        );
+        // No extension to take: the name as it is, no `ext`.
+        for name in ["README", ".profile", "notes.", "dir.d/README"] {
+            let v = parsed(FileOptions {
+                name: Some(name.into()),
+                ..Default::default()
+            });
+            assert_eq!(v["rtm"]["filename"], name);
+            assert!(v["rtm"].get("ext").is_none(), "{name}");
+        }
         // A sub-millisecond fraction rounds up; too long is refused.
         let mut o = FileOptions {
             audio: Some(AudioInfo {

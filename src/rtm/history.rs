@@ -5,9 +5,15 @@
 //! A history query ([`HistoryQuery`]) names the order (`desc`), the page
 //! size (`num`), a time window (`begin`/`end`, in milliseconds, 0 for
 //! open) and the cursor (`last_id`, 0 for the first page); the answer
-//! ([`HistoryPage`]) carries the cursor of the next page. A page with
-//! fewer messages than asked for is the last one. [`HistoryQuery::pages`]
-//! runs that loop:
+//! ([`HistoryPage`]) carries the cursor of the next page.
+//!
+//! A server may hold a page to fewer messages than `num` asks for (the
+//! service returns at most 20 per call, as its docs say, and the emulator
+//! does the same), so a page shorter than `num` is not taken as the last
+//! one: paging goes on from the answer's cursor until a page is empty (or
+//! its cursor does not move). Reading a whole history therefore ends with
+//! one call that returns an empty page. [`HistoryQuery::pages`] runs that
+//! loop:
 //!
 //! ```
 //! # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
@@ -56,7 +62,8 @@ use crate::Result;
 pub struct HistoryQuery {
     /// Newest first (`true`, the default) or oldest first.
     pub desc: bool,
-    /// The most messages per page (the wire's int16; default 20).
+    /// The most messages per page (the wire's int16; default 20). A server
+    /// may return fewer: the service returns at most 20 per call.
     pub num: i16,
     /// The start of the time window, in milliseconds (0: open).
     pub begin: i64,
@@ -66,8 +73,9 @@ pub struct HistoryQuery {
     /// [`last_id`](HistoryPage::last_id).
     pub last_id: i64,
     /// Only these message types (empty: every type; sent only when not
-    /// empty). The chat forms (`get_*_chat`) send
-    /// [`MessageType::CHAT_MTYPES`](super::MessageType::CHAT_MTYPES) instead.
+    /// empty). The chat forms (`get_*_chat`) take a
+    /// [`ChatQuery`](super::ChatQuery) instead, which has no types: they
+    /// ask for [`MessageType::CHAT_MTYPES`](super::MessageType::CHAT_MTYPES).
     pub mtypes: Vec<i64>,
 }
 
@@ -84,18 +92,51 @@ impl Default for HistoryQuery {
     }
 }
 
-impl HistoryQuery {
+/// The cursor and window of the page after `page`, which answered a
+/// query with cursor `last_id`; `None` when `page` was the last one: it
+/// was empty, or its cursor did not move (which only a misbehaving server
+/// answers, so that a paging loop always ends). A page shorter than the
+/// `num` asked for is not the last one: a server may cap its pages below
+/// `num` (the service at 20).
+fn next_cursor(last_id: i64, page: &HistoryPage) -> Option<(i64, i64, i64)> {
+    (!page.messages.is_empty() && page.last_id != last_id).then_some((
+        page.last_id,
+        page.begin,
+        page.end,
+    ))
+}
+
+/// A query that can be paged: [`HistoryQuery`] and
+/// [`ChatQuery`](super::chat::ChatQuery).
+pub trait PagedQuery: Clone {
     /// The query of the page after `page` (`page` answered this query), or
-    /// `None` when `page` was the last one (it held fewer than `num`
-    /// messages; or its cursor did not move, which only a misbehaving
-    /// server answers, so that a paging loop always ends).
+    /// `None` when `page` was the last one.
+    #[must_use]
+    fn next_page(&self, page: &HistoryPage) -> Option<Self>;
+}
+
+impl PagedQuery for HistoryQuery {
+    fn next_page(&self, page: &HistoryPage) -> Option<Self> {
+        HistoryQuery::next_page(self, page)
+    }
+}
+
+impl HistoryQuery {
+    /// The query of the page after `page` (`page` answered this query):
+    /// the same query from the answer's cursor (`last_id`) and window; or
+    /// `None` when `page` was the last one: it held no message, or its
+    /// cursor did not move (which only a misbehaving server answers, so
+    /// that a paging loop always ends).
+    ///
+    /// A page with fewer messages than `num` is **not** the last one: a
+    /// server may answer fewer than asked for (the service returns at most
+    /// 20 messages per call), so a whole history ends with an empty page.
     #[must_use]
     pub fn next_page(&self, page: &HistoryPage) -> Option<HistoryQuery> {
-        let full = self.num > 0 && page.messages.len() >= self.num as usize;
-        (full && page.last_id != self.last_id).then(|| HistoryQuery {
-            last_id: page.last_id,
-            begin: page.begin,
-            end: page.end,
+        next_cursor(self.last_id, page).map(|(last_id, begin, end)| HistoryQuery {
+            last_id,
+            begin,
+            end,
             ..self.clone()
         })
     }
@@ -103,8 +144,8 @@ impl HistoryQuery {
     /// Every page of a conversation, from this query on: `fetch` reads one
     /// page (for example `|q| client.get_group_message(gid, uid, q)`), and
     /// the iterator asks for the next page until a page is the last one
-    /// ([`next_page`](Self::next_page)) or `fetch` fails (the error is the
-    /// last item).
+    /// ([`next_page`](Self::next_page): an empty page, which is yielded
+    /// too) or `fetch` fails (the error is the last item).
     #[must_use = "the pages are read only when the iterator is used"]
     pub fn pages<F>(self, fetch: F) -> HistoryPages<F>
     where
@@ -117,16 +158,18 @@ impl HistoryQuery {
     }
 }
 
-/// The iterator of [`HistoryQuery::pages`].
+/// The iterator of [`HistoryQuery::pages`] and
+/// [`ChatQuery::pages`](super::chat::ChatQuery::pages).
 #[derive(Debug)]
-pub struct HistoryPages<F> {
-    next: Option<HistoryQuery>,
-    fetch: F,
+pub struct HistoryPages<F, Q = HistoryQuery> {
+    pub(crate) next: Option<Q>,
+    pub(crate) fetch: F,
 }
 
-impl<F> Iterator for HistoryPages<F>
+impl<F, Q> Iterator for HistoryPages<F, Q>
 where
-    F: FnMut(&HistoryQuery) -> Result<HistoryPage>,
+    Q: PagedQuery,
+    F: FnMut(&Q) -> Result<HistoryPage>,
 {
     type Item = Result<HistoryPage>;
 
@@ -574,15 +617,16 @@ rtm_methods! {
         answer: |_| Ok(()),
     }
 
-    /// Replaces the text and attrs of message `mid` sent by `from`, when it
+    /// Replaces the body and attrs of message `mid` sent by `from`, when it
     /// is at most `time_limit` old (`timeLimit`, whole seconds, a fraction
-    /// rounded up).
+    /// rounded up). The body is text or binary as for the sends (`"new
+    /// text"`, `&bytes[..]`, ...).
     fn edit_message / edit_message_with_callback
-        (mid: i64, from: i64, xid: i64, kind: ConversationType, msg: &str, attrs: &str, time_limit: Duration) -> () {
+        (mid: i64, from: i64, xid: i64, kind: ConversationType, msg: impl Into<MessageBody>, attrs: &str, time_limit: Duration) -> () {
         method: "editmsg",
         params: {
             "mid": mid, "from": from, "xid": xid, "type": kind,
-            "msg": msg, "attrs": attrs, "timeLimit": Seconds(time_limit),
+            "msg": Into::<MessageBody>::into(msg), "attrs": attrs, "timeLimit": Seconds(time_limit),
         },
         answer: |_| Ok(()),
     }
@@ -610,14 +654,32 @@ mod tests {
         };
         let next = q.next_page(&page(2, 9)).unwrap();
         assert_eq!((next.last_id, next.begin, next.end, next.num), (9, 1, 2, 2));
+        // A page shorter than `num` is not the last: a server may cap its
+        // pages below `num`.
+        let after_short = q
+            .next_page(&page(1, 9))
+            .expect("a short page is not the last");
+        assert_eq!(after_short.last_id, 9);
         assert!(
-            q.next_page(&page(1, 9)).is_none(),
-            "a short page is the last"
+            q.next_page(&page(0, 9)).is_none(),
+            "an empty page is the last"
         );
         assert!(
             next.next_page(&page(2, 9)).is_none(),
             "a cursor that does not move"
         );
+        // The chat query pages alike, keeping its own fields.
+        let chat = crate::rtm::ChatQuery {
+            num: 2,
+            desc: false,
+            ..Default::default()
+        };
+        let chat_next = chat.next_page(&page(1, 9)).unwrap();
+        assert_eq!(
+            (chat_next.last_id, chat_next.desc, chat_next.num),
+            (9, false, 2)
+        );
+        assert!(chat.next_page(&page(0, 9)).is_none());
         // The iterator stops after an error.
         let mut calls = 0;
         let items: Vec<_> = q

@@ -283,6 +283,17 @@ impl RtmServerClient {
     /// assert!(client.listen_state().gids.contains(&7));
     /// # Ok::<(), rtm_server_sdk::Error>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// As every RTM method: the server's refusal
+    /// ([`Error::Server`](crate::Error::Server)), a timeout, a connection
+    /// error, or [`Error::InvalidArgument`](crate::Error::InvalidArgument)
+    /// for a list the wire cannot carry (nothing is sent then). After an
+    /// error the client's copy ([`listen_state`](Self::listen_state), what
+    /// it restores on a new connection) is unchanged, though after a
+    /// timeout or a lost connection the server may have applied the
+    /// change: the call can safely be made again.
     pub fn add_listen(&self, targets: &ListenTargets) -> Result<()> {
         self.change_listen(Change::Add(targets.sets()))
     }
@@ -298,6 +309,17 @@ impl RtmServerClient {
     /// Removes groups, rooms, users and events from what this connection
     /// listens to (quest `removelisten`; empty lists are left out, and a
     /// call with every list empty sends nothing).
+    ///
+    /// # Errors
+    ///
+    /// As every RTM method: the server's refusal
+    /// ([`Error::Server`](crate::Error::Server)), a timeout, a connection
+    /// error, or [`Error::InvalidArgument`](crate::Error::InvalidArgument)
+    /// for a list the wire cannot carry (nothing is sent then). After an
+    /// error the client's copy ([`listen_state`](Self::listen_state), what
+    /// it restores on a new connection) is unchanged, though after a
+    /// timeout or a lost connection the server may have applied the
+    /// change: the call can safely be made again.
     pub fn remove_listen(&self, targets: &ListenTargets) -> Result<()> {
         self.change_listen(Change::Remove(targets.sets()))
     }
@@ -312,6 +334,17 @@ impl RtmServerClient {
 
     /// Replaces the four listened sets with exactly `targets` (quest
     /// `setlisten` with all four lists; an empty list clears that set).
+    ///
+    /// # Errors
+    ///
+    /// As every RTM method: the server's refusal
+    /// ([`Error::Server`](crate::Error::Server)), a timeout, a connection
+    /// error, or [`Error::InvalidArgument`](crate::Error::InvalidArgument)
+    /// for a list the wire cannot carry (nothing is sent then). After an
+    /// error the client's copy ([`listen_state`](Self::listen_state), what
+    /// it restores on a new connection) is unchanged, though after a
+    /// timeout or a lost connection the server may have applied the
+    /// change: the call can safely be made again.
     pub fn set_listen(&self, targets: &ListenTargets) -> Result<()> {
         self.change_listen(Change::Set(targets.opt_sets()))
     }
@@ -335,6 +368,17 @@ impl RtmServerClient {
     /// assert!(client.listen_state().all_events);
     /// # Ok::<(), rtm_server_sdk::Error>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// As every RTM method: the server's refusal
+    /// ([`Error::Server`](crate::Error::Server)), a timeout, a connection
+    /// error, or [`Error::InvalidArgument`](crate::Error::InvalidArgument)
+    /// for a list the wire cannot carry (nothing is sent then). After an
+    /// error the client's copy ([`listen_state`](Self::listen_state), what
+    /// it restores on a new connection) is unchanged, though after a
+    /// timeout or a lost connection the server may have applied the
+    /// change: the call can safely be made again.
     pub fn set_listen_status(&self, status: ListenStatus) -> Result<()> {
         self.change_listen(Change::Status(status.flags()))
     }

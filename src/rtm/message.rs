@@ -1,10 +1,11 @@
 //! The types every message method shares: the body ([`MessageBody`]), the
 //! message-type classification ([`MessageType`]), the conversation kinds
 //! ([`ConversationType`], and [`ClearProjectTarget`] with its own order),
-//! the send options ([`SendOptions`]), the file description of file
-//! messages ([`FileInfo`]) and the message-id generator ([`next_mid`]).
+//! the send options ([`SendOptions`]) and what a send returns ([`Sent`]),
+//! the file description of file messages ([`FileInfo`]) and the
+//! message-id generator ([`next_mid`]).
 
-use super::params::{Bin, ToParam};
+use super::params::{AnswerReader, Bin, ToParam};
 use crate::Result;
 
 /// The body of a message: text (sent as msgpack `str`) or binary (sent as
@@ -302,8 +303,12 @@ pub struct SendOptions {
     /// The message's attributes (`attrs`), always sent (`""` by default).
     pub attrs: String,
     /// The message id (`mid`); `None` (the default) draws a fresh one from
-    /// [`next_mid`]. Pass your own to make a send idempotent across your
-    /// own retries (the service refuses a reused id with 200053).
+    /// [`next_mid`] when the call is made (the send returns it in
+    /// [`Sent::mid`]). Pass your own to retry a send safely: the service
+    /// stores a message id once per sender and conversation and refuses
+    /// it again with
+    /// [`RTM_EC_DUPLICATED_MID`](crate::codes::RTM_EC_DUPLICATED_MID)
+    /// (200053); see [`Sent`].
     pub mid: Option<i64>,
 }
 
@@ -327,6 +332,150 @@ impl SendOptions {
         self.mid.unwrap_or_else(next_mid)
     }
 }
+
+/// What a send returns: the message id it was sent with and the server's
+/// time of the message. Every send returns it (the message sends, their
+/// chat and command forms, and the file sends).
+///
+/// The id is the one of [`SendOptions::mid`], or the one the client drew
+/// for the call when none was given; it is drawn once per call, so the
+/// automatic resend of a quest whose connection was lost carries the same
+/// id. Use it to read, edit or delete the message later
+/// ([`get_message`](super::RtmServerClient::get_message), ...).
+///
+/// ```
+/// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
+/// # let client = rtm_server_sdk::RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
+/// use rtm_server_sdk::rtm::{ConversationType, SendOptions};
+/// let sent = client.send_message(1001, 1002, 51, "hello", &SendOptions::default())?;
+/// let stored = client.get_message(sent.mid, 1001, 1002, ConversationType::P2p)?;
+/// assert_eq!(stored.mtime, sent.mtime);
+/// # Ok::<(), rtm_server_sdk::Error>(())
+/// ```
+///
+/// # Retrying a send safely
+///
+/// A send whose error says it may have been processed
+/// ([`Error::delivery`](crate::Error::delivery) is
+/// [`Delivery::MayHaveBeenProcessed`](crate::Delivery::MayHaveBeenProcessed):
+/// the quest was written and its answer was lost, or did not come in time)
+/// may still have been stored, and a new call draws a new id: retried
+/// that way, the message could be stored twice. To retry safely, choose
+/// the id before the first attempt and send every attempt with it: the
+/// service stores an id once per sender and conversation, and answers a
+/// repeat with
+/// [`RTM_EC_DUPLICATED_MID`](crate::codes::RTM_EC_DUPLICATED_MID)
+/// (200053), which for a retry means "already stored". (A single call can
+/// get 200053 too: when its first attempt was stored but the answer was
+/// lost with the connection, the automatic resend carries the same id.)
+///
+/// ```
+/// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
+/// # let client = rtm_server_sdk::RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
+/// use rtm_server_sdk::rtm::{next_mid, SendOptions};
+/// use rtm_server_sdk::{codes, Delivery};
+/// let mid = next_mid();
+/// let options = SendOptions::default().mid(mid);
+/// let mut attempts = 0;
+/// let stored = loop {
+///     attempts += 1;
+///     match client.send_chat(1001, 1002, "hello", &options) {
+///         Ok(sent) => break sent.mid,
+///         // An earlier attempt was stored.
+///         Err(e) if e.code() == Some(codes::RTM_EC_DUPLICATED_MID) => break mid,
+///         // No answer (or never sent): the same id again.
+///         Err(e) if e.delivery() != Delivery::Answered && attempts < 3 => continue,
+///         Err(e) => return Err(e),
+///     }
+/// };
+/// assert_eq!(stored, mid);
+/// # Ok::<(), rtm_server_sdk::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Sent {
+    /// The message id (`mid`).
+    pub mid: i64,
+    /// The server's time of the message (`mtime`), in milliseconds.
+    pub mtime: i64,
+}
+
+/// Reads the `mtime` of a send's answer.
+pub(crate) fn read_mtime(a: &AnswerReader<'_>) -> Result<i64> {
+    a.int("mtime")
+}
+
+/// Declares send methods, each once, with both forms: the arguments
+/// before the body, the method and the target keys. Every send takes the
+/// body (`msg: impl Into<MessageBody>`) and `options: &SendOptions` last,
+/// sends `mid`, `msg` and `attrs` after the given keys (in Go's order),
+/// draws the message id once before the call (so the automatic resend
+/// carries the same one) and returns it with the `mtime` ([`Sent`]).
+macro_rules! send_methods {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident / $cb_name:ident ($($arg:ident : $ty:ty),* $(,)?) {
+            method: $method:literal,
+            params: { $($key:literal : $val:expr),* $(,)? } $(,)?
+        }
+    )*) => {
+        impl $crate::rtm::RtmServerClient { $(
+            $(#[$doc])*
+            #[doc = ""]
+            #[doc = "Returns the message id (the one of `options.mid`, or one drawn for the call) and the server's `mtime` ([`Sent`](crate::rtm::Sent)); to retry a send without storing it twice, see [`Sent`](crate::rtm::Sent#retrying-a-send-safely)."]
+            #[doc = ""]
+            #[doc = concat!("Quest `", $method, "`. The callback form is [`", stringify!($cb_name), "`](Self::", stringify!($cb_name), ").")]
+            #[doc = ""]
+            #[doc = "# Errors"]
+            #[doc = ""]
+            #[doc = "The server's refusal ([`Error::Server`](crate::Error::Server), with its [code](crate::Error::code); [`RTM_EC_DUPLICATED_MID`](crate::codes::RTM_EC_DUPLICATED_MID) when this sender already used the message id in this conversation: the message is stored then, by an earlier call with the same `options.mid`, or by this call's first attempt when its answer was lost and the automatic resend was refused), a timeout, a connection error, a malformed answer ([`Error::BadAnswer`](crate::Error::BadAnswer)), or [`Error::InvalidArgument`](crate::Error::InvalidArgument) for a value the wire cannot carry (nothing is sent then)."]
+            pub fn $name(
+                &self,
+                $($arg: $ty,)*
+                msg: impl Into<$crate::rtm::MessageBody>,
+                options: &$crate::rtm::SendOptions,
+            ) -> $crate::Result<$crate::rtm::Sent> {
+                let mid = options.mid_or_next();
+                let mut params = $crate::rtm::params::Params::new();
+                $(params.put($key, $val); )*
+                params
+                    .put("mid", mid)
+                    .put("msg", Into::<$crate::rtm::MessageBody>::into(msg))
+                    .put("attrs", options.attrs.as_str());
+                self.invoke($method, &params, $crate::rtm::message::read_mtime)
+                    .map(|mtime| $crate::rtm::Sent { mid, mtime })
+            }
+
+            #[doc = concat!("The callback form of [`", stringify!($name), "`](Self::", stringify!($name), "): sends the same quest and returns at once; `callback` receives the same result exactly once, on a callback thread.")]
+            pub fn $cb_name<F>(
+                &self,
+                $($arg: $ty,)*
+                msg: impl Into<$crate::rtm::MessageBody>,
+                options: &$crate::rtm::SendOptions,
+                callback: F,
+            ) where
+                F: FnOnce($crate::Result<$crate::rtm::Sent>) + Send + 'static,
+            {
+                let mid = options.mid_or_next();
+                let mut params = $crate::rtm::params::Params::new();
+                $(params.put($key, $val); )*
+                params
+                    .put("mid", mid)
+                    .put("msg", Into::<$crate::rtm::MessageBody>::into(msg))
+                    .put("attrs", options.attrs.as_str());
+                self.invoke_with_callback(
+                    $crate::fpnn::conn::MethodName::Static($method),
+                    params,
+                    $crate::rtm::message::read_mtime,
+                    Box::new(move |r: $crate::Result<i64>| {
+                        callback(r.map(|mtime| $crate::rtm::Sent { mid, mtime }))
+                    }),
+                )
+            }
+        )* }
+    };
+}
+pub(crate) use send_methods;
 
 /// A fresh message id: unique in the process and increasing, across
 /// threads and however many are drawn in one millisecond.

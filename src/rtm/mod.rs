@@ -32,18 +32,20 @@ pub mod users;
 pub mod voice;
 
 pub use auth::{next_salt, sign, unix_seconds};
+pub use chat::ChatQuery;
 pub use client::{RtmServerClient, WeakRtmServerClient};
 pub use devices::{DevicePushOptions, PushOptionType};
 pub use files::{AudioInfo, FileOptions, FileType, DEFAULT_FILE_GATE_IDLE, FILE_SEND_TIMEOUT};
 pub use groups::GroupInfo;
 pub use history::{
     HistoryMessage, HistoryPage, HistoryPages, HistoryQuery, MessageCount, MsgCountOptions,
-    P2pDirection, RetrievedMessage,
+    P2pDirection, PagedQuery, RetrievedMessage,
 };
 pub use imserver::InviteGrant;
 pub use listen::{ListenState, ListenStatus, ListenTargets};
 pub use message::{
-    next_mid, ClearProjectTarget, ConversationType, FileInfo, MessageBody, MessageType, SendOptions,
+    next_mid, ClearProjectTarget, ConversationType, FileInfo, MessageBody, MessageType,
+    SendOptions, Sent,
 };
 pub use moderation::{
     AudioOptions, CheckResult, MediaSource, Profanity, ProfanityAction, SpeechText, TextType,

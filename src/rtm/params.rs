@@ -5,8 +5,6 @@
 //! read into the typed result through [`AnswerReader`]. Both are internal:
 //! users see only the typed methods and the raw `call`.
 
-#![allow(dead_code)] // the families use what they need
-
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -357,15 +355,6 @@ impl<'a> AnswerReader<'a> {
             out.insert(id, read(self, key, v)?);
         }
         Ok(out)
-    }
-
-    /// A map of strings to strings (`{s:s}`); absent is empty.
-    pub fn str_map(&self, key: &str) -> Result<HashMap<String, String>> {
-        self.opt_entries(key)?
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| Ok((k, self.str_of(key, v)?)))
-            .collect()
     }
 }
 

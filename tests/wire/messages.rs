@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use rmpv::Value;
 use rtm_server_sdk::rtm::{
-    AudioOptions, ClearProjectTarget, ConversationType, HistoryQuery, MediaSource, MsgCountOptions,
-    ProfanityAction, SendOptions, TextType, TranslateOptions,
+    AudioOptions, ChatQuery, ClearProjectTarget, ConversationType, HistoryQuery, MediaSource,
+    MsgCountOptions, ProfanityAction, SendOptions, TextType, TranslateOptions,
 };
 
 use crate::row;
@@ -78,8 +78,28 @@ fn query() -> HistoryQuery {
     }
 }
 
+fn chat_query() -> ChatQuery {
+    ChatQuery {
+        last_id: 12,
+        begin: 100,
+        end: 200,
+        num: 50,
+        desc: false,
+    }
+}
+
+/// The chat form of [`full_query`]: its fields, with the chat types.
+fn full_chat_query(e: &[(Value, Value)]) -> Result<(), String> {
+    chat_mtypes(e)?;
+    window(e)
+}
+
 fn full_query(e: &[(Value, Value)]) -> Result<(), String> {
     is(e, "mtypes", ints(&[30, 51]))?;
+    window(e)
+}
+
+fn window(e: &[(Value, Value)]) -> Result<(), String> {
     is(e, "lastid", Value::from(12))?;
     is(e, "begin", Value::from(100))?;
     is(e, "end", Value::from(200))?;
@@ -197,22 +217,22 @@ pub fn rows() -> Vec<Row> {
         row!("getp2pmsg", get_p2p_message / get_p2p_message_with_callback (1, 2, &HistoryQuery::default()),
             keys: [("uid", Int), ("ouid", Int), ("desc", Bool), ("num", Int), ("begin", Int), ("end", Int), ("lastid", Int)],
             answer: [("num", Value::from(1)), ("lastid", Value::from(5)), ("begin", Value::from(0)), ("end", Value::from(0)), ("msgs", page())]),
-        row!("getgroupmsg", get_group_chat / get_group_chat_with_callback (1, 2, &query()),
+        row!("getgroupmsg", get_group_chat / get_group_chat_with_callback (1, 2, &chat_query()),
             keys: [("gid", Int), ("desc", Bool), ("num", Int), ("begin", Int), ("end", Int), ("lastid", Int), ("uid", Int), ("mtypes", Ints)],
             answer: [("num", Value::from(1)), ("lastid", Value::from(5)), ("begin", Value::from(0)), ("end", Value::from(0)), ("msgs", page())],
-            extra: chat_mtypes),
-        row!("getroommsg", get_room_chat / get_room_chat_with_callback (1, 2, &HistoryQuery::default()),
+            extra: full_chat_query),
+        row!("getroommsg", get_room_chat / get_room_chat_with_callback (1, 2, &ChatQuery::default()),
             keys: [("rid", Int), ("desc", Bool), ("num", Int), ("begin", Int), ("end", Int), ("lastid", Int), ("uid", Int), ("mtypes", Ints)],
             answer: [("num", Value::from(1)), ("lastid", Value::from(5)), ("begin", Value::from(0)), ("end", Value::from(0)), ("msgs", page())],
             extra: chat_mtypes),
-        row!("getbroadcastmsg", get_broadcast_chat / get_broadcast_chat_with_callback (2, &HistoryQuery::default()),
+        row!("getbroadcastmsg", get_broadcast_chat / get_broadcast_chat_with_callback (2, &ChatQuery::default()),
             keys: [("desc", Bool), ("num", Int), ("begin", Int), ("end", Int), ("lastid", Int), ("uid", Int), ("mtypes", Ints)],
             answer: [("num", Value::from(1)), ("lastid", Value::from(5)), ("begin", Value::from(0)), ("end", Value::from(0)), ("msgs", page())],
             extra: chat_mtypes),
-        row!("getp2pmsg", get_p2p_chat / get_p2p_chat_with_callback (1, 2, &query()),
+        row!("getp2pmsg", get_p2p_chat / get_p2p_chat_with_callback (1, 2, &chat_query()),
             keys: [("uid", Int), ("ouid", Int), ("desc", Bool), ("num", Int), ("begin", Int), ("end", Int), ("lastid", Int), ("mtypes", Ints)],
             answer: [("num", Value::from(1)), ("lastid", Value::from(5)), ("begin", Value::from(0)), ("end", Value::from(0)), ("msgs", page())],
-            extra: chat_mtypes),
+            extra: full_chat_query),
         // ---- delete, get ----
         row!("delmsg", del_message / del_message_with_callback (9, 1, 3, ConversationType::Room),
             keys: [("mid", Int), ("from", Int), ("xid", Int), ("type", Int)], answer: [], extra: kind(3, 3)),
@@ -274,6 +294,9 @@ pub fn rows() -> Vec<Row> {
         row!("editmsg", edit_message / edit_message_with_callback (9, 1, 3, ConversationType::Room, "new", "a", Duration::from_millis(1500)),
             keys: [("mid", Int), ("from", Int), ("xid", Int), ("type", Int), ("msg", Str), ("attrs", Str), ("timeLimit", Int)], answer: [],
             extra: |e| { kind(3, 3)(e)?; is(e, "timeLimit", Value::from(2))?; is(e, "msg", Value::from("new")) }),
+        row!("editmsg", edit_message / edit_message_with_callback (9, 1, 3, ConversationType::Room, &[0u8, 255][..], "a", Duration::from_secs(60)),
+            keys: [("mid", Int), ("from", Int), ("xid", Int), ("type", Int), ("msg", Bin), ("attrs", Str), ("timeLimit", Int)], answer: [],
+            extra: |e| { is(e, "msg", Value::Binary(vec![0, 255]))?; is(e, "timeLimit", Value::from(60)) }),
         // ---- translation and moderation ----
         row!("translate", translate / translate_with_callback ("hi", None, "fr", TranslateOptions::default(), 0),
             keys: [("text", Str), ("dst", Str)],

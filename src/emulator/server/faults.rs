@@ -76,6 +76,6 @@ impl Faults {
             return false;
         }
         let count = self.drop_count.fetch_add(1, Ordering::SeqCst) + 1;
-        count % n == 0
+        count.is_multiple_of(n)
     }
 }
