@@ -700,22 +700,9 @@ pub(crate) fn for_each_raw_entry_bytes(
     bytes: &[u8],
     mut f: impl FnMut(&[u8], &[u8]) -> std::ops::ControlFlow<()>,
 ) -> std::result::Result<(), ProtocolError> {
-    use rmp::Marker;
     let mut rd = bytes;
-    let pairs = match Marker::from_u8(take(&mut rd, 1)?[0]) {
-        Marker::FixMap(n) => n as u64,
-        Marker::Map16 => take_len(&mut rd, 2)?,
-        Marker::Map32 => take_len(&mut rd, 4)?,
-        _ => return Err(ProtocolError::NotAMap),
-    };
-    for _ in 0..pairs {
-        let len = match Marker::from_u8(take(&mut rd, 1)?[0]) {
-            Marker::FixStr(n) => u64::from(n),
-            Marker::Str8 => take_len(&mut rd, 1)?,
-            Marker::Str16 => take_len(&mut rd, 2)?,
-            Marker::Str32 => take_len(&mut rd, 4)?,
-            _ => return Err(ProtocolError::NonStringKey),
-        };
+    for _ in 0..take_map_len(&mut rd)? {
+        let len = take_key_len(&mut rd)?;
         let key = take(&mut rd, len)?;
         let before = rd;
         skip_value(&mut rd, MAX_NESTING - 1)?;
@@ -795,26 +782,36 @@ impl RawAnswer {
 /// nested payload (decoding recurses once or twice per level).
 pub const MAX_NESTING: usize = 100;
 
+/// Reads a map's header: its number of pairs.
+fn take_map_len(rd: &mut &[u8]) -> std::result::Result<u64, ProtocolError> {
+    use rmp::Marker;
+    match Marker::from_u8(take(rd, 1)?[0]) {
+        Marker::FixMap(n) => Ok(u64::from(n)),
+        Marker::Map16 => take_len(rd, 2),
+        Marker::Map32 => take_len(rd, 4),
+        _ => Err(ProtocolError::NotAMap),
+    }
+}
+
+/// Reads a map key's string header: its length in bytes.
+fn take_key_len(rd: &mut &[u8]) -> std::result::Result<u64, ProtocolError> {
+    use rmp::Marker;
+    match Marker::from_u8(take(rd, 1)?[0]) {
+        Marker::FixStr(n) => Ok(u64::from(n)),
+        Marker::Str8 => take_len(rd, 1),
+        Marker::Str16 => take_len(rd, 2),
+        Marker::Str32 => take_len(rd, 4),
+        _ => Err(ProtocolError::NonStringKey),
+    }
+}
+
 /// Checks, without decoding or allocating, that `bytes` start with a
 /// well-formed msgpack map whose keys are all (UTF-8) strings, nested at most
 /// [`MAX_NESTING`] levels deep: the checks [`decode_payload`] makes.
 pub(crate) fn check_payload_bytes(bytes: &[u8]) -> std::result::Result<(), ProtocolError> {
-    use rmp::Marker;
     let mut rd = bytes;
-    let pairs = match Marker::from_u8(take(&mut rd, 1)?[0]) {
-        Marker::FixMap(n) => n as u64,
-        Marker::Map16 => take_len(&mut rd, 2)?,
-        Marker::Map32 => take_len(&mut rd, 4)?,
-        _ => return Err(ProtocolError::NotAMap),
-    };
-    for _ in 0..pairs {
-        let len = match Marker::from_u8(take(&mut rd, 1)?[0]) {
-            Marker::FixStr(n) => u64::from(n),
-            Marker::Str8 => take_len(&mut rd, 1)?,
-            Marker::Str16 => take_len(&mut rd, 2)?,
-            Marker::Str32 => take_len(&mut rd, 4)?,
-            _ => return Err(ProtocolError::NonStringKey),
-        };
+    for _ in 0..take_map_len(&mut rd)? {
+        let len = take_key_len(&mut rd)?;
         // A key that is not UTF-8 is not a string key either (ASCII, as
         // keys mostly are, is UTF-8).
         let key = take(&mut rd, len)?;
