@@ -67,7 +67,7 @@ pub(crate) struct RtmState {
     #[serde(skip)]
     pub(crate) listen: super::listen::Listen,
     /// Added to the real clock (see [`RtmEmulator::advance_clock`]).
-    clock_offset_ms: i64,
+    pub(crate) clock_offset_ms: i64,
     pub(crate) users: super::users::Users,
     pub(crate) relations: super::relations::Relations,
     pub(crate) data: super::data::Data,
