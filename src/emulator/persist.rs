@@ -322,11 +322,13 @@ impl RtmEmulator {
 /// A state file held by this process: one emulator per file.
 ///
 /// [`lock`](Self::lock) takes an exclusive lock (`flock`) on
-/// `.NAME.lock` beside the file, which records the holder's pid; the
-/// operating system releases it when the process ends, however it ends,
-/// and the lock file itself stays. A second [`StateFile::lock`] of the
-/// same file, in this process or another, is refused while the first is
-/// alive. (On platforms other than Unix the file is not locked.)
+/// `.NAME.lock` beside the file, which records the holder's pid. Dropping
+/// the `StateFile` removes the lock file and releases the lock; the
+/// operating system releases it too when the process ends, however it ends
+/// (after `kill -9` the unlocked lock file stays, and is taken over). A
+/// second [`StateFile::lock`] of the same file, in this process or
+/// another, is refused while the first is alive. (On platforms other than
+/// Unix the file is not locked.)
 ///
 /// ```
 /// use rtm_server_sdk::emulator::persist::StateFile;
@@ -351,9 +353,79 @@ impl RtmEmulator {
 #[derive(Debug)]
 pub struct StateFile {
     path: PathBuf,
+    lock_path: PathBuf,
     /// The open, locked `.NAME.lock` (the lock lives as long as it).
-    _lock: fs::File,
+    lock: fs::File,
     removed: Vec<PathBuf>,
+}
+
+impl Drop for StateFile {
+    /// Removes the lock file, then releases the lock (a process that
+    /// opened it meanwhile sees that it was removed and tries again).
+    fn drop(&mut self) {
+        let _ = self.lock.set_len(0);
+        let _ = fs::remove_file(&self.lock_path);
+    }
+}
+
+/// Opens and locks `lock_path` for the state file `path`.
+fn open_locked(path: &Path, lock_path: &Path) -> io::Result<fs::File> {
+    loop {
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock_path)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot open the lock file {}: {e}", lock_path.display()),
+                )
+            })?;
+        try_lock(&file).map_err(|e| {
+            if e.kind() != io::ErrorKind::WouldBlock {
+                return io::Error::new(
+                    e.kind(),
+                    format!("cannot lock {}: {e}", lock_path.display()),
+                );
+            }
+            let holder = fs::read_to_string(lock_path)
+                .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok())
+                .map_or("an unknown pid".to_string(), |p| format!("pid {p}"));
+            io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!(
+                    "the state file {} is in use by another emulator ({holder}; lock file {})",
+                    path.display(),
+                    lock_path.display()
+                ),
+            )
+        })?;
+        // The previous holder removes the lock file as it ends: a lock
+        // taken on a file that is no longer there is no lock.
+        if same_file(&file, lock_path) {
+            return Ok(file);
+        }
+    }
+}
+
+/// Whether `file` is (still) the file at `path`.
+fn same_file(file: &fs::File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), fs::metadata(path)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
+    }
 }
 
 impl StateFile {
@@ -382,38 +454,7 @@ impl StateFile {
             .to_string_lossy()
             .into_owned();
         let lock_path = path.with_file_name(format!(".{name}.lock"));
-        let mut file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot open the lock file {}: {e}", lock_path.display()),
-                )
-            })?;
-        try_lock(&file).map_err(|e| {
-            if e.kind() != io::ErrorKind::WouldBlock {
-                return io::Error::new(
-                    e.kind(),
-                    format!("cannot lock {}: {e}", lock_path.display()),
-                );
-            }
-            let holder = fs::read_to_string(&lock_path)
-                .ok()
-                .and_then(|t| t.trim().parse::<u32>().ok())
-                .map_or("an unknown pid".to_string(), |p| format!("pid {p}"));
-            io::Error::new(
-                io::ErrorKind::ResourceBusy,
-                format!(
-                    "the state file {} is in use by another emulator ({holder}; lock file {})",
-                    path.display(),
-                    lock_path.display()
-                ),
-            )
-        })?;
+        let mut file = open_locked(&path, &lock_path)?;
         file.set_len(0)?;
         writeln!(file, "{}", std::process::id())?;
         let removed = remove_stale_temps(&path, &name);
@@ -422,7 +463,8 @@ impl StateFile {
         }
         Ok(StateFile {
             path,
-            _lock: file,
+            lock_path,
+            lock: file,
             removed,
         })
     }
@@ -810,6 +852,8 @@ mod tests {
                 .unwrap();
         assert_eq!(emu2.message_count(), 2500);
         drop(again);
+        // Its lock file goes with it.
+        assert!(!dir.join(".state.json.lock").exists());
         let _ = fs::remove_dir_all(&dir);
     }
 
