@@ -22,7 +22,8 @@
 //!
 //! Each pair of rows alternates in rounds and keeps its best round
 //! ([`ROUNDS`]), so that the machine's other load affects both alike.
-//! `BENCH_ONLY_EMULATOR=1` runs only these rows.
+//! `BENCH_ONLY_EMULATOR=1` runs only these rows
+//! (`BENCH_ONLY_EMULATOR=connections`: only the connection rows).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -193,6 +194,16 @@ pub fn rows(
          store grows, many connections =="
     );
     rate_header("emu", "base");
+    if std::env::var("BENCH_ONLY_EMULATOR").is_ok_and(|v| v == "connections") {
+        // Profiling aid: only the connection rows.
+        let conn_ratio = connection_rows(rtm_srv, cfg, s)?;
+        return Ok(Summary {
+            quest_ratio: f64::NAN,
+            send_ratio: f64::NAN,
+            history_ratio: f64::NAN,
+            conn_ratio,
+        });
+    }
     // Pipelined signed quests, emulator vs the fast server.
     let (emu_rtm, emu_fpnn) = rtm_pair(rtm_srv, cfg, true)?;
     let (fast_rtm, fast_fpnn) = rtm_pair(fpnn_srv, cfg, false)?;
@@ -262,7 +273,25 @@ pub fn rows(
     }
     drop((empty_srv, full_srv, small_srv));
 
-    // Many connections.
+    let conn_ratio = connection_rows(rtm_srv, cfg, s)?;
+    Ok(Summary {
+        quest_ratio,
+        send_ratio: ratio(at_full.calls_per_sec, at_empty.calls_per_sec),
+        history_ratio: ratio(oldest.calls_per_sec, newest.calls_per_sec),
+        conn_ratio,
+    })
+}
+
+/// The connection rows: 1,000 connections against 10; returns the ratio.
+fn connection_rows(
+    rtm_srv: &ServerProc,
+    cfg: &ClientConfig,
+    s: &Settings,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    // The room the quests count (two members).
+    let (rtm, fpnn) = rtm_pair(rtm_srv, cfg, true)?;
+    rtm.close();
+    fpnn.close();
     let ep = rtm_srv.endpoint();
     let ten_socks = open(&ep, 10)?;
     let mut thousand_socks = open(&ep, 1_000)?;
@@ -276,12 +305,7 @@ pub fn rows(
         unreachable!("two subjects")
     };
     rate_row("1000 connections (base: 10)", thousand, ten);
-    Ok(Summary {
-        quest_ratio,
-        send_ratio: ratio(at_full.calls_per_sec, at_empty.calls_per_sec),
-        history_ratio: ratio(oldest.calls_per_sec, newest.calls_per_sec),
-        conn_ratio: ratio(thousand.calls_per_sec, ten.calls_per_sec),
-    })
+    Ok(ratio(thousand.calls_per_sec, ten.calls_per_sec))
 }
 
 /// `1000000` as `1M`, `1000` as `1k`.

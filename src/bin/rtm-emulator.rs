@@ -136,7 +136,9 @@ struct Args {
     /// Loads the emulator's state (users, tokens, relations, groups, rooms,
     /// messages, files...) from FILE at start, if it exists, and saves it
     /// there (as JSON) every --save-every seconds and when stopped with
-    /// Ctrl-C or SIGTERM. A file of another --pid is refused.
+    /// Ctrl-C or SIGTERM. A file of another --pid is refused, and so is a
+    /// file another emulator holds (its pid is named). A failed save is
+    /// retried twice (100 ms, then 200 ms later) and logged.
     #[arg(long, value_name = "FILE", help_heading = "State")]
     state: Option<PathBuf>,
 
