@@ -20,10 +20,14 @@
 //!   with 10 and then with 1,000 connections open at once (goal: 1,000 at
 //!   no less than the rate of 10).
 //!
+//! * **Saves**: a save of an emulator holding [`FILLED`] messages while a
+//!   client calls it: the save's time and the longest call meanwhile.
+//!
 //! Each pair of rows alternates in rounds and keeps its best round
 //! ([`ROUNDS`]), so that the machine's other load affects both alike.
 //! `BENCH_ONLY_EMULATOR=1` runs only these rows
-//! (`BENCH_ONLY_EMULATOR=connections`: only the connection rows).
+//! (`BENCH_ONLY_EMULATOR=connections`: only the connection rows; `=save`:
+//! only the save row).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -194,6 +198,16 @@ pub fn rows(
          store grows, many connections =="
     );
     rate_header("emu", "base");
+    if std::env::var("BENCH_ONLY_EMULATOR").is_ok_and(|v| v == "save") {
+        // Profiling aid: only the save row.
+        save_row()?;
+        return Ok(Summary {
+            quest_ratio: f64::NAN,
+            send_ratio: f64::NAN,
+            history_ratio: f64::NAN,
+            conn_ratio: f64::NAN,
+        });
+    }
     if std::env::var("BENCH_ONLY_EMULATOR").is_ok_and(|v| v == "connections") {
         // Profiling aid: only the connection rows.
         let conn_ratio = connection_rows(rtm_srv, cfg, s)?;
@@ -274,6 +288,7 @@ pub fn rows(
     drop((empty_srv, full_srv, small_srv));
 
     let conn_ratio = connection_rows(rtm_srv, cfg, s)?;
+    save_row()?;
     Ok(Summary {
         quest_ratio,
         send_ratio: ratio(at_full.calls_per_sec, at_empty.calls_per_sec),
@@ -306,6 +321,61 @@ fn connection_rows(
     };
     rate_row("1000 connections (base: 10)", thousand, ten);
     Ok(ratio(thousand.calls_per_sec, ten.calls_per_sec))
+}
+
+/// A save of an emulator holding [`FILLED`] messages (in this process)
+/// while a client calls it in a loop: how long the save took, and the
+/// longest call meanwhile (a save that held the state lock while
+/// serialising would hold up calls for most of its time).
+fn save_row() -> Result<(), Box<dyn std::error::Error>> {
+    let emu = start_filled(FILLED);
+    let client = RtmServerClient::new(PID, SECRET, emu.endpoint())?;
+    client.pull_into_voice_room(RID, &[1001, 1002])?;
+    let dir = std::env::temp_dir().join(format!("rtm-bench-save-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("state.json");
+    // Calls in a loop while `during` runs; the longest call and how many.
+    let calls_during = |during: &mut dyn FnMut()| {
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let caller = scope.spawn(|| {
+                let (mut longest, mut calls) = (Duration::ZERO, 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    let t = std::time::Instant::now();
+                    let _ = client.get_voice_room_member_count(RID);
+                    longest = longest.max(t.elapsed());
+                    calls += 1;
+                }
+                (longest, calls)
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            during();
+            stop.store(true, Ordering::Relaxed);
+            caller.join().expect("the caller thread")
+        })
+    };
+    let mut saved = Ok(());
+    let mut took = Duration::ZERO;
+    let (longest, calls) = calls_during(&mut || {
+        let t = std::time::Instant::now();
+        saved = emu.save_state(&path);
+        took = t.elapsed();
+    });
+    saved?;
+    // The same time without a save: what the machine's load alone gives.
+    let (idle_longest, idle_calls) = calls_during(&mut || std::thread::sleep(took));
+    let size = std::fs::metadata(&path)?.len();
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "save of {} messages ({:.0} MB): {:.0} ms; the longest of {calls} calls made \
+         meanwhile: {:.1} ms (without a save, the longest of {idle_calls}: {:.1} ms)",
+        short(FILLED),
+        size as f64 / 1e6,
+        took.as_secs_f64() * 1e3,
+        longest.as_secs_f64() * 1e3,
+        idle_longest.as_secs_f64() * 1e3,
+    );
+    Ok(())
 }
 
 /// `1000000` as `1M`, `1000` as `1k`.
