@@ -20,6 +20,43 @@
 //! }
 //! # let _ = describe;
 //! ```
+//!
+//! # Was it processed? Retrying safely
+//!
+//! A failed call may still have been carried out by the server: the quest
+//! was written and its answer was lost with the connection, or did not come
+//! in time. [`Error::delivery`] tells the cases apart, so that a caller
+//! retries only what is safe to retry:
+//!
+//! * [`Delivery::NotSent`]: the quest certainly never reached the server
+//!   (no connection could be made, the pending cap was reached, the input
+//!   was refused, the connection closed before the quest was written).
+//!   Retrying cannot duplicate anything.
+//! * [`Delivery::MayHaveBeenProcessed`]: the quest was written (or may have
+//!   been) and no answer came. Retry only what is idempotent, or what the
+//!   server can recognise as a repeat: a message sent again **with the
+//!   same `mid`** is refused with
+//!   [`RTM_EC_DUPLICATED_MID`](codes::RTM_EC_DUPLICATED_MID) (200053) when
+//!   the first one was stored, which then means "already stored". A send
+//!   retried with a fresh `mid` may store the message twice.
+//! * [`Delivery::Answered`]: the server answered; its answer (an exception
+//!   code, or an answer of an unexpected shape) is the outcome.
+//!
+//! The RTM client resends a quest once by itself when the connection is
+//! lost under it (see [`RtmServerClient::call`](crate::RtmServerClient::call));
+//! when that resend cannot even be sent (the server cannot be reached any
+//! more), the first failure is reported, with its delivery: a quest that
+//! may have been processed is never reported as a connect error.
+//!
+//! ```
+//! use rtm_server_sdk::{Delivery, Error};
+//!
+//! /// Whether a non-idempotent call may be made again as is.
+//! fn safe_to_retry(err: &Error) -> bool {
+//!     err.delivery() == Delivery::NotSent
+//! }
+//! # let _ = safe_to_retry;
+//! ```
 
 use std::fmt;
 use std::io;
@@ -37,17 +74,27 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// `Error` is `Clone` so that one failure (for example the loss of a
 /// connection) can be delivered to every call that was waiting on it.
+///
+/// Whether the server may have processed a failed call is told by
+/// [`Error::delivery`] (see the [module docs](crate::error) for retrying
+/// safely); each variant below says which deliveries it reports.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// An I/O error outside a connection's traffic (for example a thread
     /// that could not be started). A read or write that fails on an
     /// established connection is [`Error::ConnectionClosed`] instead, with
-    /// the I/O error as its source. FPNN code 20012.
+    /// the I/O error as its source. FPNN code 20012. Nothing was sent
+    /// ([`Delivery::NotSent`]).
     #[error("I/O error: {0}")]
     Io(#[source] Arc<io::Error>),
 
-    /// The TCP connection to the endpoint could not be established.
+    /// The TCP connection to the endpoint could not be established (the
+    /// name did not resolve, the server refused the connection, ...).
+    /// FPNN code 20012. Nothing was sent ([`Delivery::NotSent`]): a call
+    /// whose quest was already written before the connection was lost
+    /// reports that loss instead, even when the RTM client's resend then
+    /// finds the server unreachable.
     #[error("cannot connect to {endpoint}: {source}")]
     Connect {
         /// The `host:port` that was dialled.
@@ -57,10 +104,13 @@ pub enum Error {
         source: Arc<io::Error>,
     },
 
-    /// Establishing the connection (name resolution, TCP connect and any
-    /// handshake) took longer than the connect timeout, or the call's own
-    /// timeout ran out while it waited for the connection: the call was
-    /// never sent. FPNN code 20012.
+    /// Establishing the connection (name resolution, TCP connect, the key
+    /// exchange and the connect hooks such as the RTM listen restore) took
+    /// longer than the connect timeout, or the call's own timeout ran out
+    /// while it waited for the connection. FPNN code 20012. Nothing of the
+    /// call was sent ([`Delivery::NotSent`]): a call whose quest was already
+    /// written before its connection was lost reports that loss instead,
+    /// even when the RTM client's resend then times out connecting.
     #[error("connecting to {endpoint} timed out after {timeout:?}")]
     ConnectTimeout {
         /// The `host:port` that was dialled.
@@ -69,8 +119,11 @@ pub enum Error {
         timeout: Duration,
     },
 
-    /// No answer arrived within the quest timeout. A late answer is
-    /// discarded. FPNN code 20003.
+    /// No answer arrived within the call's timeout, after the quest was
+    /// handed to the connection. A late answer is discarded. FPNN code
+    /// 20003. The server may have processed the quest
+    /// ([`Delivery::MayHaveBeenProcessed`]); a call that timed out before
+    /// it had a connection is [`Error::ConnectTimeout`] instead.
     #[error("quest `{method}` timed out after {timeout:?}")]
     Timeout {
         /// The FPNN method of the quest.
@@ -81,10 +134,15 @@ pub enum Error {
 
     /// The connection closed while the call was in flight, or before it could
     /// be sent: the server closed it, a read or write on it failed (the I/O
-    /// error is the [`source`](std::error::Error::source)), the keepalive
-    /// found it silent, or the server broke the protocol. FPNN code 20002.
-    /// The next call connects again (unless the client itself was closed,
-    /// see [`Error::ClientClosed`]).
+    /// error is the [`source`](std::error::Error::source)), or the keepalive
+    /// found it silent. FPNN code 20002. The next call connects again
+    /// (unless the client itself was closed, see [`Error::ClientClosed`]).
+    ///
+    /// `delivery` tells the two cases apart:
+    /// [`Delivery::MayHaveBeenProcessed`] when the quest was written (the
+    /// answer was lost with the connection), [`Delivery::NotSent`] when the
+    /// connection closed before the quest was written (for example while
+    /// it was being set up).
     #[error("connection closed: {reason}")]
     ConnectionClosed {
         /// Why the connection ended.
@@ -93,11 +151,15 @@ pub enum Error {
         /// this `Arc<std::io::Error>`).
         #[source]
         source: Option<Arc<io::Error>>,
+        /// Whether the quest was written before the connection closed.
+        delivery: Delivery,
     },
 
     /// The client was closed by [`close`](crate::fpnn::FpnnClient::close) or
     /// dropped: calls cut off by the close, and every later call, fail with
-    /// it. FPNN code 20002.
+    /// it. FPNN code 20002. A call cut off in flight may have been
+    /// processed, a later one was not sent; the error does not tell them
+    /// apart, so it reports [`Delivery::MayHaveBeenProcessed`].
     #[error("the client is closed")]
     ClientClosed,
 
@@ -106,7 +168,8 @@ pub enum Error {
     /// allows (calls in flight plus calls waiting for a connection). A
     /// callback call gets it at once; a blocking call gets it when no room
     /// came up within its timeout. Nothing was sent. FPNN code 20011 (work
-    /// queue full), the code an FPNN server gives when it is overloaded.
+    /// queue full), the code an FPNN server gives when it is overloaded
+    /// ([`Delivery::NotSent`]).
     #[error("too many calls pending (the limit is {limit})")]
     TooManyPending {
         /// The configured limit.
@@ -114,7 +177,8 @@ pub enum Error {
     },
 
     /// The server answered with an exception (an FPNN or RTM error code and a
-    /// message). See [`crate::codes`] for the named codes.
+    /// message). See [`crate::codes`] for the named codes. The code tells
+    /// what happened ([`Delivery::Answered`]).
     #[error("server error {code}: {message}")]
     Server {
         /// The error code (see [`crate::codes`]).
@@ -123,12 +187,16 @@ pub enum Error {
         message: String,
     },
 
-    /// The peer broke the FPNN protocol. The connection is closed.
+    /// The peer broke the FPNN protocol. The connection is closed, and the
+    /// calls in flight on it fail with this error: the server may have
+    /// processed them ([`Delivery::MayHaveBeenProcessed`]).
     #[error("protocol violation: {0}")]
     Protocol(#[from] ProtocolError),
 
     /// The answer was a valid FPNN answer but not of the shape the method
-    /// expects (a missing key or a value of the wrong type).
+    /// expects (a missing key or a value of the wrong type). The server
+    /// answered without an exception, so it processed the quest
+    /// ([`Delivery::Answered`]).
     #[error("unexpected answer to `{method}`: {detail}")]
     BadAnswer {
         /// The FPNN method of the quest.
@@ -139,14 +207,41 @@ pub enum Error {
 
     /// The caller's input cannot be sent (for example a method name over 255
     /// bytes, a payload that is not a map, or a payload over the size limit).
-    /// Nothing was sent.
+    /// Nothing was sent ([`Delivery::NotSent`]).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
-    /// Setting up or running the encryption failed (bad server key,
-    /// unsupported curve, failed `*key` handshake).
+    /// Setting up the encryption failed (bad server key, unsupported
+    /// curve, a failed `*key` handshake, a server that does not encrypt).
+    /// It happens while connecting, before any call is written
+    /// ([`Delivery::NotSent`]); data that cannot be decrypted later is an
+    /// [`Error::Protocol`] violation.
     #[error("encryption error: {0}")]
     Encryption(String),
+}
+
+/// Whether the server may have processed a call that failed: see
+/// [`Error::delivery`], and the [module docs](crate::error) for retrying
+/// safely.
+///
+/// `NotSent` is reported only when it is certain; when this side cannot
+/// know, the answer is `MayHaveBeenProcessed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// The quest never reached the server (no connection, refused before
+    /// writing, bad input, the pending cap): nothing was processed, and the
+    /// call can be retried as is.
+    NotSent,
+    /// The quest was written, or may have been, and no answer came (the
+    /// answer was lost with the connection, or did not come in time): the
+    /// server may or may not have processed it. Retry only what is
+    /// idempotent or recognised as a repeat (a message with the same `mid`).
+    MayHaveBeenProcessed,
+    /// The server answered: with an exception ([`Error::Server`], whose
+    /// code says what happened), or with an answer this client could not
+    /// read ([`Error::BadAnswer`]: the quest was processed).
+    Answered,
 }
 
 /// How a peer broke the FPNN protocol.
@@ -266,6 +361,53 @@ impl Error {
         )
     }
 
+    /// Whether the server may have processed the failed call: see
+    /// [`Delivery`] and the [module docs](crate::error) for retrying safely.
+    ///
+    /// ```
+    /// use rtm_server_sdk::{Delivery, Error};
+    /// let refused = Error::InvalidArgument("bad".into());
+    /// assert_eq!(refused.delivery(), Delivery::NotSent);
+    /// assert!(!refused.may_have_been_processed());
+    /// ```
+    #[must_use]
+    pub fn delivery(&self) -> Delivery {
+        match self {
+            Error::Io(_)
+            | Error::Connect { .. }
+            | Error::ConnectTimeout { .. }
+            | Error::TooManyPending { .. }
+            | Error::InvalidArgument(_)
+            | Error::Encryption(_) => Delivery::NotSent,
+            Error::ConnectionClosed { delivery, .. } => *delivery,
+            Error::Timeout { .. } | Error::ClientClosed | Error::Protocol(_) => {
+                Delivery::MayHaveBeenProcessed
+            }
+            Error::Server { .. } | Error::BadAnswer { .. } => Delivery::Answered,
+        }
+    }
+
+    /// False only when the quest certainly never reached the server
+    /// ([`Delivery::NotSent`]): then retrying cannot duplicate anything.
+    /// True when it may have been processed, or the server answered.
+    #[must_use]
+    pub fn may_have_been_processed(&self) -> bool {
+        self.delivery() != Delivery::NotSent
+    }
+
+    /// The same error, marked as never sent when it is a closed connection
+    /// (used where the client knows the quest was not written).
+    pub(crate) fn not_sent(self) -> Error {
+        match self {
+            Error::ConnectionClosed { reason, source, .. } => Error::ConnectionClosed {
+                reason,
+                source,
+                delivery: Delivery::NotSent,
+            },
+            other => other,
+        }
+    }
+
     /// True when the call failed because the client was closed by the user.
     #[must_use]
     pub fn is_client_closed(&self) -> bool {
@@ -278,10 +420,13 @@ impl Error {
         matches!(self, Error::Server { .. })
     }
 
+    /// A closed connection, as the calls in flight on it see it (they may
+    /// have been processed; see [`not_sent`](Self::not_sent)).
     pub(crate) fn closed(reason: impl fmt::Display) -> Error {
         Error::ConnectionClosed {
             reason: reason.to_string(),
             source: None,
+            delivery: Delivery::MayHaveBeenProcessed,
         }
     }
 
@@ -290,6 +435,7 @@ impl Error {
         Error::ConnectionClosed {
             reason: format!("the connection failed: {e}"),
             source: Some(Arc::new(e)),
+            delivery: Delivery::MayHaveBeenProcessed,
         }
     }
 
@@ -497,5 +643,67 @@ mod tests {
         assert!(p.is_connection_error());
         assert_eq!(p.code(), Some(20009));
         assert_eq!(Error::InvalidArgument("x".into()).code(), None);
+    }
+
+    #[test]
+    fn delivery_of_each_kind() {
+        use Delivery::*;
+        let lost = Error::closed("the server closed the connection");
+        assert_eq!(lost.delivery(), MayHaveBeenProcessed);
+        assert!(lost.may_have_been_processed());
+        let refused = lost.clone().not_sent();
+        assert_eq!(refused.delivery(), NotSent);
+        assert!(!refused.may_have_been_processed());
+        // Marking keeps everything else.
+        assert_eq!(refused.to_string(), lost.to_string());
+        assert_eq!(refused.code(), Some(20002));
+        let io = Error::lost(io::Error::other("reset"));
+        assert_eq!(io.delivery(), MayHaveBeenProcessed);
+        assert!(std::error::Error::source(&io.clone().not_sent()).is_some());
+        let cases = [
+            (
+                Error::Timeout {
+                    method: "m".into(),
+                    timeout: Duration::ZERO,
+                },
+                MayHaveBeenProcessed,
+            ),
+            (Error::ClientClosed, MayHaveBeenProcessed),
+            (
+                Error::Protocol(ProtocolError::BadMagic(*b"HTTP")),
+                MayHaveBeenProcessed,
+            ),
+            (
+                Error::ConnectTimeout {
+                    endpoint: "e".into(),
+                    timeout: Duration::ZERO,
+                },
+                NotSent,
+            ),
+            (
+                Error::Connect {
+                    endpoint: "e".into(),
+                    source: Arc::new(io::Error::other("refused")),
+                },
+                NotSent,
+            ),
+            (Error::TooManyPending { limit: 1 }, NotSent),
+            (Error::InvalidArgument("x".into()), NotSent),
+            (Error::Encryption("x".into()), NotSent),
+            (Error::from(io::Error::other("spawn")), NotSent),
+            (
+                Error::Server {
+                    code: 200040,
+                    message: String::new(),
+                },
+                Answered,
+            ),
+            (Error::bad_answer("m", "no key"), Answered),
+        ];
+        for (err, delivery) in cases {
+            assert_eq!(err.delivery(), delivery, "{err:?}");
+            // Only a closed connection carries a mark of its own.
+            assert_eq!(err.clone().not_sent().delivery(), delivery, "{err:?}");
+        }
     }
 }

@@ -83,7 +83,9 @@
 //! * [`ClientConfig`]: timeouts, size limits, callback threads, encryption.
 //! * [`Error`]: one error enum with predicates ([`Error::code`],
 //!   [`Error::is_timeout`], [`Error::is_connection_error`]) and the named
-//!   codes in [`codes`].
+//!   codes in [`codes`]; [`Error::delivery`] tells whether a failed call
+//!   may have been processed by the server ([`Delivery`]), so that it is
+//!   retried only when that is safe (see [`error`]).
 //! * [`fpnn`]: the transport underneath: the pure frame codec, encryption,
 //!   and [`FpnnClient`] for raw FPNN quests.
 //! * `emulator` (cargo feature `emulator`): an in-process RTM server for
@@ -127,7 +129,7 @@ pub mod rtm;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 
-pub use error::{codes, Error, ProtocolError, Result};
+pub use error::{codes, Delivery, Error, ProtocolError, Result};
 /// The msgpack crate the raw calls speak (`rmpv::Value` maps), re-exported
 /// so that its version always matches this crate's.
 pub use rmpv;
@@ -140,4 +142,7 @@ pub use rmpv::Value;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 pub use fpnn::{ClientConfig, FpnnClient};
-pub use rtm::{AdminCommand, RtcRoomMembers, RtcRoomType, RtmServerClient, VoiceRoomMembers};
+pub use rtm::{
+    AdminCommand, RtcRoomMembers, RtcRoomType, RtmServerClient, VoiceRoomMembers,
+    WeakRtmServerClient,
+};

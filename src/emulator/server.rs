@@ -27,7 +27,7 @@ use crate::codes;
 use crate::error::{Error, ProtocolError};
 use crate::fpnn::codec::{
     decode_frame, encode_answer, encode_error_answer, encode_quest, map_get, Answer, Decoder,
-    Frame, Header, Quest, DEFAULT_MAX_SEND_PAYLOAD, HEADER_LEN, VERSION,
+    Frame, Gated, Header, Quest, DEFAULT_MAX_SEND_PAYLOAD, HEADER_LEN, VERSION,
 };
 use crate::fpnn::crypto::{CipherMode, Decryptor, Encryptor, KeyBits, ServerPrivateKey};
 
@@ -99,6 +99,21 @@ pub trait Service: Send + Sync + 'static {
     /// of being answered by the server (default: false).
     fn handles_ping(&self) -> bool {
         false
+    }
+
+    /// Checks a quest before its payload is decoded: `payload` is its
+    /// msgpack payload, already checked to be a well-formed map with string
+    /// keys but not decoded. Return `Err(reply)` to refuse it: the reply is
+    /// sent (to a two-way quest) and nothing of the quest is decoded,
+    /// recorded or passed to [`on_quest`](Service::on_quest). Return `Ok(())`
+    /// to admit it (the default: every quest).
+    ///
+    /// This is where a service checks credentials, so that a peer that is
+    /// not authenticated cannot make the server decode or keep anything.
+    /// Quests the server answers itself (`*key`, and `*ping` unless
+    /// [`handles_ping`](Service::handles_ping)) are not offered.
+    fn admit(&self, _conn: &ServerConn, _method: &str, _payload: &[u8]) -> Result<(), Reply> {
+        Ok(())
     }
 }
 
@@ -1102,9 +1117,20 @@ fn read_loop(shared: &Arc<Shared>, conn: &ServerConn, mut stream: TcpStream) -> 
             decoder.feed(input);
         }
         loop {
-            match decoder.next_frame() {
-                Ok(Some(Frame::Quest(quest))) => handle_quest(shared, conn, quest),
-                Ok(Some(Frame::Answer(answer))) => conn.on_answer(answer),
+            let gate = |_seq: Option<u32>, method: &str, payload: &[u8]| {
+                if server_answers(shared, method) {
+                    return None;
+                }
+                shared.service.admit(conn, method, payload).err()
+            };
+            match decoder.next_gated(gate) {
+                Ok(Some(Gated::Frame(Frame::Quest(quest)))) => handle_quest(shared, conn, quest),
+                Ok(Some(Gated::Frame(Frame::Answer(answer)))) => conn.on_answer(answer),
+                Ok(Some(Gated::Refused {
+                    seq,
+                    method,
+                    refusal,
+                })) => refuse_quest(shared, conn, seq, &method, refusal),
                 Ok(None) => break,
                 Err(e) => return Err(format!("bad frame from the client: {e}")),
             }
@@ -1209,6 +1235,37 @@ fn try_handshake(
     Ok(Some(Start::Encrypted(Box::new(decryptor), len)))
 }
 
+/// Whether the server answers `method` itself (never offered to
+/// [`Service::admit`]).
+fn server_answers(shared: &Shared, method: &str) -> bool {
+    method == "*key" || (method == "*ping" && !shared.service.handles_ping())
+}
+
+/// Answers a quest that [`Service::admit`] refused: nothing of it is
+/// recorded or decoded. Faults apply as to any quest.
+fn refuse_quest(
+    shared: &Arc<Shared>,
+    conn: &ServerConn,
+    seq: Option<u32>,
+    method: &str,
+    reply: Reply,
+) {
+    if shared.faults.should_drop() {
+        log::debug!(
+            "conn {}: dropping the connection on `{method}` (fault)",
+            conn.id()
+        );
+        conn.close();
+        return;
+    }
+    if shared.faults.frozen() {
+        log::debug!("conn {}: frozen, `{method}` ignored", conn.id());
+        return;
+    }
+    log::debug!("conn {}: `{method}` refused before decoding", conn.id());
+    conn.deliver(seq, reply, false);
+}
+
 fn handle_quest(shared: &Arc<Shared>, conn: &ServerConn, quest: Quest) {
     shared.record(&quest);
     if shared.faults.should_drop() {
@@ -1285,6 +1342,44 @@ mod tests {
         assert!(server.received().is_empty());
         assert_eq!(server.connection_count(), 1);
         assert_eq!(server.connections().len(), 1);
+    }
+
+    #[test]
+    fn refused_quests_are_answered_and_neither_decoded_nor_recorded() {
+        use std::sync::atomic::AtomicUsize;
+        struct Gate(Arc<AtomicUsize>);
+        impl Service for Gate {
+            fn on_quest(&self, _: &ServerConn, q: &Quest) -> Reply {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Reply::Answer(q.payload.clone())
+            }
+            fn admit(&self, _: &ServerConn, method: &str, payload: &[u8]) -> Result<(), Reply> {
+                // The raw payload is offered: a fixmap of one entry here.
+                let mut keys = Vec::new();
+                crate::fpnn::codec::for_each_raw_entry(payload, |k, v| {
+                    keys.push((k.to_string(), v.to_vec()))
+                })
+                .unwrap();
+                match method {
+                    "open" => Ok(()),
+                    _ => Err(Reply::error(7, format!("refused {keys:?}"))),
+                }
+            }
+        }
+        let calls = Arc::new(AtomicUsize::new(0));
+        let server = FpnnServer::start(Gate(calls.clone()), ServerOptions::new()).unwrap();
+        let mut c = RawClient::connect(&server.endpoint());
+        let p = map(vec![("a", 1.into())]);
+        assert_eq!(c.call("open", &p).into_result().unwrap(), p);
+        let e = c.call("shut", &p).into_result().unwrap_err();
+        assert_eq!(e.server_code(), Some(7));
+        // The gate saw the key and the value's encoded bytes (fixint 1).
+        assert!(e.to_string().contains(r#"[("a", [1])]"#), "{e}");
+        // `*ping` is answered by the server, never offered to the gate.
+        assert!(c.call("*ping", &map(vec![])).into_result().is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let methods: Vec<String> = server.received().into_iter().map(|(m, _)| m).collect();
+        assert_eq!(methods, ["open", "*ping"]);
     }
 
     #[test]

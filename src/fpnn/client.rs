@@ -76,8 +76,9 @@ impl QuestReply {
 /// the client from the handler. A handler that captures a clone of the
 /// client keeps the client alive (and connected) until
 /// [`close`](FpnnClient::close) is called explicitly, since dropping the
-/// other handles no longer drops the last one. The handler is dropped when
-/// the client closes.
+/// other handles no longer drops the last one; a handler that must keep a
+/// reference holds a [`WeakFpnnClient`] ([`FpnnClient::downgrade`]). The
+/// handler is dropped when the client closes.
 pub trait QuestHandler: Send + Sync + 'static {
     /// Handles one quest. `two_way` tells whether an answer will be sent.
     fn on_quest(
@@ -271,6 +272,47 @@ impl std::fmt::Debug for FpnnClient {
     }
 }
 
+/// A handle to an [`FpnnClient`] that does not keep it alive: for code the
+/// client owns (a quest or event handler) that must keep a reference to
+/// it. Once every [`FpnnClient`] handle is dropped the client closes, and
+/// [`upgrade`](Self::upgrade) returns `None`.
+///
+/// ```
+/// # use rtm_server_sdk::{ClientConfig, FpnnClient};
+/// let client = FpnnClient::new("127.0.0.1:13315", ClientConfig::default())?;
+/// let weak = client.downgrade();
+/// assert!(weak.upgrade().is_some());
+/// drop(client);
+/// assert!(weak.upgrade().is_none());
+/// # Ok::<(), rtm_server_sdk::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct WeakFpnnClient {
+    handle: Weak<Handle>,
+    timeout: Option<Duration>,
+}
+
+impl WeakFpnnClient {
+    /// The client, with the per-call timeout of the handle this was made
+    /// from, while any [`FpnnClient`] handle of it exists.
+    #[must_use]
+    pub fn upgrade(&self) -> Option<FpnnClient> {
+        Some(FpnnClient {
+            handle: self.handle.upgrade()?,
+            timeout: self.timeout,
+        })
+    }
+}
+
+impl std::fmt::Debug for WeakFpnnClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakFpnnClient")
+            .field("alive", &(self.handle.strong_count() > 0))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 struct Handle {
     core: Arc<Core>,
 }
@@ -301,6 +343,9 @@ struct State {
     dialing: bool,
     /// Dial attempts finished so far.
     attempts: u64,
+    /// The end of the dial in progress (its connect timeout), set when it
+    /// starts.
+    dial_deadline: Option<Instant>,
     /// Why the last finished attempt failed (`None`: it succeeded).
     last_error: Option<Error>,
     /// Callback calls waiting for the dial in progress.
@@ -443,6 +488,7 @@ impl FpnnClient {
                     connecting: None,
                     dialing: false,
                     attempts: 0,
+                    dial_deadline: None,
                     last_error: None,
                     queue: Vec::new(),
                     queue_earliest: None,
@@ -536,9 +582,22 @@ impl FpnnClient {
         self.timeout
     }
 
+    /// A handle that does not keep the client alive (see
+    /// [`WeakFpnnClient`]), for handlers that must keep a reference to the
+    /// client; it keeps this handle's per-call timeout.
+    #[must_use]
+    pub fn downgrade(&self) -> WeakFpnnClient {
+        WeakFpnnClient {
+            handle: Arc::downgrade(&self.handle),
+            timeout: self.timeout,
+        }
+    }
+
     /// Connects now (if not connected yet), so that a wrong endpoint fails
-    /// fast instead of on the first call. Waits at most the connect
-    /// timeout; shares a dial already in progress.
+    /// fast instead of on the first call. Shares a dial already in
+    /// progress, and returns when that attempt ends (within the connect
+    /// timeout of its start): nothing it waited for is left running, so a
+    /// call made after it returned an error makes an attempt of its own.
     ///
     /// # Errors
     ///
@@ -546,10 +605,7 @@ impl FpnnClient {
     /// cannot be reached, [`Error::Encryption`] when the key exchange
     /// fails, [`Error::ClientClosed`] after [`close`](FpnnClient::close).
     pub fn connect(&self) -> Result<()> {
-        let core = &self.handle.core;
-        let timeout = core.config.connect_timeout;
-        core.connection_until(deadline_after(Instant::now(), timeout), timeout)
-            .map(drop)
+        self.handle.core.connect_now().map(drop)
     }
 
     /// True once the client was closed (by [`close`](FpnnClient::close)).
@@ -613,8 +669,10 @@ impl FpnnClient {
     /// answer came in time; [`Error::ConnectTimeout`] or [`Error::Connect`]
     /// when no connection could be made in time (nothing was sent);
     /// [`Error::ConnectionClosed`] when the connection was lost with the
-    /// call in flight; [`Error::TooManyPending`] when no room under the
-    /// pending cap came up in time; [`Error::InvalidArgument`] for a bad
+    /// call in flight, or before it was written (its
+    /// [`delivery`](Error::delivery) tells which);
+    /// [`Error::TooManyPending`] when no room under the pending cap came
+    /// up in time; [`Error::InvalidArgument`] for a bad
     /// method or payload; [`Error::ClientClosed`] after
     /// [`close`](FpnnClient::close).
     pub fn call(&self, method: &str, payload: Value) -> Result<Value> {
@@ -844,6 +902,24 @@ impl Core {
         }
     }
 
+    /// The explicit connect: waits for the outcome of the dial it joins
+    /// (or starts), not for a deadline of its own. A deadline of its own,
+    /// taken a moment before the dial takes the dial's, would end the wait
+    /// just before the attempt ends, and the next call would join that
+    /// attempt and inherit its failure at once instead of making its own.
+    pub(crate) fn connect_now(&self) -> Result<Arc<Connection>> {
+        /// Time for the dial thread to report its outcome once its
+        /// deadline has passed (normally microseconds).
+        const REPORT_GRACE: Duration = Duration::from_secs(1);
+        let timeout = self.config.connect_timeout;
+        let attempt_end = {
+            let st = lock(&self.state);
+            st.dial_deadline.filter(|_| st.dialing)
+        };
+        let attempt_end = attempt_end.unwrap_or_else(|| deadline_after(Instant::now(), timeout));
+        self.connection_until(deadline_after(attempt_end, REPORT_GRACE), timeout)
+    }
+
     /// Starts a dial on a new detached thread (the state lock is held and
     /// no dial is in progress).
     fn start_dial(&self, st: &mut State) -> Result<()> {
@@ -851,7 +927,13 @@ impl Core {
         let old = st.current.take();
         self.current.store(None);
         st.dialing = true;
-        match spawn_named(format!("fpnn-{}-dial", self.id), move || core.dial(old)) {
+        // The dial's deadline is fixed here, under the state lock, so that
+        // whoever joins the dial knows when it ends (see `connect_now`).
+        let deadline = deadline_after(Instant::now(), self.config.connect_timeout);
+        st.dial_deadline = Some(deadline);
+        match spawn_named(format!("fpnn-{}-dial", self.id), move || {
+            core.dial(old, deadline)
+        }) {
             Ok(_detached) => Ok(()),
             Err(e) => {
                 st.dialing = false;
@@ -864,14 +946,15 @@ impl Core {
 
     /// The dial thread: connects, then hands the outcome to everyone who
     /// waits for it.
-    fn dial(self: Arc<Self>, old: Option<Arc<Connection>>) {
+    fn dial(self: Arc<Self>, old: Option<Arc<Connection>>, deadline: Instant) {
         if let Some(old) = old {
             old.join_threads();
         }
-        let result = catch_unwind(AssertUnwindSafe(|| self.establish())).unwrap_or_else(|_| {
-            log::error!("connecting to {} panicked", self.endpoint);
-            Err(Error::closed("the connect failed unexpectedly"))
-        });
+        let result =
+            catch_unwind(AssertUnwindSafe(|| self.establish(deadline))).unwrap_or_else(|_| {
+                log::error!("connecting to {} panicked", self.endpoint);
+                Err(Error::closed("the connect failed unexpectedly"))
+            });
         self.dial_finished(result);
     }
 
@@ -928,7 +1011,12 @@ impl Core {
                 }
             }
             Err(err) => {
-                let err = if st.closed { Error::ClientClosed } else { err };
+                // No call waiting for this dial was written.
+                let err = if st.closed {
+                    Error::ClientClosed
+                } else {
+                    err.not_sent()
+                };
                 st.last_error = Some(err.clone());
                 let queued = std::mem::take(&mut st.queue);
                 st.queue_earliest = None;
@@ -971,7 +1059,9 @@ impl Core {
             timeout,
         };
         if let Err((e, Some(Waiter::Callback { cb, .. }))) = conn.send_two_way(&mut frame, waiter) {
-            self.pool.fail(cb, e);
+            // Taken back: refused before it was written, or its write
+            // failed (then the frame, last in the buffer, is incomplete).
+            self.pool.fail(cb, e.not_sent());
         }
     }
 
@@ -1020,10 +1110,9 @@ impl Core {
         let _ = self.sup_tx.send(SupMsg::Event(event));
     }
 
-    /// Dials, runs the key exchange and the connect hook, all within the
-    /// connect timeout.
-    fn establish(&self) -> Result<Arc<Connection>> {
-        let deadline = deadline_after(Instant::now(), self.config.connect_timeout);
+    /// Dials, runs the key exchange and the connect hook, all before
+    /// `deadline` (the connect timeout from the dial's start).
+    fn establish(&self, deadline: Instant) -> Result<Arc<Connection>> {
         let stream = self.dial_tcp(deadline)?;
         let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
         let handshake = match &self.config.encryption {
@@ -1253,7 +1342,9 @@ impl Core {
         let (slot, tx) = ReplySlot::new();
         let seq = match conn.send_two_way(&mut frame, Waiter::Blocking(tx)) {
             Ok(seq) => seq,
-            Err((e, _)) => return Err(e),
+            // Refused before it was written, or its write failed (then the
+            // frame, last in the buffer, is incomplete): never processed.
+            Err((e, _)) => return Err(e.not_sent()),
         };
         wait_answer(conn, &slot, seq, deadline, method, timeout)
     }

@@ -536,6 +536,50 @@ impl Decoder {
 
     /// The header and body range of the complete frame at the front of the
     /// buffer, without taking it out.
+    /// Like [`next_frame`](Decoder::next_frame), but a quest is offered to
+    /// `gate` before its payload is decoded: `gate` gets the quest's seq, its
+    /// method and its payload bytes (already checked to be a well-formed map
+    /// with string keys, nothing allocated), and returns `None` to admit the
+    /// quest (its payload is then decoded) or `Some(refusal)` to refuse it
+    /// (nothing is decoded). Answers are not gated.
+    ///
+    /// A server uses this to check a quest's credentials before a peer can
+    /// make it allocate anything for the payload.
+    #[cfg_attr(not(feature = "emulator"), allow(dead_code))]
+    pub(crate) fn next_gated<R>(
+        &mut self,
+        gate: impl FnOnce(Option<u32>, &str, &[u8]) -> Option<R>,
+    ) -> std::result::Result<Option<Gated<R>>, ProtocolError> {
+        let Some((header, body)) = self.peek_frame()? else {
+            return Ok(None);
+        };
+        if header.mtype == MTYPE_ANSWER {
+            return self.next_frame().map(|f| f.map(Gated::Frame));
+        }
+        let bytes = &self.buf[body.clone()];
+        let (seq, rest) = if header.mtype == MTYPE_TWOWAY {
+            (Some(LittleEndian::read_u32(&bytes[..4])), &bytes[4..])
+        } else {
+            (None, bytes)
+        };
+        let ss = header.ss as usize;
+        let method = std::str::from_utf8(&rest[..ss]).map_err(|_| ProtocolError::MethodNotUtf8)?;
+        let payload = &rest[ss..];
+        check_payload_bytes(payload)?;
+        if let Some(refusal) = gate(seq, method, payload) {
+            let method = method.to_string();
+            self.consume(header);
+            return Ok(Some(Gated::Refused {
+                seq,
+                method,
+                refusal,
+            }));
+        }
+        let quest = self.decode_quest(header, body)?;
+        self.consume(header);
+        Ok(Some(Gated::Frame(Frame::Quest(quest))))
+    }
+
     fn peek_frame(
         &mut self,
     ) -> std::result::Result<Option<(Header, std::ops::Range<usize>)>, ProtocolError> {
@@ -597,6 +641,53 @@ impl Decoder {
             payload,
         })
     }
+}
+
+/// A frame taken out by [`Decoder::next_gated`].
+#[derive(Debug)]
+#[cfg_attr(not(feature = "emulator"), allow(dead_code))]
+pub(crate) enum Gated<R> {
+    /// An answer, or a quest the gate admitted (decoded).
+    Frame(Frame),
+    /// A quest the gate refused: its payload was not decoded.
+    Refused {
+        seq: Option<u32>,
+        method: String,
+        refusal: R,
+    },
+}
+
+/// Calls `f` with each key of a payload's top-level map and the encoded
+/// bytes of its value, without decoding or allocating. `bytes` must have
+/// passed [`check_payload_bytes`] (an error is returned otherwise).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn for_each_raw_entry(
+    bytes: &[u8],
+    mut f: impl FnMut(&str, &[u8]),
+) -> std::result::Result<(), ProtocolError> {
+    use rmp::Marker;
+    let mut rd = bytes;
+    let pairs = match Marker::from_u8(take(&mut rd, 1)?[0]) {
+        Marker::FixMap(n) => n as u64,
+        Marker::Map16 => take_len(&mut rd, 2)?,
+        Marker::Map32 => take_len(&mut rd, 4)?,
+        _ => return Err(ProtocolError::NotAMap),
+    };
+    for _ in 0..pairs {
+        let len = match Marker::from_u8(take(&mut rd, 1)?[0]) {
+            Marker::FixStr(n) => u64::from(n),
+            Marker::Str8 => take_len(&mut rd, 1)?,
+            Marker::Str16 => take_len(&mut rd, 2)?,
+            Marker::Str32 => take_len(&mut rd, 4)?,
+            _ => return Err(ProtocolError::NonStringKey),
+        };
+        let key =
+            std::str::from_utf8(take(&mut rd, len)?).map_err(|_| ProtocolError::NonStringKey)?;
+        let before = rd;
+        skip_value(&mut rd, MAX_NESTING - 1)?;
+        f(key, &before[..before.len() - rd.len()]);
+    }
+    Ok(())
 }
 
 /// A frame taken out by [`Decoder::next_checked`].

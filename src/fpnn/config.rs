@@ -36,7 +36,10 @@ const DEFAULT_CALLBACK_THREADS: usize = 2;
 ///     .quest_timeout(Duration::from_secs(10));
 /// assert_eq!(config.quest_timeout, Duration::from_secs(10));
 /// ```
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output shows the values that apply, zeros replaced by the
+/// defaults.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ClientConfig {
     /// The bound on establishing a connection: name resolution, TCP
@@ -343,6 +346,34 @@ impl ClientConfig {
     }
 }
 
+/// The values that apply: a zero shows as the default it stands for.
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ClientConfig {
+            connect_timeout,
+            quest_timeout,
+            max_recv_payload,
+            max_send_payload,
+            callback_threads,
+            max_pending,
+            encryption,
+            keepalive,
+            reconnect,
+        } = self.clone().normalized();
+        f.debug_struct("ClientConfig")
+            .field("connect_timeout", &connect_timeout)
+            .field("quest_timeout", &quest_timeout)
+            .field("max_recv_payload", &max_recv_payload)
+            .field("max_send_payload", &max_send_payload)
+            .field("callback_threads", &callback_threads)
+            .field("max_pending", &max_pending)
+            .field("encryption", &encryption)
+            .field("keepalive", &keepalive)
+            .field("reconnect", &reconnect)
+            .finish()
+    }
+}
+
 /// `d`, or `default` when `d` is zero.
 fn nonzero(d: Duration, default: Duration) -> Duration {
     if d.is_zero() {
@@ -407,6 +438,27 @@ mod tests {
         assert_eq!(c.max_recv_payload, DEFAULT_MAX_RECV_PAYLOAD);
         assert_eq!(c.max_send_payload, DEFAULT_MAX_SEND_PAYLOAD);
         assert_eq!(c.keepalive, Some(KeepaliveConfig::default()));
+    }
+
+    #[test]
+    fn debug_shows_the_values_that_apply() {
+        let c = ClientConfig::default()
+            .max_pending(0)
+            .callback_threads(0)
+            .quest_timeout(Duration::ZERO)
+            .keepalive(KeepaliveConfig::default().max_retries(0));
+        let text = format!("{c:?}");
+        for shown in [
+            "max_pending: 100000",
+            "callback_threads: 2",
+            "quest_timeout: 30s",
+            "max_retries: 2",
+        ] {
+            assert!(text.contains(shown), "{shown} missing from {text}");
+        }
+        assert!(!text.contains(": 0"), "{text}");
+        // The setting itself is kept: zero still means "the default".
+        assert_eq!(c.max_pending, 0);
     }
 
     #[test]

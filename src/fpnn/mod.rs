@@ -20,7 +20,7 @@ pub(crate) mod conn;
 pub(crate) mod pool;
 
 pub(crate) use client::{ConnectHook, Core, FpnnSession};
-pub use client::{ConnectionEvent, FpnnClient, QuestHandler, QuestReply};
+pub use client::{ConnectionEvent, FpnnClient, QuestHandler, QuestReply, WeakFpnnClient};
 pub use config::{
     ClientConfig, KeepaliveConfig, ReconnectStrategy, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PENDING,
     DEFAULT_QUEST_TIMEOUT,

@@ -13,7 +13,7 @@ use super::listen::{self, ListenState};
 use super::params::{AnswerReader, Params};
 use super::push::{PushDispatch, PushHandler};
 use crate::codes;
-use crate::error::{Error, Result};
+use crate::error::{Delivery, Error, Result};
 use crate::fpnn::conn::{lock, FrameBuf, MethodName};
 use crate::fpnn::{ClientConfig, ConnectionEvent, Core, FpnnClient};
 
@@ -96,11 +96,77 @@ impl std::fmt::Debug for RtmServerClient {
     }
 }
 
+/// A handle to an [`RtmServerClient`] that does not keep it alive: for
+/// code the client owns (a push or event handler, a task on its callback
+/// threads) that must keep a reference to it.
+///
+/// A clone of the client held by its own handler keeps the client alive
+/// (connection, threads) until [`close`](RtmServerClient::close) is
+/// called, since dropping the other handles never drops the last one. A
+/// weak handle does not: once every [`RtmServerClient`] handle is dropped,
+/// the client closes and [`upgrade`](Self::upgrade) returns `None`.
+///
+/// ```
+/// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
+/// use rtm_server_sdk::RtmServerClient;
+/// let client = RtmServerClient::new(1, "s", emulator.endpoint())?;
+/// let weak = client.downgrade();
+/// assert!(weak.upgrade().is_some());
+/// drop(client); // the last handle: the client closes
+/// assert!(weak.upgrade().is_none());
+/// # Ok::<(), rtm_server_sdk::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct WeakRtmServerClient {
+    inner: Weak<RtmInner>,
+    timeout: Option<Duration>,
+}
+
+impl WeakRtmServerClient {
+    /// The client, with the per-call timeout of the handle this was made
+    /// from, while any [`RtmServerClient`] handle of it exists (`None`
+    /// once the last one was dropped).
+    #[must_use]
+    pub fn upgrade(&self) -> Option<RtmServerClient> {
+        Some(RtmServerClient {
+            inner: self.inner.upgrade()?,
+            timeout: self.timeout,
+        })
+    }
+}
+
+impl std::fmt::Debug for WeakRtmServerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakRtmServerClient")
+            .field("alive", &(self.inner.strong_count() > 0))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 /// What is left of a call's `total` time since `started`, if anything.
 fn time_left(total: Duration, started: Instant) -> Option<Duration> {
     total
         .checked_sub(started.elapsed())
         .filter(|left| !left.is_zero())
+}
+
+/// The outcome of a quest resent after `first` failed: the resend's,
+/// unless the resend never left this client while the first attempt may
+/// have been processed. A quest whose answer was lost must not be reported
+/// as "cannot connect" (20012) because its resend found the server gone:
+/// the caller would take it as never sent and send it again.
+fn resent_outcome<T>(first: Error, resend: Result<T>) -> Result<T> {
+    match resend {
+        Err(e)
+            if e.delivery() == Delivery::NotSent
+                && first.delivery() == Delivery::MayHaveBeenProcessed =>
+        {
+            log::debug!("the resend was not sent ({e}); reporting the first failure");
+            Err(first)
+        }
+        other => other,
+    }
 }
 
 /// True for the failures after which a quest is resent once
@@ -202,7 +268,9 @@ impl RtmServerClient {
     /// Installs the handler of server pushes (messages, events, `ping`),
     /// replacing any previous one. Without one, pushes are still answered.
     /// Which pushes arrive is chosen with the listen methods
-    /// ([`add_listen`](RtmServerClient::add_listen), ...).
+    /// ([`add_listen`](RtmServerClient::add_listen), ...). A handler that
+    /// keeps a reference to the client holds a [`WeakRtmServerClient`]
+    /// ([`downgrade`](Self::downgrade)), not a clone (see [`PushHandler`]).
     pub fn set_push_handler(&self, handler: impl PushHandler) {
         *lock(&self.inner.push.handler) = Some(Arc::new(handler));
     }
@@ -214,6 +282,8 @@ impl RtmServerClient {
     /// capturing a clone of the client in the closure (a captured clone
     /// would keep the client alive for as long as the handler is
     /// installed, so that dropping every other handle would not close it).
+    /// Code that must keep a reference holds a
+    /// [`downgrade`](Self::downgrade)d one.
     ///
     /// ```
     /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
@@ -230,7 +300,7 @@ impl RtmServerClient {
         &self,
         handler: impl Fn(&RtmServerClient, &ConnectionEvent) + Send + Sync + 'static,
     ) {
-        let weak = self.downgrade();
+        let weak = Arc::downgrade(&self.inner);
         self.inner.fpnn.set_event_handler(move |_, event| {
             if let Some(inner) = weak.upgrade() {
                 handler(
@@ -292,7 +362,9 @@ impl RtmServerClient {
         }
     }
 
-    /// Connects now, so that a wrong endpoint fails fast.
+    /// Connects now, so that a wrong endpoint fails fast. It returns when
+    /// its attempt ends (see [`FpnnClient::connect`]): a call made after it
+    /// failed makes an attempt of its own.
     ///
     /// # Errors
     ///
@@ -335,8 +407,15 @@ impl RtmServerClient {
         }
     }
 
-    pub(crate) fn downgrade(&self) -> Weak<RtmInner> {
-        Arc::downgrade(&self.inner)
+    /// A handle that does not keep the client alive (see
+    /// [`WeakRtmServerClient`]), for handlers that must keep a reference to
+    /// the client; it keeps this handle's per-call timeout.
+    #[must_use]
+    pub fn downgrade(&self) -> WeakRtmServerClient {
+        WeakRtmServerClient {
+            inner: Arc::downgrade(&self.inner),
+            timeout: self.timeout,
+        }
     }
 
     /// Sends a signed quest for any RTM method and waits for its answer: the
@@ -347,7 +426,12 @@ impl RtmServerClient {
     /// (or the server answers 20002 or 20012), or the server answers
     /// 200006 (same sign), the quest is re-signed with a fresh salt and sent
     /// once more, within what is left of the call's timeout (one deadline
-    /// per call); the second result is final.
+    /// per call); the second result is final, except that a resend that
+    /// could not be sent at all (the server cannot be reached any more)
+    /// leaves the first failure as the outcome: a quest whose answer was
+    /// lost is reported as such ([`Error::delivery`] is
+    /// [`Delivery::MayHaveBeenProcessed`](crate::Delivery::MayHaveBeenProcessed)),
+    /// never as a connect error that would read as "not sent".
     ///
     /// ```
     /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
@@ -423,7 +507,7 @@ impl RtmServerClient {
                 match time_left(self.effective_timeout(), started) {
                     Some(left) => {
                         log::debug!("`{method}` failed ({e}); re-signing and resending once");
-                        self.with_timeout(left).send_signed(method, params)
+                        resent_outcome(e, self.with_timeout(left).send_signed(method, params))
                     }
                     None => Err(e),
                 }
@@ -453,7 +537,7 @@ impl RtmServerClient {
         let timeout = self.timeout;
         let total = self.effective_timeout();
         let started = Instant::now();
-        let weak = self.downgrade();
+        let weak = Arc::downgrade(&self.inner);
         let frame = self.signed_frame(&method, &params);
         let first_method = method.clone();
         let finish = move |method: &str, result: Result<Value>| {
@@ -484,10 +568,10 @@ impl RtmServerClient {
                             method.clone(),
                             frame,
                             Some(left),
-                            Box::new(move |r| finish(&m, r)),
+                            Box::new(move |r| finish(&m, resent_outcome(e, r))),
                         );
                     }
-                    Err(e) => finish(&method, Err(e)),
+                    Err(not_sent) => finish(&method, resent_outcome(e, Err(not_sent))),
                 }
             }
             other => finish(&method, other),
@@ -617,6 +701,37 @@ mod tests {
         let text = format!("{c:?}");
         assert!(!text.contains("top-secret-key"), "{text}");
         assert!(text.contains("redacted"));
+    }
+
+    #[test]
+    fn a_resend_that_was_not_sent_leaves_the_first_outcome() {
+        let lost = Error::closed("the server closed the connection");
+        let refused = Error::Connect {
+            endpoint: "e".into(),
+            source: Arc::new(std::io::Error::other("refused")),
+        };
+        // The answer was lost, the resend could not connect: the loss.
+        let r: Result<()> = resent_outcome(lost.clone(), Err(refused.clone()));
+        assert!(matches!(r, Err(Error::ConnectionClosed { .. })), "{r:?}");
+        assert_eq!(r.unwrap_err().delivery(), Delivery::MayHaveBeenProcessed);
+        // The resend's own outcome otherwise.
+        assert_eq!(resent_outcome(lost.clone(), Ok(7)).unwrap(), 7);
+        let timeout = Error::Timeout {
+            method: "m".into(),
+            timeout: Duration::ZERO,
+        };
+        let r: Result<()> = resent_outcome(lost.clone(), Err(timeout));
+        assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+        // A first attempt that was not sent either, or that the server
+        // refused: the resend's connect error is the truth.
+        let r: Result<()> = resent_outcome(lost.not_sent(), Err(refused.clone()));
+        assert!(matches!(r, Err(Error::Connect { .. })), "{r:?}");
+        let same_sign = Error::Server {
+            code: codes::RTM_EC_SAME_SIGN,
+            message: String::new(),
+        };
+        let r: Result<()> = resent_outcome(same_sign, Err(refused));
+        assert!(matches!(r, Err(Error::Connect { .. })), "{r:?}");
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub mod users;
 pub mod voice;
 
 pub use auth::{next_salt, sign, unix_seconds};
-pub use client::RtmServerClient;
+pub use client::{RtmServerClient, WeakRtmServerClient};
 pub use devices::{DevicePushOptions, PushOptionType};
 pub use files::{AudioInfo, FileOptions, FileType, DEFAULT_FILE_GATE_IDLE, FILE_SEND_TIMEOUT};
 pub use groups::GroupInfo;

@@ -92,6 +92,37 @@ pub struct PushEvent {
 /// # let client = RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
 /// client.set_push_handler(Echo);
 /// ```
+///
+/// A handler that must keep a reference to the client (to use it outside
+/// the handler methods, from a thread of its own, say) holds a
+/// [`WeakRtmServerClient`](crate::WeakRtmServerClient) made with
+/// [`downgrade`](RtmServerClient::downgrade): it does not keep the client
+/// alive, so dropping the last handle still closes the client.
+///
+/// ```
+/// use rtm_server_sdk::rtm::{PushHandler, PushMessage};
+/// use rtm_server_sdk::{RtmServerClient, WeakRtmServerClient};
+///
+/// /// Looks the sender up from a thread of its own.
+/// struct LookUp {
+///     client: WeakRtmServerClient,
+/// }
+/// impl PushHandler for LookUp {
+///     fn on_message(&self, _: &RtmServerClient, m: &PushMessage) {
+///         let (client, from) = (self.client.clone(), m.from);
+///         std::thread::spawn(move || {
+///             // `None` once the client is gone.
+///             if let Some(client) = client.upgrade() {
+///                 let _ = client.get_online_users(&[from]);
+///             }
+///         });
+///     }
+/// }
+/// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
+/// # let client = RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
+/// client.set_push_handler(LookUp { client: client.downgrade() });
+/// drop(client); // the last handle: the client closes
+/// ```
 pub trait PushHandler: Send + Sync + 'static {
     /// A P2P message (`pushmsg`).
     fn on_message(&self, _client: &RtmServerClient, _message: &PushMessage) {}
