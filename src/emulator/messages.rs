@@ -64,12 +64,15 @@
 //! The store is indexed, so that a quest costs the same however many
 //! messages it holds (a million and more): the duplicate-`mid` check and
 //! `getmsg`/`editmsg`/`delmsg` are hash lookups; a history page starts at
-//! its cursor among its conversation's ordered ids (only the messages that
-//! a window or `mtypes` leave out are stepped over); `getmsgnum` without a
-//! window or types reads counts kept per conversation (with them, it reads
-//! that conversation's messages only). `cleanmsg`, `clearprojectmsg` and
-//! `delconversationmsgs` cost the messages they delete; `clearusermsg`
-//! reads the whole store. A save does not copy the store under the state
+//! its cursor among its conversation's ordered ids, and its `begin`..`end`
+//! window is found there by binary search on the times (only the messages
+//! that `mtypes` leave out are stepped over; a conversation whose times go
+//! back, as only a hand-edited state file can make them, has its window
+//! checked message by message); `getmsgnum` without a window or types reads
+//! counts kept per conversation (with them, the messages of the window of
+//! that conversation only). `cleanmsg`, `clearprojectmsg` and
+//! `delconversationmsgs` cost the messages they delete (and, for many, one
+//! pass over their conversation); `clearusermsg` reads the whole store. A save does not copy the store under the state
 //! lock ([`persist`](crate::emulator::persist)).
 //!
 //! # Lenient
@@ -80,7 +83,6 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::ops::Bound::{Excluded, Unbounded};
 use std::sync::Arc;
 
 use rmpv::Value;
@@ -193,12 +195,71 @@ impl ConvKey {
     }
 }
 
-/// One conversation's index: its cursor ids in order, and how many of its
-/// messages each sender sent.
+/// One conversation's index: its messages' cursor ids and times in
+/// cursor-id order, and how many of its messages each sender sent.
 #[derive(Debug, Default)]
 struct ConvIndex {
-    ids: BTreeSet<i64>,
+    /// `(id, mtime)` of each message, by increasing id.
+    entries: Vec<(i64, i64)>,
+    /// Whether some time is below an earlier message's (the emulator's
+    /// clock only moves forward, but a state file may say otherwise): a
+    /// time window is then checked message by message instead of found by
+    /// binary search.
+    unordered: bool,
     senders: HashMap<i64, usize>,
+}
+
+/// At most this many deletions from one conversation are made one by one;
+/// more are made in one pass over it.
+const ONE_BY_ONE: usize = 8;
+
+impl ConvIndex {
+    fn insert(&mut self, id: i64, mtime: i64) {
+        let at = self.entries.partition_point(|e| e.0 < id);
+        if (at > 0 && self.entries[at - 1].1 > mtime)
+            || self.entries.get(at).is_some_and(|e| e.1 < mtime)
+        {
+            self.unordered = true;
+        }
+        self.entries.insert(at, (id, mtime));
+    }
+
+    /// Removes these ids (sorted).
+    fn remove(&mut self, ids: &[i64]) {
+        if ids.len() <= ONE_BY_ONE {
+            for id in ids {
+                if let Ok(at) = self.entries.binary_search_by_key(id, |e| e.0) {
+                    self.entries.remove(at);
+                }
+            }
+        } else {
+            self.entries.retain(|e| ids.binary_search(&e.0).is_err());
+        }
+    }
+
+    /// The positions of `entries` that a page or a count reads: after the
+    /// cursor `lastid` (before it with `desc`; 0: none) and, when the
+    /// times are in order, within `begin..=end` (0: open), both found by
+    /// binary search. Unordered times are checked by the caller.
+    fn span(&self, desc: bool, lastid: i64, begin: i64, end: i64) -> std::ops::Range<usize> {
+        let (mut lo, mut hi) = (0, self.entries.len());
+        if lastid > 0 {
+            if desc {
+                hi = self.entries.partition_point(|e| e.0 < lastid);
+            } else {
+                lo = self.entries.partition_point(|e| e.0 <= lastid);
+            }
+        }
+        if !self.unordered {
+            if begin > 0 {
+                lo = lo.max(self.entries.partition_point(|e| e.1 < begin));
+            }
+            if end > 0 {
+                hi = hi.min(self.entries.partition_point(|e| e.1 <= end));
+            }
+        }
+        lo..hi.max(lo)
+    }
 }
 
 /// The cursor ids of the messages that share one `(from, target, mid)`:
@@ -324,7 +385,7 @@ impl Messages {
     fn index(&mut self, m: &StoredMessage) {
         let key = ConvKey::of(m.from, m.target);
         let conv = self.convs.entry(key).or_default();
-        conv.ids.insert(m.id);
+        conv.insert(m.id, m.mtime);
         *conv.senders.entry(m.from).or_insert(0) += 1;
         if let ConvKey::P2p(a, b) = key {
             self.partners.entry(a).or_default().insert(b);
@@ -347,43 +408,59 @@ impl Messages {
         }
     }
 
-    fn unindex(&mut self, m: &StoredMessage) {
-        let key = ConvKey::of(m.from, m.target);
-        if let Some(conv) = self.convs.get_mut(&key) {
-            conv.ids.remove(&m.id);
-            if let Some(n) = conv.senders.get_mut(&m.from) {
+    /// Takes `removed` out of the indexes.
+    fn unindex(&mut self, removed: &[StoredMessage]) {
+        let mut by_conv: HashMap<ConvKey, Vec<i64>> = HashMap::new();
+        for m in removed {
+            let key = ConvKey::of(m.from, m.target);
+            by_conv.entry(key).or_default().push(m.id);
+            if let Some(n) = self
+                .convs
+                .get_mut(&key)
+                .and_then(|c| c.senders.get_mut(&m.from))
+            {
                 *n -= 1;
                 if *n == 0 {
-                    conv.senders.remove(&m.from);
+                    if let Some(c) = self.convs.get_mut(&key) {
+                        c.senders.remove(&m.from);
+                    }
                 }
             }
-            if conv.ids.is_empty() {
-                self.convs.remove(&key);
-                if let ConvKey::P2p(a, b) = key {
-                    for (u, v) in [(a, b), (b, a)] {
-                        if let Some(p) = self.partners.get_mut(&u) {
-                            p.remove(&v);
-                            if p.is_empty() {
-                                self.partners.remove(&u);
-                            }
-                        }
+            if let Entry::Occupied(mut e) = self.mids.entry((m.from, m.target, m.mid)) {
+                let gone = match e.get_mut() {
+                    Ids::One(id) => *id == m.id,
+                    Ids::Many(ids) => {
+                        ids.retain(|x| *x != m.id);
+                        ids.is_empty()
+                    }
+                };
+                if gone {
+                    e.remove();
+                } else if let Ids::Many(ids) = e.get() {
+                    if let [one] = ids[..] {
+                        *e.get_mut() = Ids::One(one);
                     }
                 }
             }
         }
-        if let Entry::Occupied(mut e) = self.mids.entry((m.from, m.target, m.mid)) {
-            let gone = match e.get_mut() {
-                Ids::One(id) => *id == m.id,
-                Ids::Many(ids) => {
-                    ids.retain(|x| *x != m.id);
-                    ids.is_empty()
-                }
+        for (key, mut ids) in by_conv {
+            ids.sort_unstable();
+            let Some(conv) = self.convs.get_mut(&key) else {
+                continue;
             };
-            if gone {
-                e.remove();
-            } else if let Ids::Many(ids) = e.get() {
-                if let [one] = ids[..] {
-                    *e.get_mut() = Ids::One(one);
+            conv.remove(&ids);
+            if !conv.entries.is_empty() {
+                continue;
+            }
+            self.convs.remove(&key);
+            if let ConvKey::P2p(a, b) = key {
+                for (u, v) in [(a, b), (b, a)] {
+                    if let Some(p) = self.partners.get_mut(&u) {
+                        p.remove(&v);
+                        if p.is_empty() {
+                            self.partners.remove(&u);
+                        }
+                    }
                 }
             }
         }
@@ -419,9 +496,7 @@ impl Messages {
             }
         }
         self.chunks.retain(|c| !c.is_empty());
-        for m in &removed {
-            self.unindex(m);
-        }
+        self.unindex(&removed);
         self.len -= removed.len();
         removed.len()
     }
@@ -438,7 +513,40 @@ impl Messages {
         self.convs
             .get(&key)
             .into_iter()
-            .flat_map(|c| c.ids.iter().copied())
+            .flat_map(|c| c.entries.iter().map(|e| e.0))
+    }
+
+    /// A page of conversation `key`: at most `take` messages after the
+    /// cursor `lastid` (before it, newest first, with `desc`; 0: from the
+    /// end), within `begin..=end` (0: open), of the `mtypes` (empty: all).
+    /// Costs the page, not the conversation, unless a window or the types
+    /// leave out many messages in a row.
+    #[allow(clippy::too_many_arguments)]
+    fn page(
+        &self,
+        key: ConvKey,
+        desc: bool,
+        lastid: i64,
+        begin: i64,
+        end: i64,
+        mtypes: &[i64],
+        take: usize,
+    ) -> Vec<&StoredMessage> {
+        let Some(index) = self.convs.get(&key) else {
+            return Vec::new();
+        };
+        let entries = &index.entries[index.span(desc, lastid, begin, end)];
+        let entries: Box<dyn Iterator<Item = &(i64, i64)>> = if desc {
+            Box::new(entries.iter().rev())
+        } else {
+            Box::new(entries.iter())
+        };
+        entries
+            .filter(|e| in_window(e.1, begin, end))
+            .filter_map(|e| self.get(e.0))
+            .filter(|m| mtypes.is_empty() || mtypes.contains(&m.mtype))
+            .take(take)
+            .collect()
     }
 
     /// The messages at this moment, for a save: shares the chunks.
@@ -760,24 +868,9 @@ fn history(st: &RtmState, p: &Value, conv: ConvKey, p2p_uid: Option<i64>) -> R<V
         return Err(bad_value("num", "in 1..=32767"));
     }
     let take = usize::try_from(num).map_or(HISTORY_PAGE_MAX, |n| n.min(HISTORY_PAGE_MAX));
-    let messages = &st.messages;
-    let ids = messages.convs.get(&conv).map(|c| &c.ids);
-    // The conversation's cursor ids after `lastid`, in the page's order:
-    // the page starts at its cursor, whatever the depth.
-    let ids: Box<dyn Iterator<Item = &i64>> = match (ids, desc, lastid > 0) {
-        (None, ..) => Box::new(std::iter::empty()),
-        (Some(ids), true, true) => Box::new(ids.range(..lastid).rev()),
-        (Some(ids), true, false) => Box::new(ids.iter().rev()),
-        (Some(ids), false, true) => Box::new(ids.range((Excluded(lastid), Unbounded))),
-        (Some(ids), false, false) => Box::new(ids.iter()),
-    };
-    let page: Vec<&StoredMessage> = ids
-        .filter_map(|id| messages.get(*id))
-        .filter(|m| {
-            in_window(m.mtime, begin, end) && (mtypes.is_empty() || mtypes.contains(&m.mtype))
-        })
-        .take(take)
-        .collect();
+    let page = st
+        .messages
+        .page(conv, desc, lastid, begin, end, &mtypes, take);
     let rows: Vec<Value> = page
         .iter()
         .map(|m| {
@@ -839,16 +932,19 @@ fn count(st: &RtmState, t: i64, xid: i64, begin: i64, end: i64, mtypes: &[i64]) 
     let mut num = 0usize;
     for index in convs.iter().filter_map(|k| messages.convs.get(k)) {
         if filtered {
-            for m in index.ids.iter().filter_map(|id| messages.get(*id)) {
-                if in_window(m.mtime, begin, end)
-                    && (mtypes.is_empty() || mtypes.contains(&m.mtype))
-                {
+            let entries = &index.entries[index.span(false, 0, begin, end)];
+            for m in entries
+                .iter()
+                .filter(|e| in_window(e.1, begin, end))
+                .filter_map(|e| messages.get(e.0))
+            {
+                if mtypes.is_empty() || mtypes.contains(&m.mtype) {
                     senders.insert(m.from);
                     num += 1;
                 }
             }
         } else {
-            num += index.ids.len();
+            num += index.entries.len();
             senders.extend(index.senders.keys().copied());
         }
     }
@@ -946,14 +1042,17 @@ fn dispatch(st: &mut RtmState, cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<V
             let end = int(p, "end")?;
             let sender = (t != 1 && from != 0).then_some(from);
             let messages = &st.messages;
-            let ids = messages
-                .conv_ids(conv_of(t, from, xid))
-                .filter(|id| {
-                    messages.get(*id).is_some_and(|m| {
-                        in_window(m.mtime, begin, end) && sender.is_none_or(|s| m.from == s)
+            let ids = match messages.convs.get(&conv_of(t, from, xid)) {
+                None => Vec::new(),
+                Some(index) => index.entries[index.span(false, 0, begin, end)]
+                    .iter()
+                    .filter(|e| in_window(e.1, begin, end))
+                    .filter(|e| {
+                        sender.is_none_or(|s| messages.get(e.0).is_some_and(|m| m.from == s))
                     })
-                })
-                .collect();
+                    .map(|e| e.0)
+                    .collect(),
+            };
             st.messages.remove_ids(ids);
             Ok(empty())
         }
@@ -977,7 +1076,7 @@ fn dispatch(st: &mut RtmState, cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<V
                 .convs
                 .iter()
                 .filter(|(k, _)| pick(k))
-                .flat_map(|(_, c)| c.ids.iter().copied())
+                .flat_map(|(_, c)| c.entries.iter().map(|e| e.0))
                 .collect();
             st.messages.remove_ids(ids);
             Ok(empty())
@@ -1132,6 +1231,58 @@ mod tests {
         assert!(m.chunks.is_empty() && m.convs.is_empty() && m.mids.is_empty());
         assert!(m.partners.is_empty());
         assert_eq!(m.last_id, 5000);
+    }
+
+    /// Pages and windows found by binary search read the same messages as
+    /// a scan of the log, with times in order and out of order.
+    #[test]
+    fn pages_agree_with_a_scan() {
+        let mut m = Messages::default();
+        for i in 0..3000i64 {
+            let id = m.next_id();
+            let mut s = message(id, Target::Group(i % 2), 1 + i % 4, i);
+            s.mtype = 30 + i % 3;
+            // Group 0's times go forward (several messages per ms); group
+            // 1's jump back now and then (a hand-edited file).
+            s.mtime = if i % 2 == 0 {
+                1000 + i / 3
+            } else {
+                1000 + (i * 7919) % 1500
+            };
+            m.push(s);
+        }
+        m.remove_ids((1..=3000).filter(|id| id % 11 == 0).collect());
+        assert!(!m.convs[&ConvKey::Group(0)].unordered);
+        assert!(m.convs[&ConvKey::Group(1)].unordered);
+        let log = m.to_vec();
+        let mut checked = 0;
+        for gid in [0, 1] {
+            for desc in [true, false] {
+                for lastid in [0, 1, 700, 2999, 5000] {
+                    for (begin, end) in [(0, 0), (1200, 0), (0, 1300), (1100, 1105), (3000, 0)] {
+                        for mtypes in [vec![], vec![31], vec![30, 32]] {
+                            let keep = |s: &&StoredMessage| {
+                                s.target == Target::Group(gid)
+                                    && in_window(s.mtime, begin, end)
+                                    && (mtypes.is_empty() || mtypes.contains(&s.mtype))
+                                    && (lastid <= 0
+                                        || if desc { s.id < lastid } else { s.id > lastid })
+                            };
+                            let want: Vec<&StoredMessage> = if desc {
+                                log.iter().rev().filter(keep).take(20).collect()
+                            } else {
+                                log.iter().filter(keep).take(20).collect()
+                            };
+                            let key = ConvKey::Group(gid);
+                            let got = m.page(key, desc, lastid, begin, end, &mtypes, 20);
+                            assert_eq!(got, want, "{gid} {desc} {lastid} {begin} {end} {mtypes:?}");
+                            checked += usize::from(!want.is_empty());
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "{checked}");
     }
 
     /// A snapshot costs one pointer per chunk and keeps what it saw while
