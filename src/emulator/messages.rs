@@ -215,7 +215,11 @@ const ONE_BY_ONE: usize = 8;
 
 impl ConvIndex {
     fn insert(&mut self, id: i64, mtime: i64) {
-        let at = self.entries.partition_point(|e| e.0 < id);
+        // A new message: after every other.
+        let at = match self.entries.last() {
+            Some(last) if last.0 < id => self.entries.len(),
+            _ => self.entries.partition_point(|e| e.0 < id),
+        };
         if (at > 0 && self.entries[at - 1].1 > mtime)
             || self.entries.get(at).is_some_and(|e| e.1 < mtime)
         {
