@@ -52,8 +52,11 @@ pub const SEEN_SIGNS_CAPACITY: usize = 10_000;
 ///
 /// The state file of the standalone emulator is this struct as JSON
 /// (`super::persist`), without the per-connection and anti-replay parts
-/// (`#[serde(skip)]`): a new field must be serializable or skipped.
-/// Missing fields load as their defaults, so older state files still load.
+/// (`#[serde(skip)]`): a new field must be serializable or skipped, and a
+/// saved one is listed in `persist::Snapshot` too (what a save writes,
+/// taken under the lock and serialised outside it; a test checks that both
+/// write the same JSON). Missing fields load as their defaults, so older
+/// state files still load.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 #[allow(dead_code)] // families fill in their parts
