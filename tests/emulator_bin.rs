@@ -616,6 +616,26 @@ fn a_state_file_is_held_by_one_emulator() {
     });
 }
 
+/// A hand-edited state whose message cursor went negative is refused at
+/// start, naming the field.
+#[test]
+fn an_inconsistent_state_file_is_refused() {
+    watchdog(Duration::from_secs(30), || {
+        let dir = TempDir::new("inconsistent");
+        let file = dir.path("state.json");
+        std::fs::write(
+            &file,
+            r#"{"format": "rtm-emulator-state", "version": 1, "pid": 11000001,
+                "state": {"messages": {"log": [], "last_id": -5}}}"#,
+        )
+        .unwrap();
+        let (status, _, err) =
+            run_to_end(&["--listen", "127.0.0.1:0", "--state", file.to_str().unwrap()]);
+        assert!(!status.success());
+        assert!(err.contains("`messages.last_id` is -5"), "{err}");
+    });
+}
+
 #[test]
 fn state_is_saved_periodically() {
     watchdog(Duration::from_secs(30), || {
