@@ -54,12 +54,12 @@ const GID: i64 = 77;
 const DEPTH: usize = 100;
 /// Driver threads of the connection rows.
 const DRIVERS: usize = 10;
-/// Each pair of rows is measured in this many alternating rounds (a third
+/// Each pair of rows is measured in this many alternating rounds (a fifth
 /// of the row time each), and each keeps its best round: the machine's
 /// other load slows a row down, never speeds it up.
-const ROUNDS: u32 = 3;
+const ROUNDS: u32 = 5;
 
-/// Measures the subjects in [`ROUNDS`] alternating rounds of a third of
+/// Measures the subjects in [`ROUNDS`] alternating rounds of a fifth of
 /// the row time each; the best round of each (errors summed).
 fn best_of(s: &Settings, subjects: &mut [&mut dyn FnMut(&Settings) -> Rate]) -> Vec<Rate> {
     let round = Settings {
