@@ -276,10 +276,10 @@ enum Ids {
 }
 
 impl Ids {
-    fn first(&self) -> i64 {
+    fn first(&self) -> Option<i64> {
         match self {
-            Ids::One(id) => *id,
-            Ids::Many(ids) => ids[0],
+            Ids::One(id) => Some(*id),
+            Ids::Many(ids) => ids.first().copied(),
         }
     }
 }
@@ -363,7 +363,7 @@ impl Messages {
 
     /// The first message `mid` that `from` sent to `target`.
     fn find(&self, from: i64, target: Target, mid: i64) -> Option<i64> {
-        self.mids.get(&(from, target, mid)).map(Ids::first)
+        self.mids.get(&(from, target, mid)).and_then(Ids::first)
     }
 
     /// Stores `m`, whose id must be above every stored id.
