@@ -418,15 +418,12 @@ impl Messages {
         for m in removed {
             let key = ConvKey::of(m.from, m.target);
             by_conv.entry(key).or_default().push(m.id);
-            if let Some(n) = self
-                .convs
-                .get_mut(&key)
-                .and_then(|c| c.senders.get_mut(&m.from))
-            {
-                *n -= 1;
-                if *n == 0 {
-                    if let Some(c) = self.convs.get_mut(&key) {
-                        c.senders.remove(&m.from);
+            if let Some(conv) = self.convs.get_mut(&key) {
+                if let Entry::Occupied(mut n) = conv.senders.entry(m.from) {
+                    if *n.get() <= 1 {
+                        n.remove();
+                    } else {
+                        *n.get_mut() -= 1;
                     }
                 }
             }
