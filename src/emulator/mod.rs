@@ -175,5 +175,5 @@ pub use options::{
 pub use rooms::Room;
 pub use rtc::{RtcRoom, UserFlags};
 pub use rtm::RtmEmulator;
-pub use server::{Faults, FpnnServer, Reply, ServerConn, ServerOptions, Service};
+pub use server::{raise_fd_limit, Faults, FpnnServer, Reply, ServerConn, ServerOptions, Service};
 pub use voice::{Rooms, VoiceRoom};

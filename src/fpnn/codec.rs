@@ -453,9 +453,47 @@ impl Decoder {
     }
 
     /// Appends received bytes.
+    ///
+    /// The buffer grows only as bytes arrive (never reserved from a
+    /// header's length) and, while a frame is being received, never beyond
+    /// that frame's end: a peer cannot make it allocate more than it sent,
+    /// nor more than one frame within the limit.
     pub fn feed(&mut self, bytes: &[u8]) {
         self.compact();
+        let needed = self.buf.len() + bytes.len();
+        if needed > self.buf.capacity() {
+            let mut target = needed.max(self.buf.capacity().saturating_mul(2));
+            if let Some(h) = self.pending {
+                let frame_end = self.start + h.frame_len() as usize;
+                target = target.min(frame_end.max(needed));
+            }
+            self.buf.reserve_exact(target - self.buf.len());
+        }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// The bytes the buffer holds allocated now.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Releases the room a large frame left behind: when the buffer holds
+    /// more than 1 MiB and needs less than a quarter of it.
+    pub fn shrink(&mut self) {
+        const KEEP: usize = 1 << 20;
+        if self.buf.capacity() <= KEEP {
+            return;
+        }
+        let want = self
+            .pending
+            .map_or(0, |h| h.frame_len() as usize)
+            .max(self.buffered());
+        if want <= self.buf.capacity() / 4 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+            self.buf.shrink_to(want.max(64 * 1024));
+        }
     }
 
     /// The number of received bytes not yet returned as frames.
@@ -575,7 +613,12 @@ impl Decoder {
                 refusal,
             }));
         }
-        let quest = self.decode_quest(header, body)?;
+        // Checked above: decoded without checking again.
+        let quest = Quest {
+            seq,
+            method: method.to_string(),
+            payload: decode_checked(payload)?,
+        };
         self.consume(header);
         Ok(Some(Gated::Frame(Frame::Quest(quest))))
     }
@@ -1040,6 +1083,36 @@ mod tests {
         // Any version byte is accepted.
         let v0 = unhex("46504e4e 00 80 02 00 01000000 01000000 80");
         assert!(decode_frame(&v0, 1 << 20).is_ok());
+    }
+
+    #[test]
+    fn the_buffer_grows_with_the_bytes_and_never_beyond_the_frame() {
+        // An 8 MiB frame arriving in 64 KiB reads.
+        let payload = map(vec![("d", Value::Binary(vec![1u8; (8 << 20) - 64]))]);
+        let mut frame = Vec::new();
+        encode_quest(&mut frame, Some(1), "put", &payload).unwrap();
+        let mut d = Decoder::new(16 << 20);
+        let mut fed = 0;
+        for chunk in frame.chunks(64 * 1024) {
+            d.feed(chunk);
+            fed += chunk.len();
+            // Not reserved from the header: about what arrived.
+            assert!(d.capacity() <= (2 * fed).max(64 * 1024), "{}", d.capacity());
+            assert!(
+                d.capacity() <= frame.len(),
+                "{} > {}",
+                d.capacity(),
+                frame.len()
+            );
+            if fed < frame.len() {
+                assert!(d.next_frame().unwrap().is_none());
+            }
+        }
+        assert!(matches!(d.next_frame(), Ok(Some(Frame::Quest(_)))));
+        // The room is released once the frame is out.
+        d.feed(&frame[..100]);
+        d.shrink();
+        assert!(d.capacity() <= 64 * 1024, "{}", d.capacity());
     }
 
     #[test]
