@@ -244,6 +244,37 @@ pub enum Delivery {
     Answered,
 }
 
+/// The broad kind of an [`Error`], for counting failures (see
+/// [`Error::kind`]): the labels of the client's statistics and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No answer in time ([`Error::Timeout`], or a server answer with the
+    /// timeout code 20003 is [`Server`](ErrorKind::Server)).
+    Timeout,
+    /// The connection could not be made, was lost or closed, or broke the
+    /// protocol ([`Error::is_connection_error`]).
+    Connection,
+    /// The server refused the call with an error code ([`Error::Server`]).
+    Server,
+    /// Refused or failed on this side: bad input, the pending cap, an
+    /// answer of the wrong shape.
+    Local,
+}
+
+impl ErrorKind {
+    /// A short label: `timeout`, `connection`, `server` or `local`.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Server => "server",
+            ErrorKind::Local => "local",
+        }
+    }
+}
+
 /// How a peer broke the FPNN protocol.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -323,6 +354,22 @@ impl Error {
             Error::Protocol(_) => Some(FPNN_EC_CORE_INVALID_PACKAGE),
             Error::TooManyPending { .. } => Some(FPNN_EC_CORE_WORK_QUEUE_FULL),
             _ => None,
+        }
+    }
+
+    /// The broad kind of this error (see [`ErrorKind`]). A connect that
+    /// timed out is a [`Connection`](ErrorKind::Connection) failure (the
+    /// call was never sent); only a quest that got no answer in time is a
+    /// [`Timeout`](ErrorKind::Timeout).
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::Server { .. } => ErrorKind::Server,
+            Error::TooManyPending { .. } | Error::InvalidArgument(_) | Error::BadAnswer { .. } => {
+                ErrorKind::Local
+            }
+            _ => ErrorKind::Connection,
         }
     }
 
@@ -643,6 +690,30 @@ mod tests {
         assert!(p.is_connection_error());
         assert_eq!(p.code(), Some(20009));
         assert_eq!(Error::InvalidArgument("x".into()).code(), None);
+    }
+
+    #[test]
+    fn kinds() {
+        let timeout = Error::Timeout {
+            method: "m".into(),
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(timeout.kind(), ErrorKind::Timeout);
+        let connect_timeout = Error::ConnectTimeout {
+            endpoint: "e".into(),
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(connect_timeout.kind(), ErrorKind::Connection);
+        assert_eq!(Error::closed("x").kind(), ErrorKind::Connection);
+        assert_eq!(Error::ClientClosed.kind(), ErrorKind::Connection);
+        let server = Error::Server {
+            code: 20003,
+            message: String::new(),
+        };
+        assert_eq!(server.kind(), ErrorKind::Server);
+        assert_eq!(Error::TooManyPending { limit: 1 }.kind(), ErrorKind::Local);
+        assert_eq!(Error::bad_answer("m", "x").kind(), ErrorKind::Local);
+        assert_eq!(ErrorKind::Server.as_str(), "server");
     }
 
     #[test]

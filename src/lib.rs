@@ -128,8 +128,10 @@ pub mod rtm;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 
-pub use error::{codes, Delivery, Error, ProtocolError, Result};
+pub use error::{codes, Delivery, Error, ErrorKind, ProtocolError, Result};
 /// The msgpack crate the raw calls speak (`rmpv::Value` maps), re-exported
 /// so that its version always matches this crate's.
 pub use rmpv;
@@ -141,7 +143,7 @@ pub use rmpv::Value;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
-pub use fpnn::{ClientConfig, FpnnClient};
+pub use fpnn::{ClientConfig, ClientStats, FpnnClient};
 pub use rtm::{
     AdminCommand, RtcRoomMembers, RtcRoomType, RtmServerClient, VoiceRoomMembers,
     WeakRtmServerClient,

@@ -22,12 +22,15 @@
 //! signed quest built by hand and sent through `FpnnClient`).
 //!
 //! `BENCH_SECONDS` (default 2) is the measured time of each throughput row
-//! (after a short warm-up).
+//! (after a short warm-up). With `--features metrics`, a pair of rows
+//! measures the `metrics` observer's cost (`BENCH_ONLY_METRICS=1`: only
+//! those; `BENCH_METRICS_NOOP=1`: without a recorder, the observer alone).
 
 mod alloc;
 mod emulator;
 mod floor;
 mod load;
+mod observed;
 mod raw;
 mod server;
 
@@ -174,6 +177,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         emulator::rows(&rtm_srv, &fpnn_srv, &cfg, &s)?;
         return Ok(());
     }
+    if std::env::var("BENCH_ONLY_METRICS").is_ok() {
+        return observed::rows(&fpnn_srv.endpoint(), &cfg, &s);
+    }
     if std::env::var("BENCH_ONLY_RTM_LATENCY").is_ok() {
         // Profiling aid: only the RTM latency rows.
         rtm_rows(&rtm_srv, &cfg, &s)?;
@@ -315,6 +321,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     let emu = emulator::rows(&rtm_srv, &fpnn_srv, &cfg, &s)?;
     println!();
+    observed::rows(&fpnn_srv.endpoint(), &cfg, &s)?;
 
     // ---- summary ----
     let (p10k_ours, p10k_raw) = pipelined[&10_000];

@@ -31,6 +31,7 @@ use super::conn::{
 };
 use super::crypto::{ClientHandshake, Encryptor};
 use super::pool::{AnswerCallback, Pool};
+use super::watch::{ClientStats, Watch};
 use crate::codes;
 use crate::error::{Error, Result};
 
@@ -174,8 +175,104 @@ impl ConnectionEvent {
 type EventHandler = Arc<dyn Fn(&FpnnClient, &ConnectionEvent) + Send + Sync>;
 
 enum SupMsg {
-    Event(ConnectionEvent),
+    Event(Weak<Core>, ConnectionEvent),
     Stop,
+}
+
+/// What every connection of one client shares: the callback pool, the
+/// timer thread, the supervisor thread, the pending cap and the counters.
+/// A client's file-gate clients run on their RTM client's runtime, so a
+/// gate connection adds only its reader and writer threads.
+///
+/// The runtime is owned by the client that made it: its `close()` stops
+/// the threads; the clients sharing it only leave it when they close.
+pub(crate) struct Runtime {
+    /// The owner's id (in thread names: `fpnn-<id>-...`).
+    id: u64,
+    pool: Arc<Pool>,
+    limiter: Arc<Limiter>,
+    pub(crate) watch: Arc<Watch>,
+    /// The clients the timer serves (the owner and its gates).
+    cores: Mutex<Vec<Weak<Core>>>,
+    timer_wake: Sender<()>,
+    timer: Mutex<Option<JoinHandle<()>>>,
+    timer_stop: AtomicBool,
+    sup_tx: Sender<SupMsg>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Runtime {
+    /// Starts the pool, the timer and the supervisor.
+    fn start(id: u64, config: &ClientConfig) -> Result<Arc<Runtime>> {
+        let watch = Arc::new(Watch::new(config.observer.clone()));
+        let pool = Arc::new(Pool::new(
+            config.callback_threads,
+            &format!("fpnn-{id}"),
+            watch.clone(),
+        )?);
+        let (wake_tx, wake_rx) = bounded::<()>(1);
+        let (sup_tx, sup_rx) = unbounded::<SupMsg>();
+        let rt = Arc::new(Runtime {
+            id,
+            pool,
+            limiter: Arc::new(Limiter::new(config.max_pending)),
+            watch,
+            cores: Mutex::new(Vec::new()),
+            timer_wake: wake_tx,
+            timer: Mutex::new(None),
+            timer_stop: AtomicBool::new(false),
+            sup_tx,
+            supervisor: Mutex::new(None),
+        });
+        let timer_rt = rt.clone();
+        let sup_rt = rt.clone();
+        let started = spawn_named(format!("fpnn-{id}-timer"), move || {
+            timer_loop(timer_rt, wake_rx)
+        })
+        .and_then(|timer| {
+            *lock(&rt.timer) = Some(timer);
+            spawn_named(format!("fpnn-{id}-supervisor"), move || {
+                supervisor_loop(sup_rt, sup_rx)
+            })
+        })
+        .map(|supervisor| *lock(&rt.supervisor) = Some(supervisor));
+        if let Err(e) = started {
+            rt.stop();
+            return Err(e.into());
+        }
+        Ok(rt)
+    }
+
+    fn join(&self, slot: &Mutex<Option<JoinHandle<()>>>) {
+        let t = lock(slot).take();
+        if let Some(t) = t {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// Stops the timer and the supervisor, then the pool (after it ran
+    /// what was queued). A thread never joins itself.
+    fn stop(&self) {
+        self.timer_stop.store(true, Ordering::Release);
+        let _ = self.timer_wake.try_send(());
+        self.join(&self.timer);
+        let _ = self.sup_tx.send(SupMsg::Stop);
+        self.join(&self.supervisor);
+        self.pool.shutdown();
+    }
+
+    /// Hands a client to the timer, which looks at it at once (its tick
+    /// may be finer than the timer's current sleep).
+    fn add(&self, core: Weak<Core>) {
+        lock(&self.cores).push(core);
+        let _ = self.timer_wake.try_send(());
+    }
+
+    fn remove(&self, core: &Weak<Core>) {
+        lock(&self.cores).retain(|c| !c.ptr_eq(core) && c.strong_count() > 0);
+    }
 }
 
 /// The regressive reconnect bookkeeping.
@@ -358,8 +455,9 @@ struct State {
 /// The shared part of a client.
 ///
 /// Lock order: `state`, then `regress`. No other lock of `Core` is taken
-/// while one is held (`handler`, `events`, `connect_hook`, `wanted`,
-/// `timer` and `supervisor` are each taken alone), and none is held while
+/// while one is held (`handler`, `events`, `connect_hook`, `wanted`, and
+/// the runtime's `cores`, `timer` and `supervisor` are each taken alone),
+/// and none is held while
 /// a connection is shut down (its close notification takes `state`), while
 /// user code runs, or while waiting for the network.
 pub(crate) struct Core {
@@ -377,15 +475,17 @@ pub(crate) struct Core {
     /// call (written only under the state lock, with `state.current`).
     current: ArcSwapOption<Connection>,
     ctx: Arc<ConnContext>,
+    /// The runtime's pool.
     pool: Arc<Pool>,
+    /// The threads, pool, cap and counters this client runs on (its own,
+    /// or its RTM client's for a file gate).
+    rt: Arc<Runtime>,
+    /// This client made `rt` and stops it when it closes.
+    owns_rt: bool,
     handler: Mutex<Option<Arc<dyn QuestHandler>>>,
     connect_hook: Mutex<Option<ConnectHook>>,
     wanted: Mutex<Option<Wanted>>,
-    timer: Mutex<Option<JoinHandle<()>>>,
-    timer_stop: AtomicBool,
     events: Mutex<Option<EventHandler>>,
-    sup_tx: Sender<SupMsg>,
-    supervisor: Mutex<Option<JoinHandle<()>>>,
     regress: Mutex<Regress>,
     /// The user handle, to hand handlers a client without keeping it alive.
     user: OnceLock<Weak<Handle>>,
@@ -452,15 +552,56 @@ impl FpnnClient {
         check_endpoint(&endpoint)?;
         let config = config.normalized();
         let id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
-        let pool = Arc::new(Pool::new(config.callback_threads, &format!("fpnn-{id}"))?);
-        let (wake_tx, wake_rx) = bounded::<()>(1);
-        let (sup_tx, sup_rx) = unbounded::<SupMsg>();
+        let rt = Runtime::start(id, &config)?;
+        Ok(Self::on_runtime(endpoint, config, rt, true))
+    }
+
+    /// A client of `endpoint` that runs on the runtime `rt` of another
+    /// client: its callback pool, timer, supervisor, pending cap and
+    /// counters (the RTM client's file gates). Its connections add their
+    /// reader and writer threads only; closing it leaves the runtime's
+    /// threads running.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a bad endpoint,
+    /// [`Error::ClientClosed`] when the runtime's owner was closed.
+    pub(crate) fn new_sharing(
+        endpoint: impl Into<String>,
+        config: ClientConfig,
+        rt: &Arc<Runtime>,
+    ) -> Result<FpnnClient> {
+        let endpoint = endpoint.into();
+        check_endpoint(&endpoint)?;
+        if rt.timer_stop.load(Ordering::Acquire) {
+            return Err(Error::ClientClosed);
+        }
+        Ok(Self::on_runtime(
+            endpoint,
+            config.normalized(),
+            rt.clone(),
+            false,
+        ))
+    }
+
+    /// The runtime this client runs on (to share it, see
+    /// [`new_sharing`](Self::new_sharing)).
+    pub(crate) fn runtime(&self) -> &Arc<Runtime> {
+        &self.handle.core.rt
+    }
+
+    fn on_runtime(
+        endpoint: String,
+        config: ClientConfig,
+        rt: Arc<Runtime>,
+        owns_rt: bool,
+    ) -> FpnnClient {
         let core = Arc::new_cyclic(|weak: &Weak<Core>| {
             let on_quest_core = weak.clone();
             let on_closed_core = weak.clone();
             let ctx = Arc::new(ConnContext {
-                pool: pool.clone(),
-                timer_wake: wake_tx,
+                pool: rt.pool.clone(),
+                timer_wake: rt.timer_wake.clone(),
                 on_quest: Arc::new(move |conn: &Arc<Connection>, quest: Quest| {
                     if let Some(core) = on_quest_core.upgrade() {
                         core.handle_quest(conn, quest);
@@ -475,11 +616,12 @@ impl FpnnClient {
                 }),
                 max_recv_payload: config.max_recv_payload,
                 epoch: Instant::now(),
-                client_id: id,
-                limiter: Limiter::new(config.max_pending),
+                client_id: rt.id,
+                limiter: rt.limiter.clone(),
+                watch: rt.watch.clone(),
             });
             Core {
-                id,
+                id: rt.id,
                 endpoint,
                 config,
                 me: weak.clone(),
@@ -497,15 +639,13 @@ impl FpnnClient {
                 dialed: Condvar::new(),
                 current: ArcSwapOption::empty(),
                 ctx,
-                pool,
+                pool: rt.pool.clone(),
+                rt: rt.clone(),
+                owns_rt,
                 handler: Mutex::new(None),
                 connect_hook: Mutex::new(None),
                 wanted: Mutex::new(None),
-                timer: Mutex::new(None),
-                timer_stop: AtomicBool::new(false),
                 events: Mutex::new(None),
-                sup_tx,
-                supervisor: Mutex::new(None),
                 regress: Mutex::new(Regress {
                     failed: 0,
                     connected_at: None,
@@ -513,28 +653,13 @@ impl FpnnClient {
                 user: OnceLock::new(),
             }
         });
-        let timer_core = core.clone();
-        let sup_core = core.clone();
-        let started = spawn_named(format!("fpnn-{id}-timer"), move || {
-            timer_loop(timer_core, wake_rx)
-        })
-        .and_then(|timer| {
-            *lock(&core.timer) = Some(timer);
-            spawn_named(format!("fpnn-{id}-supervisor"), move || {
-                supervisor_loop(sup_core, sup_rx)
-            })
-        })
-        .map(|supervisor| *lock(&core.supervisor) = Some(supervisor));
-        if let Err(e) = started {
-            core.close();
-            return Err(e.into());
-        }
+        rt.add(Arc::downgrade(&core));
         let handle = Arc::new(Handle { core });
         let _ = handle.core.user.set(Arc::downgrade(&handle));
-        Ok(FpnnClient {
+        FpnnClient {
             handle,
             timeout: None,
-        })
+        }
     }
 
     pub(crate) fn core(&self) -> &Arc<Core> {
@@ -692,8 +817,15 @@ impl FpnnClient {
         timeout: impl Into<Option<Duration>>,
     ) -> Result<Value> {
         let core = &self.handle.core;
-        let frame = core.encode_value(method, true, &payload)?;
-        core.call_frame(method, frame, self.pick(timeout.into()))
+        let watch = &core.rt.watch;
+        let begun = watch.begin();
+        let mut request_bytes = 0;
+        let result = core.encode_value(method, true, &payload).and_then(|frame| {
+            request_bytes = frame.len();
+            core.call_frame(method, frame, self.pick(timeout.into()))
+        });
+        watch.end(begun, method, result.as_ref().err(), false, request_bytes);
+        result
     }
 
     /// The call's own timeout, else this handle's.
@@ -730,14 +862,24 @@ impl FpnnClient {
     {
         let core = &self.handle.core;
         let timeout = self.pick(timeout.into());
-        match core.encode_value(method, true, &payload) {
-            Ok(frame) => core.call_frame_cb(
-                MethodName::shared(method),
-                frame,
-                timeout,
-                Box::new(callback),
-            ),
-            Err(e) => core.pool.fail(Box::new(callback), e),
+        let now = Instant::now();
+        let begun = core.rt.watch.begin_at(now);
+        let name = MethodName::shared(method);
+        let (frame, request_bytes) = match core.encode_value(method, true, &payload) {
+            Ok(frame) => {
+                let n = frame.len();
+                (Ok(frame), n)
+            }
+            Err(e) => (Err(e), 0),
+        };
+        let m = name.clone();
+        let callback = Box::new(move |result: Result<Value>| {
+            Watch::end_here(begun, &m, result.as_ref().err(), false, request_bytes);
+            callback(result)
+        });
+        match frame {
+            Ok(frame) => core.call_frame_cb_at(name, frame, timeout, callback, now),
+            Err(e) => core.pool.fail(callback, e),
         }
     }
 
@@ -779,9 +921,45 @@ impl FpnnClient {
     pub fn pending_calls(&self) -> usize {
         self.handle.core.ctx.limiter.count()
     }
+
+    /// A snapshot of the client's counters: calls and how they ended,
+    /// pending calls, connects, traffic (see [`ClientStats`] and
+    /// [`watch`](super::watch)). Reading it takes no lock on the call
+    /// path; the counters themselves are always kept.
+    ///
+    /// ```
+    /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
+    /// use rtm_server_sdk::{ClientConfig, FpnnClient, Value};
+    /// let client = FpnnClient::new(emulator.endpoint(), ClientConfig::default())?;
+    /// let _ = client.call("noSuchMethod", Value::Map(vec![]));
+    /// let stats = client.stats();
+    /// assert_eq!((stats.calls_started, stats.calls_server_error), (1, 1));
+    /// println!("{stats}");
+    /// # Ok::<(), rtm_server_sdk::Error>(())
+    /// ```
+    #[must_use]
+    pub fn stats(&self) -> ClientStats {
+        self.handle.core.stats()
+    }
+
+    /// The client's counters and observer, for the layers above.
+    pub(crate) fn watch(&self) -> &Arc<Watch> {
+        &self.handle.core.rt.watch
+    }
 }
 
 impl Core {
+    /// See [`FpnnClient::stats`].
+    fn stats(&self) -> ClientStats {
+        let mut s = self.rt.watch.snapshot();
+        s.pending = self.rt.limiter.count();
+        s.pending_peak = self.rt.limiter.peak();
+        if self.live().is_some() {
+            s.connection_age = lock(&self.regress).connected_at.map(|at| at.elapsed());
+        }
+        s
+    }
+
     fn closed(&self) -> bool {
         lock(&self.state).closed
     }
@@ -989,6 +1167,11 @@ impl Core {
                 {
                     let mut r = lock(&self.regress);
                     r.failed = 0;
+                    let counts = &self.rt.watch.connects.0;
+                    counts.connects.fetch_add(1, Ordering::Relaxed);
+                    if r.connected_at.is_some() {
+                        counts.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
                     r.connected_at = Some(Instant::now());
                 }
                 // Publishing, and the Connected event, happen under the
@@ -1022,6 +1205,8 @@ impl Core {
                 st.queue_earliest = None;
                 if !st.closed {
                     lock(&self.regress).failed += 1;
+                    let counts = &self.rt.watch.connects.0;
+                    counts.failures.fetch_add(1, Ordering::Relaxed);
                     log::debug!("connecting to {} failed: {err}", self.endpoint);
                     self.emit(ConnectionEvent::ConnectFailed {
                         endpoint: self.endpoint.clone(),
@@ -1107,7 +1292,7 @@ impl Core {
     }
 
     fn emit(&self, event: ConnectionEvent) {
-        let _ = self.sup_tx.send(SupMsg::Event(event));
+        let _ = self.rt.sup_tx.send(SupMsg::Event(self.me.clone(), event));
     }
 
     /// Dials, runs the key exchange and the connect hook, all before
@@ -1358,12 +1543,25 @@ impl Core {
         timeout: Option<Duration>,
         cb: AnswerCallback,
     ) {
+        self.call_frame_cb_at(method, frame, timeout, cb, Instant::now());
+    }
+
+    /// [`call_frame_cb`](Self::call_frame_cb) for a call made at `now` (a
+    /// time the caller read anyway: the timeout counts from it).
+    pub(crate) fn call_frame_cb_at(
+        &self,
+        method: MethodName,
+        frame: FrameBuf,
+        timeout: Option<Duration>,
+        cb: AnswerCallback,
+        now: Instant,
+    ) {
         if !self.ctx.limiter.try_acquire() {
             let limit = self.ctx.limiter.max();
             return self.pool.fail(cb, Error::TooManyPending { limit });
         }
         let timeout = self.effective_timeout(timeout);
-        let deadline = deadline_after(Instant::now(), timeout);
+        let deadline = deadline_after(now, timeout);
         // The current connection without taking a lock or a reference
         // count: only a connect takes the slow path.
         let current = self.current.load();
@@ -1506,10 +1704,11 @@ impl Core {
                 Ok(f) => f,
                 Err(_) => return,
             };
-            let cb: AnswerCallback = Box::new(|r| {
-                if let Err(e) = r {
-                    log::debug!("keepalive ping failed: {e}");
-                }
+            let watch = self.rt.watch.clone();
+            let sent_at = Instant::now();
+            let cb: AnswerCallback = Box::new(move |r| match r {
+                Ok(_) => watch.keepalive_rtt(sent_at.elapsed()),
+                Err(e) => log::debug!("keepalive ping failed: {e}"),
             });
             let waiter = Waiter::Callback {
                 cb,
@@ -1590,22 +1789,15 @@ impl Core {
         for q in queued {
             self.pool.fail(q.cb, Error::ClientClosed);
         }
-        self.timer_stop.store(true, Ordering::Release);
-        let _ = self.ctx.timer_wake.try_send(());
-        let timer = lock(&self.timer).take();
-        if let Some(t) = timer {
-            if t.thread().id() != std::thread::current().id() {
-                let _ = t.join();
+        self.rt.remove(&self.me);
+        if self.owns_rt {
+            self.rt.stop();
+            // The observer's last look: what the calls cut off by the
+            // close did.
+            if self.rt.watch.observed() {
+                self.rt.watch.report(&self.stats());
             }
         }
-        let _ = self.sup_tx.send(SupMsg::Stop);
-        let supervisor = lock(&self.supervisor).take();
-        if let Some(t) = supervisor {
-            if t.thread().id() != std::thread::current().id() {
-                let _ = t.join();
-            }
-        }
-        self.pool.shutdown();
         // Whatever the handlers captured is released now.
         let handler = lock(&self.handler).take();
         let events = lock(&self.events).take();
@@ -1679,10 +1871,10 @@ fn wait_answer(
     WAITING.fetch_add(1, Ordering::AcqRel);
     let _waiting = Waiting(Instant::now());
     if let Some(reply) = spin_for_answer(slot, deadline) {
-        return reply.and_then(RawAnswer::into_result);
+        return reply.and_then(decode_answer);
     }
     match slot.wait(Some(deadline)) {
-        Some(reply) => reply.and_then(RawAnswer::into_result),
+        Some(reply) => reply.and_then(decode_answer),
         None => {
             if conn.take(seq).is_some() {
                 Err(Error::Timeout {
@@ -1695,10 +1887,17 @@ fn wait_answer(
                 // fills it with an error even if dropped).
                 slot.wait(None)
                     .unwrap_or_else(|| Err(Error::closed("connection is closed")))
-                    .and_then(RawAnswer::into_result)
+                    .and_then(decode_answer)
             }
         }
     }
+}
+
+/// Decodes an answer on the thread that completes its call, noting its
+/// size for the call's observer.
+pub(crate) fn decode_answer(answer: RawAnswer) -> Result<Value> {
+    super::watch::set_answer_bytes(answer.frame_len());
+    answer.into_result()
 }
 
 /// How many times a blocked caller yields before it sleeps when more
@@ -1770,13 +1969,31 @@ fn spin_for_answer(slot: &ReplySlot, deadline: Instant) -> Option<Reply> {
     }
 }
 
-fn timer_loop(core: Arc<Core>, wake: Receiver<()>) {
-    while !core.timer_stop.load(Ordering::Acquire) {
-        // A panic in one round (not expected) must not stop the timeouts.
-        let wake_at = catch_unwind(AssertUnwindSafe(|| core.timer_round())).unwrap_or_else(|_| {
-            log::error!("the timer round panicked; the timer carries on");
-            Instant::now() + Duration::from_millis(100)
-        });
+fn timer_loop(rt: Arc<Runtime>, wake: Receiver<()>) {
+    let mut next_stats = Instant::now();
+    while !rt.timer_stop.load(Ordering::Acquire) {
+        let cores: Vec<Arc<Core>> = lock(&rt.cores).iter().filter_map(Weak::upgrade).collect();
+        let mut wake_at = deadline_after(Instant::now(), Duration::from_secs(1));
+        if rt.watch.observed() {
+            if Instant::now() >= next_stats {
+                next_stats = Instant::now() + super::watch::STATS_EVERY;
+                if let Some(owner) = cores.iter().find(|c| c.owns_rt) {
+                    rt.watch.report(&owner.stats());
+                }
+            }
+            wake_at = wake_at.min(next_stats);
+        }
+        for core in &cores {
+            // A panic in one round (not expected) must not stop the timeouts.
+            let at = catch_unwind(AssertUnwindSafe(|| core.timer_round())).unwrap_or_else(|_| {
+                log::error!("the timer round panicked; the timer carries on");
+                Instant::now() + Duration::from_millis(100)
+            });
+            wake_at = wake_at.min(at);
+        }
+        // A client may be dropped here (its `close` does not join this
+        // thread when it is not the runtime's owner).
+        drop(cores);
         match wake.recv_timeout(wake_at.saturating_duration_since(Instant::now())) {
             Ok(()) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
@@ -1786,20 +2003,23 @@ fn timer_loop(core: Arc<Core>, wake: Receiver<()>) {
 
 /// Delivers connection events in order and schedules background
 /// reconnects (started on a dial thread: this thread never dials).
-fn supervisor_loop(core: Arc<Core>, rx: Receiver<SupMsg>) {
-    let mut reconnect_at: Option<Instant> = None;
+fn supervisor_loop(rt: Arc<Runtime>, rx: Receiver<SupMsg>) {
+    // The background reconnects due, per client.
+    let mut reconnects: Vec<(Weak<Core>, Instant)> = Vec::new();
     loop {
-        let msg = match reconnect_at {
+        let next = reconnects.iter().map(|(_, at)| *at).min();
+        let msg = match next {
             Some(at) => rx.recv_deadline(at),
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match msg {
-            Ok(SupMsg::Event(event)) => {
+            Ok(SupMsg::Event(weak, event)) => {
+                let Some(core) = weak.upgrade() else { continue };
                 let schedule = match &event {
                     ConnectionEvent::Closed { will_reconnect, .. }
                     | ConnectionEvent::ConnectFailed { will_reconnect, .. } => *will_reconnect,
                     ConnectionEvent::Connected { .. } => {
-                        reconnect_at = None;
+                        reconnects.retain(|(c, _)| !c.ptr_eq(&weak));
                         false
                     }
                 };
@@ -1822,15 +2042,25 @@ fn supervisor_loop(core: Arc<Core>, rx: Receiver<SupMsg>) {
                             "reconnecting to {} in {delay:?} (failed attempts: {failed})",
                             core.endpoint
                         );
-                        reconnect_at = Some(deadline_after(Instant::now(), delay));
+                        reconnects.retain(|(c, _)| !c.ptr_eq(&weak));
+                        reconnects.push((weak, deadline_after(Instant::now(), delay)));
                     }
                 }
+                drop(core);
             }
             Ok(SupMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {
-                reconnect_at = None;
-                core.background_dial();
+                let now = Instant::now();
+                let (due, later): (Vec<_>, Vec<_>) =
+                    reconnects.drain(..).partition(|(_, at)| *at <= now);
+                reconnects = later;
+                for (weak, _) in due {
+                    if let Some(core) = weak.upgrade() {
+                        core.background_dial();
+                    }
+                }
             }
         }
     }
+    drop(rt);
 }

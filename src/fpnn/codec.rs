@@ -776,6 +776,11 @@ impl RawAnswer {
         }
     }
 
+    /// The size of the answer's frame: header, seq and payload.
+    pub(crate) fn frame_len(&self) -> usize {
+        HEADER_LEN + 4 + self.payload.len()
+    }
+
     /// Decodes the answer: the OK payload, or the server's error (see
     /// [`Answer::into_result`]). The payload was checked when it was
     /// received, so decoding fails only in a case the check did not foresee;

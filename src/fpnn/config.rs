@@ -1,9 +1,11 @@
 //! Client configuration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::codec::{DEFAULT_MAX_RECV_PAYLOAD, DEFAULT_MAX_SEND_PAYLOAD};
 use super::crypto::EncryptionConfig;
+use super::watch::CallObserver;
 
 /// The default connect timeout: 30 seconds, as the official RTM SDKs.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -88,6 +90,14 @@ pub struct ClientConfig {
     /// official SDKs' values. `None` turns it off; calls still connect on
     /// demand. Never after the client was closed.
     pub reconnect: Option<ReconnectStrategy>,
+    /// Told about every completed call: method, time taken, outcome,
+    /// resend, frame sizes (see [`CallObserver`] and
+    /// [`watch`](super::watch)). Default `None`: nothing is timed or
+    /// called (the client's counters, [`FpnnClient::stats`](super::FpnnClient::stats),
+    /// are kept either way). With the `metrics` feature,
+    /// [`MetricsObserver`](crate::metrics::MetricsObserver) reports through
+    /// the `metrics` crate.
+    pub observer: Option<Arc<dyn CallObserver>>,
 }
 
 /// The keepalive parameters.
@@ -263,6 +273,7 @@ impl Default for ClientConfig {
             encryption: None,
             keepalive: None,
             reconnect: Some(ReconnectStrategy::default()),
+            observer: None,
         }
     }
 }
@@ -325,6 +336,13 @@ impl ClientConfig {
         self
     }
 
+    /// Sets [`observer`](ClientConfig::observer).
+    #[must_use]
+    pub fn observer(mut self, observer: impl CallObserver) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
     /// Sets [`max_pending`](ClientConfig::max_pending) (zero: the default).
     #[must_use]
     pub fn max_pending(mut self, calls: usize) -> Self {
@@ -359,6 +377,7 @@ impl std::fmt::Debug for ClientConfig {
             encryption,
             keepalive,
             reconnect,
+            observer,
         } = self.clone().normalized();
         f.debug_struct("ClientConfig")
             .field("connect_timeout", &connect_timeout)
@@ -370,6 +389,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("encryption", &encryption)
             .field("keepalive", &keepalive)
             .field("reconnect", &reconnect)
+            .field("observer", &observer.is_some())
             .finish()
     }
 }

@@ -54,6 +54,7 @@ use crossbeam_channel::Sender;
 use super::codec::{self, Checked, Decoder, Frame, Quest, RawAnswer};
 use super::crypto::{Decryptor, Encryptor};
 use super::pool::{AnswerCallback, AnsweredCall, Job, Pool};
+use super::watch::Watch;
 use crate::error::{Error, Result};
 
 /// Locks a mutex, ignoring poisoning (no code that can panic runs under
@@ -348,6 +349,8 @@ struct WriteState {
     ticking: bool,
     /// Writes made so far (to tell frames held back for a whole tick).
     flushes: u64,
+    /// Frames appended since the last write began (for the counters).
+    frames: usize,
     closed: bool,
     encryptor: Option<Encryptor>,
 }
@@ -372,8 +375,11 @@ pub(crate) struct ConnContext {
     pub epoch: Instant,
     /// The client's id, for thread names.
     pub client_id: u64,
-    /// Counts the client's pending calls (see [`Limiter`]).
-    pub limiter: Limiter,
+    /// Counts the client's pending calls (see [`Limiter`]); shared by the
+    /// client's file gates.
+    pub limiter: Arc<Limiter>,
+    /// The client's counters (traffic is counted here).
+    pub watch: Arc<Watch>,
 }
 
 /// The cap on a client's pending calls
@@ -387,6 +393,8 @@ pub(crate) struct ConnContext {
 /// a condition variable that releases only touch while someone sleeps.
 pub(crate) struct Limiter {
     count: AtomicUsize,
+    /// The highest `count` seen (raised only when passed: a load per call).
+    peak: AtomicUsize,
     max: usize,
     /// Blocking callers waiting for room.
     sleepers: AtomicUsize,
@@ -398,6 +406,7 @@ impl Limiter {
     pub(crate) fn new(max: usize) -> Limiter {
         Limiter {
             count: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
             max: max.max(1),
             sleepers: AtomicUsize::new(0),
             room: Mutex::new(()),
@@ -415,9 +424,23 @@ impl Limiter {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// The most units taken at once so far.
+    pub(crate) fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn note(&self, count: usize) {
+        if count > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(count, Ordering::Relaxed);
+        }
+    }
+
     /// Takes a unit if one is free.
     pub(crate) fn try_acquire(&self) -> bool {
-        if self.count.fetch_add(1, Ordering::SeqCst) < self.max {
+        let before = self.count.fetch_add(1, Ordering::SeqCst);
+        if before < self.max {
+            self.note(before + 1);
             true
         } else {
             // Undoes this thread's own add: no room was made, nobody to
@@ -430,7 +453,8 @@ impl Limiter {
     /// Takes a unit regardless of the cap (the client's own calls: the key
     /// exchange, keepalive pings, the connect hooks' calls).
     pub(crate) fn force_acquire(&self) {
-        self.count.fetch_add(1, Ordering::SeqCst);
+        let before = self.count.fetch_add(1, Ordering::SeqCst);
+        self.note(before + 1);
     }
 
     /// Takes a unit, waiting for one until `deadline`. False when the
@@ -538,6 +562,7 @@ impl Connection {
                 flush_now: false,
                 ticking: false,
                 flushes: 0,
+                frames: 0,
                 closed: false,
                 encryptor: None,
             }),
@@ -846,6 +871,7 @@ impl Connection {
             Some(enc) => enc.encrypt_frame(frame, buf),
             None => buf.extend_from_slice(frame),
         }
+        w.frames += 1;
         true
     }
 
@@ -866,12 +892,16 @@ impl Connection {
         std::mem::swap(&mut data, &mut w.buf);
         w.flush_now = false;
         w.flushes += 1;
+        let frames = std::mem::take(&mut w.frames);
         drop(w);
         let result = if wait {
             (&self.stream).write_all(&data).map(|()| data.len())
         } else {
             send_without_blocking(&self.stream, &data)
         };
+        if let Ok(sent) = &result {
+            self.ctx.watch.sent.0.add(*sent, frames);
+        }
         let mut w = lock(&self.writer);
         w.writing = false;
         match result {
@@ -1284,6 +1314,7 @@ fn reader_loop(conn: Arc<Connection>, mut stream: TcpStream, mut decryptor: Opti
             }
         };
         conn.touch();
+        conn.ctx.watch.received.0.add(n, 0);
         let mut input = &raw[..n];
         let probed;
         if let Some(buf) = probe.as_mut() {
@@ -1319,6 +1350,7 @@ fn reader_loop(conn: Arc<Connection>, mut stream: TcpStream, mut decryptor: Opti
         };
         // The frames before a bad one are still delivered.
         if !checked.is_empty() {
+            conn.ctx.watch.received.0.add(0, checked.len());
             conn.dispatch(decoder.bytes(), &mut checked);
         }
         if let Some(e) = failed {

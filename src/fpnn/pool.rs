@@ -2,7 +2,7 @@
 //! handlers, so that none of them ever runs on the reader thread.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use rmpv::Value;
 
 use super::codec::RawAnswer;
 use super::conn::MethodName;
+use super::watch::{self, Watch};
 use crate::error::{Error, Result};
 
 /// A boxed answer callback.
@@ -29,14 +30,22 @@ pub(crate) enum Job {
 impl Job {
     fn run(self) {
         match self {
-            Job::Answer(cb, result) => guard(move || cb(result)),
+            Job::Answer(cb, result) => {
+                watch::set_answer_bytes(0);
+                guard(move || cb(result))
+            }
             Job::Answers(batch) => super::conn::run_batch(|| {
-                for call in batch {
-                    let (cb, result) = call.decode();
-                    guard(move || cb(result));
-                }
+                watch::batch(|| {
+                    for call in batch {
+                        let (cb, result) = call.decode();
+                        guard(move || cb(result));
+                    }
+                })
             }),
-            Job::Task(task) => guard(task),
+            Job::Task(task) => {
+                watch::set_answer_bytes(0);
+                guard(task)
+            }
         }
     }
 }
@@ -55,12 +64,14 @@ impl AnsweredCall {
     /// this call alone.
     fn decode(self) -> (AnswerCallback, Result<Value>) {
         let AnsweredCall { cb, method, answer } = self;
-        let result =
-            catch_unwind(AssertUnwindSafe(move || answer.into_result())).unwrap_or_else(|_| {
-                Err(Error::Protocol(crate::error::ProtocolError::Other(
-                    "the answer could not be decoded".into(),
-                )))
-            });
+        let result = catch_unwind(AssertUnwindSafe(move || {
+            super::client::decode_answer(answer)
+        }))
+        .unwrap_or_else(|_| {
+            Err(Error::Protocol(crate::error::ProtocolError::Other(
+                "the answer could not be decoded".into(),
+            )))
+        });
         if let Err(Error::Protocol(e)) = &result {
             log::warn!("the answer to `{method}` cannot be decoded: {e}");
         }
@@ -131,27 +142,44 @@ fn run_late(job: Job) {
 pub(crate) struct Pool {
     tx: Mutex<Option<Sender<Job>>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// The client's counters: the calls completed here end on them.
+    watch: Arc<Watch>,
 }
 
 impl Pool {
-    pub(crate) fn new(threads: usize, name: &str) -> std::io::Result<Pool> {
+    pub(crate) fn new(threads: usize, name: &str, watch: Arc<Watch>) -> std::io::Result<Pool> {
         let (tx, rx): (Sender<Job>, Receiver<Job>) = unbounded();
         let mut workers = Vec::new();
         for i in 0..threads.max(1) {
             let rx = rx.clone();
+            let w = watch.clone();
             let handle = thread::Builder::new()
                 .name(format!("{name}-cb-{i}"))
                 .spawn(move || {
+                    watch::set_current(Some(w));
                     for job in rx.iter() {
                         job.run();
                     }
+                    watch::set_current(None);
                 })?;
             workers.push(handle);
         }
         Ok(Pool {
             tx: Mutex::new(Some(tx)),
             workers: Mutex::new(workers),
+            watch,
         })
+    }
+
+    /// `job` wrapped to run with this pool's counters on the late-callback
+    /// thread.
+    fn late(&self, job: Job) -> Job {
+        let w = self.watch.clone();
+        Job::Task(Box::new(move || {
+            watch::set_current(Some(w));
+            job.run();
+            watch::set_current(None);
+        }))
     }
 
     /// Queues a job. After [`shutdown`](Pool::shutdown) the job runs on
@@ -162,10 +190,10 @@ impl Pool {
         match tx {
             Some(tx) => {
                 if let Err(e) = tx.send(job) {
-                    run_late(e.into_inner());
+                    run_late(self.late(e.into_inner()));
                 }
             }
-            None => run_late(job),
+            None => run_late(self.late(job)),
         }
     }
 

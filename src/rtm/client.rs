@@ -15,7 +15,8 @@ use super::push::{PushDispatch, PushHandler};
 use crate::codes;
 use crate::error::{Delivery, Error, Result};
 use crate::fpnn::conn::{lock, FrameBuf, MethodName};
-use crate::fpnn::{ClientConfig, ConnectionEvent, Core, FpnnClient};
+use crate::fpnn::watch::Watch;
+use crate::fpnn::{ClientConfig, ClientStats, ConnectionEvent, Core, FpnnClient};
 
 /// Reads the answer of one method into its typed result.
 pub(crate) type ReadAnswer<T> = for<'a> fn(&AnswerReader<'a>) -> Result<T>;
@@ -250,7 +251,7 @@ impl RtmServerClient {
         fpnn.core().set_wanted(Arc::new(move || {
             *lock(&listening) != ListenState::default()
         }));
-        let files = Arc::new(super::file_gates::FileGates::new(fpnn.config()));
+        let files = Arc::new(super::file_gates::FileGates::new(&fpnn));
         let inner = Arc::new(RtmInner {
             signer,
             listen,
@@ -451,8 +452,14 @@ impl RtmServerClient {
     /// [`Error::InvalidArgument`] when `params` is not a map with string
     /// keys or holds `pid`, `sign`, `salt` or `ts`; otherwise any call error.
     pub fn call(&self, method: &str, params: Value) -> Result<Value> {
-        let params = Params::from_map(&params)?;
-        self.invoke(method, &params, |a| Ok(a.answer.clone()))
+        match Params::from_map(&params) {
+            Ok(params) => self.invoke(method, &params, |a| Ok(a.answer.clone())),
+            Err(e) => {
+                let watch = self.inner.fpnn.watch();
+                watch.end(watch.begin(), method, Some(&e), false, 0);
+                Err(e)
+            }
+        }
     }
 
     /// The callback form of [`call`](RtmServerClient::call).
@@ -467,8 +474,31 @@ impl RtmServerClient {
                 |a| Ok(a.answer.clone()),
                 Box::new(callback),
             ),
-            Err(e) => self.on_pool(move || callback(Err(e))),
+            Err(e) => {
+                let begun = self.inner.fpnn.watch().begin();
+                let method = method.to_string();
+                self.on_pool(move || {
+                    Watch::end_here(begun, &method, Some(&e), false, 0);
+                    callback(Err(e))
+                })
+            }
         }
+    }
+
+    /// A snapshot of the client's counters, its file-gate connections
+    /// included (see [`FpnnClient::stats`] and [`ClientStats`]).
+    ///
+    /// ```
+    /// # let emulator = rtm_server_sdk::emulator::RtmEmulator::start(1, "s").unwrap();
+    /// # let client = rtm_server_sdk::RtmServerClient::new(1, "s", emulator.endpoint()).unwrap();
+    /// client.get_voice_room_list()?;
+    /// let stats = client.stats();
+    /// assert_eq!((stats.calls_started, stats.calls_ok), (1, 1));
+    /// # Ok::<(), rtm_server_sdk::Error>(())
+    /// ```
+    #[must_use]
+    pub fn stats(&self) -> ClientStats {
+        self.inner.fpnn.stats()
     }
 
     /// The timeout of this handle's calls: its own, else the configured one.
@@ -483,8 +513,9 @@ impl RtmServerClient {
             .frame(self.inner.fpnn.core(), method, params)
     }
 
-    fn send_signed(&self, method: &str, params: &Params) -> Result<Value> {
+    fn send_signed(&self, method: &str, params: &Params, size: &mut usize) -> Result<Value> {
         let frame = self.signed_frame(method, params)?;
+        *size = frame.len();
         self.inner
             .fpnn
             .core()
@@ -499,25 +530,36 @@ impl RtmServerClient {
         params: &Params,
         read: ReadAnswer<T>,
     ) -> Result<T> {
-        params.check()?;
-        let started = Instant::now();
-        let answer = match self.send_signed(method, params) {
-            Err(e) if should_resend(&e) && !self.inner.fpnn.is_closed() => {
-                // The resend shares the call's one deadline.
-                match time_left(self.effective_timeout(), started) {
-                    Some(left) => {
-                        log::debug!("`{method}` failed ({e}); re-signing and resending once");
-                        resent_outcome(e, self.with_timeout(left).send_signed(method, params))
+        let watch = self.inner.fpnn.watch();
+        let begun = watch.begin();
+        let (mut size, mut resent) = (0, false);
+        let result = params.check().and_then(|()| {
+            let started = Instant::now();
+            let answer = match self.send_signed(method, params, &mut size) {
+                Err(e) if should_resend(&e) && !self.inner.fpnn.is_closed() => {
+                    // The resend shares the call's one deadline.
+                    match time_left(self.effective_timeout(), started) {
+                        Some(left) => {
+                            log::debug!("`{method}` failed ({e}); re-signing and resending once");
+                            resent = true;
+                            resent_outcome(
+                                e,
+                                self.with_timeout(left)
+                                    .send_signed(method, params, &mut size),
+                            )
+                        }
+                        None => Err(e),
                     }
-                    None => Err(e),
                 }
-            }
-            other => other,
-        }?;
-        read(&AnswerReader {
-            method,
-            answer: &answer,
-        })
+                other => other,
+            }?;
+            read(&AnswerReader {
+                method,
+                answer: &answer,
+            })
+        });
+        watch.end(begun, method, result.as_ref().err(), resent, size);
+        result
     }
 
     /// The callback path of every method; the same steps as
@@ -530,54 +572,66 @@ impl RtmServerClient {
         read: ReadAnswer<T>,
         callback: Box<dyn FnOnce(Result<T>) + Send>,
     ) {
+        let started = Instant::now();
+        let begun = self.inner.fpnn.watch().begin_at(started);
         if let Err(e) = params.check() {
-            return self.on_pool(move || callback(Err(e)));
+            return self.on_pool(move || {
+                Watch::end_here(begun, &method, Some(&e), false, 0);
+                callback(Err(e))
+            });
         }
         let core = self.inner.fpnn.core().clone();
         let timeout = self.timeout;
         let total = self.effective_timeout();
-        let started = Instant::now();
         let weak = Arc::downgrade(&self.inner);
         let frame = self.signed_frame(&method, &params);
         let first_method = method.clone();
-        let finish = move |method: &str, result: Result<Value>| {
-            callback(result.and_then(|answer| {
+        let size = frame.as_ref().map_or(0, |f| f.len());
+        // `resent`: the frame size of the resend, if any.
+        let finish = move |method: &str, result: Result<Value>, resent: Option<usize>| {
+            let result = result.and_then(|answer| {
                 read(&AnswerReader {
                     method,
                     answer: &answer,
                 })
-            }))
+            });
+            let err = result.as_ref().err();
+            Watch::end_here(begun, method, err, resent.is_some(), resent.unwrap_or(size));
+            callback(result)
         };
         let on_first = move |result: Result<Value>| match result {
             Err(e) if should_resend(&e) => {
                 // Hold the client only while resending: a dropped client
                 // is not kept alive by its pending callbacks.
                 let Some(inner) = weak.upgrade().filter(|i| !i.fpnn.is_closed()) else {
-                    return finish(&method, Err(e));
+                    return finish(&method, Err(e), None);
                 };
                 // The resend shares the call's one deadline.
                 let Some(left) = time_left(total, started) else {
-                    return finish(&method, Err(e));
+                    return finish(&method, Err(e), None);
                 };
                 log::debug!("`{method}` failed ({e}); re-signing and resending once");
                 let client = RtmServerClient { inner, timeout };
                 match client.signed_frame(&method, &params) {
                     Ok(frame) => {
                         let m = method.clone();
+                        let n = frame.len();
                         client.inner.fpnn.core().call_frame_cb(
                             method.clone(),
                             frame,
                             Some(left),
-                            Box::new(move |r| finish(&m, resent_outcome(e, r))),
+                            Box::new(move |r| finish(&m, resent_outcome(e, r), Some(n))),
                         );
                     }
-                    Err(not_sent) => finish(&method, resent_outcome(e, Err(not_sent))),
+                    Err(not_sent) => finish(&method, resent_outcome(e, Err(not_sent)), None),
                 }
             }
-            other => finish(&method, other),
+            other => finish(&method, other, None),
         };
         match frame {
-            Ok(frame) => core.call_frame_cb(first_method, frame, timeout, Box::new(on_first)),
+            Ok(frame) => {
+                core.call_frame_cb_at(first_method, frame, timeout, Box::new(on_first), started)
+            }
             Err(e) => core.pool().fail(Box::new(on_first), e),
         }
     }

@@ -2,6 +2,10 @@
 //! shared by every thread and clone of an RTM client, closed after an idle
 //! period (by the next send, or by one process-wide reaper thread that
 //! holds the caches weakly) and by `close()`.
+//!
+//! A gate client runs on its RTM client's runtime (callback pool, timer,
+//! supervisor, pending cap and counters): a gate connection adds only its
+//! reader and writer threads, which end when the gate idles out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -9,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::fpnn::conn::lock;
-use crate::fpnn::{ClientConfig, FpnnClient};
+use crate::fpnn::{ClientConfig, FpnnClient, Runtime};
 
 use super::files::DEFAULT_FILE_GATE_IDLE;
 
@@ -27,6 +31,8 @@ pub(crate) struct FileGates {
     /// The gates' configuration: the RTM client's, unencrypted, without
     /// keepalive or background reconnect.
     config: ClientConfig,
+    /// The RTM client's runtime, which the gate clients run on.
+    rt: Arc<Runtime>,
     state: Mutex<GatesState>,
 }
 
@@ -95,16 +101,14 @@ impl GatesState {
 }
 
 impl FileGates {
-    pub(crate) fn new(rtm_config: &ClientConfig) -> FileGates {
-        let mut config = rtm_config.clone();
+    pub(crate) fn new(rtm: &FpnnClient) -> FileGates {
+        let mut config = rtm.config().clone();
         config.encryption = None;
         config.keepalive = None;
         config.reconnect = None;
-        // The gate's callbacks only hand results over to the RTM client's
-        // callback threads.
-        config.callback_threads = 1;
         FileGates {
             config,
+            rt: rtm.runtime().clone(),
             state: Mutex::new(GatesState {
                 closed: false,
                 idle: DEFAULT_FILE_GATE_IDLE,
@@ -131,7 +135,7 @@ impl FileGates {
                 .get(endpoint)
                 .is_some_and(|g| !g.client.is_closed());
             if !reuse {
-                let client = FpnnClient::new(endpoint, self.config.clone());
+                let client = FpnnClient::new_sharing(endpoint, self.config.clone(), &self.rt);
                 match client {
                     Ok(client) => {
                         let id = st.next_id;
