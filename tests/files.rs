@@ -449,10 +449,13 @@ fn tokens_are_single_use_bound_and_expire() {
         };
         let (token, endpoint) = file_token(&client, to2()).unwrap();
         assert_eq!(endpoint, emu.file_gate_endpoint());
-        let gate = FpnnClient::new(endpoint, ClientConfig::default()).unwrap();
+        let gate = FpnnClient::new(endpoint.clone(), ClientConfig::default()).unwrap();
         let content = b"bytes";
+        // Each step 2 on a connection of its own (as Go sends them): the
+        // gate closes a connection on its third invalid token.
         let send =
             |token: &str, cmd: &str, target: Option<(&str, Value)>, from: i64, attrs: &str| {
+                let gate = FpnnClient::new(endpoint.clone(), ClientConfig::default()).unwrap();
                 raw_step2(&gate, cmd, token, target, from, content, attrs)
             };
         let code = |r: Result<Value>| r.unwrap_err().server_code();
@@ -935,5 +938,253 @@ fn many_callback_sends_share_one_gate_and_one_reaper() {
         // One gate connection per client, one reaper thread for the process.
         assert_eq!(emu.file_gate().connection_count(), 3);
         assert_eq!(threads_named("rtm-file-gates"), 1);
+    })
+}
+
+/// `filetoken` for a `sendfile` from 1 to 2.
+fn sendfile_token(client: &RtmServerClient) -> String {
+    let params = vec![
+        ("from", Value::from(1)),
+        ("cmd", Value::from("sendfile")),
+        ("to", Value::from(2)),
+    ];
+    file_token(client, params).unwrap().0
+}
+
+#[test]
+fn tokens_are_random_in_every_bit() {
+    watchdog(Duration::from_secs(60), || {
+        let (_emu, client) = setup();
+        let tokens: Vec<String> = (0..256).map(|_| sendfile_token(&client)).collect();
+        let (mut ones, mut zeros) = ([0u32; 128], [0u32; 128]);
+        for token in &tokens {
+            assert_eq!(token.len(), 32, "{token}");
+            assert!(
+                token
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                "{token}"
+            );
+            let bits = u128::from_str_radix(token, 16).unwrap();
+            for bit in 0..128 {
+                if bits >> bit & 1 == 1 {
+                    ones[bit] += 1;
+                } else {
+                    zeros[bit] += 1;
+                }
+            }
+        }
+        // Over 256 tokens, every bit position takes both values (a fixed
+        // bit would show up here; the chance of a false alarm is 2^-249).
+        for bit in 0..128 {
+            assert!(ones[bit] > 0 && zeros[bit] > 0, "bit {bit} never changes");
+        }
+        let distinct: HashSet<&String> = tokens.iter().collect();
+        assert_eq!(distinct.len(), tokens.len());
+    })
+}
+
+#[test]
+fn every_invalid_token_gets_the_same_answer_and_is_not_used_up() {
+    watchdog(Duration::from_secs(60), || {
+        let (emu, client) = setup();
+        let endpoint = emu.file_gate_endpoint();
+        let content = b"bytes";
+        // Each attempt on a connection of its own (three bad tokens on one
+        // connection close it).
+        let send = |token: &str, to: i64, from: i64| {
+            let gate = FpnnClient::new(endpoint.clone(), ClientConfig::default()).unwrap();
+            let target = Some(("to", Value::from(to)));
+            let attrs = signed_attrs(content, token);
+            raw_step2(&gate, "sendfile", token, target, from, content, &attrs)
+        };
+        let refusal = |r: Result<Value>| {
+            let e = r.unwrap_err();
+            (e.server_code(), e.to_string())
+        };
+        let unknown = refusal(send(&"0".repeat(32), 2, 1));
+        assert_eq!(unknown.0, Some(codes::RTM_EC_INVALID_FILE_OR_SIGN_OR_TOKEN));
+        // Another target, another sender: the same answer as an unknown
+        // token, and the owner's token is still good afterwards.
+        let token = sendfile_token(&client);
+        assert_eq!(refusal(send(&token, 3, 1)), unknown);
+        assert_eq!(refusal(send(&token, 2, 9)), unknown);
+        send(&token, 2, 1).unwrap();
+        // Used, and expired: the same answer again.
+        assert_eq!(refusal(send(&token, 2, 1)), unknown);
+        let token = sendfile_token(&client);
+        emu.advance_clock(RtmEmulator::FILE_TOKEN_TTL + Duration::from_secs(1));
+        assert_eq!(refusal(send(&token, 2, 1)), unknown);
+        // `sendfiles`: bound to its list of receivers, in order.
+        let tos = |ids: &[i64]| Value::Array(ids.iter().map(|&i| Value::from(i)).collect());
+        let params = vec![
+            ("from", Value::from(1)),
+            ("cmd", Value::from("sendfiles")),
+            ("tos", tos(&[4, 6])),
+        ];
+        let (token, _) = file_token(&client, params).unwrap();
+        let send_files = |ids: &[i64]| {
+            let gate = FpnnClient::new(endpoint.clone(), ClientConfig::default()).unwrap();
+            let attrs = signed_attrs(content, &token);
+            let target = Some(("tos", tos(ids)));
+            raw_step2(&gate, "sendfiles", &token, target, 1, content, &attrs)
+        };
+        for other in [&[4, 7][..], &[6, 4], &[4], &[4, 6, 8]] {
+            assert_eq!(refusal(send_files(other)), unknown, "{other:?}");
+        }
+        send_files(&[4, 6]).unwrap();
+        // A bad token is refused before the quest is decoded or recorded.
+        assert_eq!(emu.file_gate().received().len(), 2);
+    })
+}
+
+#[test]
+fn a_connection_is_closed_on_its_third_invalid_token() {
+    watchdog(Duration::from_secs(60), || {
+        let (emu, client) = setup();
+        assert_eq!(RtmEmulator::MAX_BAD_FILE_TOKENS, 3);
+        let gate_addr = emu.file_gate_endpoint();
+        let mut socket = std::net::TcpStream::connect(&gate_addr).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let quest = |seq: u32, token: &str| {
+            let p = map(vec![
+                ("pid", Value::from(PID)),
+                ("token", Value::from(token)),
+                ("mtype", Value::from(50)),
+                ("from", Value::from(1)),
+                ("to", Value::from(2)),
+                ("mid", Value::from(seq)),
+                ("file", Value::Binary(b"x".to_vec())),
+                ("attrs", Value::from("{}")),
+            ]);
+            let mut frame = Vec::new();
+            rtm_server_sdk::fpnn::codec::encode_quest(&mut frame, Some(seq), "sendfile", &p)
+                .unwrap();
+            frame
+        };
+        let mut decoder = Decoder::new(1 << 20);
+        let mut read_answer = |socket: &mut std::net::TcpStream| loop {
+            if let Some(Frame::Answer(a)) = decoder.next_frame().unwrap() {
+                return Some(a);
+            }
+            let mut buf = [0u8; 4096];
+            match socket.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => decoder.feed(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        for seq in 1..=2 {
+            socket
+                .write_all(&quest(seq, &format!("{seq:032x}")))
+                .unwrap();
+            let answer = read_answer(&mut socket).expect("answered");
+            let e = answer.into_result().unwrap_err();
+            assert_eq!(
+                e.server_code(),
+                Some(codes::RTM_EC_INVALID_FILE_OR_SIGN_OR_TOKEN)
+            );
+        }
+        socket.write_all(&quest(3, &format!("{:032x}", 3))).unwrap();
+        assert!(
+            read_answer(&mut socket).is_none(),
+            "the third bad token closes the connection"
+        );
+        // Other connections are not affected: a real token still works.
+        let token = sendfile_token(&client);
+        let gate = FpnnClient::new(gate_addr, ClientConfig::default()).unwrap();
+        let attrs = signed_attrs(b"x", &token);
+        raw_step2(
+            &gate,
+            "sendfile",
+            &token,
+            Some(("to", 2.into())),
+            1,
+            b"x",
+            &attrs,
+        )
+        .unwrap();
+    })
+}
+
+#[test]
+fn flat_attrs_of_the_nodejs_sdk_make_the_same_message() {
+    watchdog(Duration::from_secs(60), || {
+        let (emu, client) = setup();
+        let gate = FpnnClient::new(emu.file_gate_endpoint(), ClientConfig::default()).unwrap();
+        let content = b"file content";
+        let to = || Some(("to", Value::from(2)));
+        // Go's nested layout, and the flat one the Node.js SDK (2.1.0) sends.
+        let token = sendfile_token(&client);
+        let nested = serde_json::json!({
+            "custom": "",
+            "rtm": {"ext": "txt", "sign": expected_sign(content, &token)},
+        })
+        .to_string();
+        raw_step2(&gate, "sendfile", &token, to(), 1, content, &nested).unwrap();
+        let token = sendfile_token(&client);
+        let flat = serde_json::json!({"sign": expected_sign(content, &token), "ext": "txt"});
+        raw_step2(
+            &gate,
+            "sendfile",
+            &token,
+            to(),
+            1,
+            content,
+            &flat.to_string(),
+        )
+        .unwrap();
+        // A flat object without a sign is still refused.
+        let token = sendfile_token(&client);
+        let r = raw_step2(
+            &gate,
+            "sendfile",
+            &token,
+            to(),
+            1,
+            content,
+            r#"{"ext":"txt"}"#,
+        );
+        assert_eq!(
+            r.unwrap_err().server_code(),
+            Some(codes::RTM_EC_ATTRS_WITHOUT_SIGN_OR_EXT)
+        );
+        // Both stored messages, read back raw: the same but for the sign
+        // and the file's number.
+        let mids: Vec<i64> = emu
+            .file_gate()
+            .received()
+            .iter()
+            .take(2)
+            .map(|(_, p)| i(p, "mid"))
+            .collect();
+        let stored: Vec<(serde_json::Value, serde_json::Value)> = mids
+            .iter()
+            .map(|&mid| {
+                let params = map(vec![
+                    ("mid", mid.into()),
+                    ("from", 1.into()),
+                    ("xid", 2.into()),
+                    ("type", 1.into()),
+                ]);
+                let m = client.call("getmsg", params).unwrap();
+                let mut attrs: serde_json::Value = serde_json::from_str(&s(&m, "attrs")).unwrap();
+                attrs["rtm"]["sign"] = "".into();
+                let mut msg: serde_json::Value = serde_json::from_str(&s(&m, "msg")).unwrap();
+                let url = msg["url"].as_str().unwrap();
+                assert!(url.ends_with(".txt"), "{url}");
+                msg["url"] = "".into();
+                (attrs, msg)
+            })
+            .collect();
+        assert_eq!(stored[0], stored[1]);
+        assert_eq!(
+            stored[1].0,
+            serde_json::json!({"custom": "", "rtm": {"ext": "txt", "sign": ""}})
+        );
+        assert_eq!(stored[1].1, serde_json::json!({"size": 12, "url": ""}));
     })
 }

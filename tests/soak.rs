@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::{thread_count, wait_until, watchdog};
-use rtm_server_sdk::emulator::RtmEmulator;
+use rtm_server_sdk::emulator::{EmulatorOptions, RtmEmulator};
 use rtm_server_sdk::fpnn::ReconnectStrategy;
 use rtm_server_sdk::{ClientConfig, RtmServerClient};
 
@@ -104,7 +104,10 @@ fn run(
 #[test]
 fn soak_200k_calls_with_dropped_connections() {
     watchdog(Duration::from_secs(300), || {
-        let emu = RtmEmulator::start(PID, SECRET).unwrap();
+        // A replay memory the warm-up fills (the default holds half a
+        // million signatures), well above the quests of one second.
+        let options = EmulatorOptions::new().remembered_signs(50_000);
+        let emu = RtmEmulator::start_with_options(PID, SECRET, options).unwrap();
         let config = ClientConfig::default()
             .quest_timeout(Duration::from_secs(20))
             .reconnect(ReconnectStrategy::default().first_interval(Duration::from_millis(50)));
@@ -113,8 +116,8 @@ fn soak_200k_calls_with_dropped_connections() {
         let client = RtmServerClient::with_config(PID, SECRET, emu.endpoint(), config).unwrap();
         client.pull_into_voice_room(1, &[1]).unwrap();
         // A 100,000-call warm-up fills the allocator's pools and the
-        // emulator's bounded logs (recent signs, received quests, which live
-        // in this process too); then 200,000 calls, across which threads and
+        // emulator's bounded logs (the replay memory, received quests, which
+        // live in this process too); then 200,000 calls, across which threads and
         // the live heap must not grow. The server drops the connection every
         // 3000 quests throughout.
         emu.server().faults().set_drop_every(3000);

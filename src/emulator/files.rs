@@ -11,26 +11,42 @@
 //!   the key of that command only: `to` for `sendfile`, `tos` (a non-empty
 //!   list) for `sendfiles`, `gid` for `sendgroupfile`, `rid` for
 //!   `sendroomfile`, none for `broadcastfile` (other keys are ignored). It
-//!   answers a fresh `token`, valid once, for that command, sender and
+//!   answers a fresh `token` (128 bits from the OS random source, as 32
+//!   lowercase hex digits), valid once, for that command, sender and
 //!   target, until [`RtmEmulator::FILE_TOKEN_TTL`] (5 minutes) on the
 //!   emulator's clock has passed. An unknown `cmd` is 200034.
 //! * The gate takes the five commands, unsigned: `pid`, `token`, `mtype`,
 //!   `from`, the target key, `mid`, `file` (`bin`; a `str` is taken as its
-//!   bytes) and `attrs` (a string). A missing key is 10009, a wrong type
-//!   10010, another method 20004, a wrong `pid` 200002. Then the token is
-//!   used up, whatever follows: unknown, used, expired, issued for another
-//!   command, sender or target, it is 200003
-//!   (`RTM_EC_INVALID_FILE_OR_SIGN_OR_TOKEN`). An `mtype` outside 40..=50
-//!   is 200007, an empty file 200003, `attrs` that is not a JSON object
-//!   with a string `rtm.sign` 200004, and a sign other than
+//!   bytes) and `attrs` (a string). Before a quest is decoded, the gate
+//!   reads `pid`, `token`, `from` and the target key in place: another
+//!   method is 20004, one of these keys missing 10009, of the wrong type
+//!   10010, a wrong `pid` 200002, and a token that is unknown, used,
+//!   expired or issued for another command, sender or target 200003
+//!   (`RTM_EC_INVALID_FILE_OR_SIGN_OR_TOKEN`) with the same message,
+//!   `invalid token`, whichever it is, so that a guess learns nothing (and
+//!   such a quest does not use up the token). The
+//!   [`RtmEmulator::MAX_BAD_FILE_TOKENS`]-th (3rd) invalid token on one
+//!   connection closes it without an answer.
+//! * Then the quest is decoded: a missing key is 10009, a wrong type
+//!   10010, and the token is used up, whatever follows. An `mtype` outside
+//!   40..=50 is 200007, an empty file 200003, `attrs` that is not a JSON
+//!   object with a string `rtm.sign` (or, flat, a string `sign`) 200004,
+//!   and a sign other than
 //!   `lowercase_hex(md5(lowercase_hex(md5(file)) + ":" + token))` 200003.
+//! * Both layouts of the attrs are accepted: the nested one of Go, Java
+//!   and Python (`{"rtm": {"sign", "ext", "filename"?, ...}, "custom":
+//!   ...}`), kept as sent, and the flat one of the Node.js SDK (`{"sign":
+//!   ..., "ext": "txt"}`), stored in the nested layout as Go would have
+//!   sent it: `{"custom":"","rtm":{"ext":"txt","sign":...}}` (keys
+//!   sorted; a flat `custom` key becomes `custom`). A listener or a
+//!   history reader sees the same file message either way.
 //! * A file that passes is stored (read it back with
 //!   [`RtmEmulator::file`]) under the URL
 //!   `rtmemu://files/<n>[.<ext>]`, and becomes a message through the
 //!   message family (stored, and pushed to the listening connections): its
 //!   `msg` is the JSON text `{"size": N, "url": "..."}` (plus `"surl"`,
 //!   the same URL, for an image, mtype 40: the emulator makes no
-//!   thumbnails), its `attrs` the text as sent. `sendfiles` makes one P2P
+//!   thumbnails), its `attrs` the nested text. `sendfiles` makes one P2P
 //!   message per receiver, with the same `mid`. The answer is `mtime`.
 //!
 //! Lenient: the gate checks no group membership, room presence or
@@ -50,9 +66,9 @@
 //! assert_eq!(emu.file(url).unwrap(), b"some bytes");
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use md5::{Digest, Md5};
@@ -64,6 +80,7 @@ use super::params::*;
 use super::rtm::{Ctx, Family, RtmEmulator, RtmShared, RtmState};
 use super::server::{lock, FpnnServer, Reply, ServerConn, ServerOptions, Service};
 use crate::codes;
+use crate::emulator::auth::{raw_i64_array, raw_int, raw_text, raw_values};
 use crate::fpnn::codec::Quest;
 
 /// The five commands of the file gate.
@@ -184,10 +201,7 @@ fn file_token(st: &mut RtmState, conn: &ServerConn, p: &Value) -> R<Value> {
     };
     let now = st.now_ms();
     st.files.tokens.retain(|_, g| g.expires_ms > now);
-    let token = hex::encode(Md5::digest(format!(
-        "file-token:{}:{now}",
-        crate::rtm::next_salt()
-    )));
+    let token = new_token()?;
     let ttl = i64::try_from(RtmEmulator::FILE_TOKEN_TTL.as_millis()).unwrap_or(i64::MAX);
     st.files.tokens.insert(
         token.clone(),
@@ -204,8 +218,63 @@ fn file_token(st: &mut RtmState, conn: &ServerConn, p: &Value) -> R<Value> {
     ]))
 }
 
+/// A fresh token: 128 bits from the OS random source, as 32 lowercase hex
+/// digits. Without OS randomness no token is given (error 200999).
+fn new_token() -> R<String> {
+    use rand_core::RngCore;
+    let mut bytes = [0u8; 16];
+    rand_core::OsRng.try_fill_bytes(&mut bytes).map_err(|e| {
+        log::warn!("emulator: no file token: the OS random source failed: {e}");
+        Reply::error(
+            codes::RTM_EC_UNKNOWN_ERROR,
+            "no file token: the OS random source failed",
+        )
+    })?;
+    Ok(hex::encode(bytes))
+}
+
 fn invalid(why: impl Into<String>) -> Reply {
     Reply::error(codes::RTM_EC_INVALID_FILE_OR_SIGN_OR_TOKEN, why)
+}
+
+/// The one answer to every invalid token (unknown, used, expired, or
+/// issued for another command, sender or target), so that a guess learns
+/// nothing.
+fn invalid_token() -> Reply {
+    invalid(INVALID_TOKEN)
+}
+
+/// The message of [`invalid_token`].
+const INVALID_TOKEN: &str = "invalid token";
+
+/// Whether `grant` allows `method` from `from` to `target` at `now_ms`.
+fn grant_allows(grant: &Grant, method: &str, from: i64, target: &[i64], now_ms: i64) -> bool {
+    grant.expires_ms > now_ms && grant.cmd == method && grant.from == from && grant.target == target
+}
+
+/// The attrs of a file in the nested layout `{"rtm": {...}, "custom": ...}`
+/// (Go's, Java's, Python's), as text and parsed: nested attrs are kept as
+/// sent; the flat layout of the Node.js SDK, `{"sign": ..., "ext": ...}`
+/// (no `rtm` object), becomes `{"custom": <its "custom", or "">, "rtm":
+/// {<the other keys>}}`, with its keys sorted as Go sends them. `None`
+/// when `json` is neither (not an object, or no string `sign` where the
+/// layout puts it).
+fn nested_attrs(text: String, json: serde_json::Value) -> Option<(String, serde_json::Value)> {
+    let serde_json::Value::Object(mut top) = json else {
+        return None;
+    };
+    if top.contains_key("rtm") {
+        return Some((text, serde_json::Value::Object(top)));
+    }
+    top.get("sign")?.as_str()?;
+    let custom = top
+        .remove("custom")
+        .unwrap_or_else(|| serde_json::Value::from(""));
+    let mut nested = serde_json::Map::new();
+    nested.insert("custom".into(), custom);
+    nested.insert("rtm".into(), serde_json::Value::Object(top));
+    let nested = serde_json::Value::Object(nested);
+    Some((nested.to_string(), nested))
 }
 
 /// Handles one quest of the gate.
@@ -224,20 +293,14 @@ fn gate_quest(st: &mut RtmState, cx: &mut Ctx<'_>, method: &str, p: &Value) -> R
             "invalid pid",
         ));
     }
-    // The token is used up here, whatever follows.
-    let grant = st
-        .files
-        .tokens
-        .remove(&token)
-        .ok_or_else(|| invalid("unknown or used token"))?;
-    if grant.expires_ms <= st.now_ms() {
-        return Err(invalid("expired token"));
-    }
-    if grant.cmd != method {
-        return Err(invalid(format!("the token is for `{}`", grant.cmd)));
-    }
-    if grant.from != from || grant.target != target {
-        return Err(invalid("the token is for another sender or target"));
+    // Checked by the gate's `admit` already; checked again in case another
+    // quest used it meanwhile. The token is used up here, whatever follows.
+    let now = st.now_ms();
+    match st.files.tokens.get(&token) {
+        Some(grant) if grant_allows(grant, method, from, &target, now) => {
+            st.files.tokens.remove(&token);
+        }
+        _ => return Err(invalid_token()),
     }
     if !(40..=50).contains(&mtype) {
         return Err(Reply::error(
@@ -255,6 +318,7 @@ fn gate_quest(st: &mut RtmState, cx: &mut Ctx<'_>, method: &str, p: &Value) -> R
         )
     };
     let json: serde_json::Value = serde_json::from_str(&attrs).map_err(|_| without_sign())?;
+    let (attrs, json) = nested_attrs(attrs, json).ok_or_else(without_sign)?;
     let rtm = json.get("rtm").ok_or_else(without_sign)?;
     let sign = rtm
         .get("sign")
@@ -314,25 +378,144 @@ fn gate_quest(st: &mut RtmState, cx: &mut Ctx<'_>, method: &str, p: &Value) -> R
     Ok(obj(vec![("mtime", Value::from(mtime))]))
 }
 
-/// The file gate's service: the five commands, unsigned.
-struct GateService(Arc<RtmShared>);
+/// The file gate's service: the five commands, unsigned, each checked on
+/// its raw payload first (method, the keys that name the token's use, the
+/// token).
+struct GateService {
+    shared: Arc<RtmShared>,
+    /// How many invalid tokens each open connection presented.
+    bad_tokens: Mutex<HashMap<u64, u32>>,
+}
+
+impl GateService {
+    /// Checks a gate quest before it is decoded: the method, `pid`, `token`,
+    /// `from` and the target key (present, of the right type), then the
+    /// pid and the token (it must exist, be unexpired and have been issued
+    /// for this command, sender and target; it is not used up yet).
+    fn check(&self, method: &str, payload: &[u8]) -> R<()> {
+        if !COMMANDS.contains(&method) {
+            return Err(unknown_method(method));
+        }
+        let target_key = match method {
+            "sendfile" => "to",
+            "sendfiles" => "tos",
+            "sendgroupfile" => "gid",
+            "sendroomfile" => "rid",
+            _ => "",
+        };
+        let [pid, token, from, target] = raw_values(payload, ["pid", "token", "from", target_key]);
+        let int = |v: Option<&[u8]>, key: &str| -> R<i64> {
+            let v = v.ok_or_else(|| missing(key))?;
+            raw_int(v)
+                .and_then(|n| i64::try_from(n).ok())
+                .ok_or_else(|| wrong_type(key, "an int"))
+        };
+        let pid = int(pid, "pid")?;
+        let token = token.ok_or_else(|| missing("token"))?;
+        let token = raw_text(token).ok_or_else(|| wrong_type("token", "a string"))?;
+        let token =
+            std::str::from_utf8(token).map_err(|_| wrong_type("token", "a UTF-8 string"))?;
+        let from = int(from, "from")?;
+        if pid != self.shared.pid {
+            return Err(Reply::error(
+                codes::RTM_EC_INVALID_PID_OR_SIGN,
+                "invalid pid",
+            ));
+        }
+        // The target, checked before the state is locked: `[to]`, `tos`,
+        // `[gid]`, `[rid]`, or none.
+        enum Target<I> {
+            One(i64),
+            List(I),
+            None,
+        }
+        let target = match (method, target) {
+            (_, None) if !target_key.is_empty() => return Err(missing(target_key)),
+            ("sendfiles", Some(tos)) => {
+                let tos =
+                    raw_i64_array(tos).ok_or_else(|| wrong_type("tos", "an array of ints"))?;
+                let mut tos = tos.peekable();
+                if tos.peek().is_none() {
+                    return Err(bad_value("tos", "a non-empty list"));
+                }
+                Target::List(tos)
+            }
+            (_, Some(id)) => Target::One(int(Some(id), target_key)?),
+            (_, None) => Target::None,
+        };
+        let st = lock(&self.shared.state);
+        let now = st.now_ms();
+        let Some(grant) = st.files.tokens.get(token) else {
+            return Err(invalid_token());
+        };
+        let allowed = match target {
+            Target::List(tos) => {
+                grant_allows(grant, method, from, &grant.target, now)
+                    && tos.eq(grant.target.iter().copied())
+            }
+            Target::One(id) => grant_allows(grant, method, from, &[id], now),
+            Target::None => grant_allows(grant, method, from, &[], now),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(invalid_token())
+        }
+    }
+}
 
 impl Service for GateService {
-    fn on_quest(&self, conn: &ServerConn, quest: &Quest) -> Reply {
-        let method = quest.method.as_str();
-        if !COMMANDS.contains(&method) {
-            return Reply::error(
-                codes::FPNN_EC_CORE_UNKNOWN_METHOD,
-                format!("unknown method `{method}`"),
+    /// Refuses, before decoding, a quest to another method (20004), with a
+    /// missing or mistyped `pid`, `token`, `from` or target key, another
+    /// pid (200002), or an invalid token (200003, the one answer for every
+    /// invalid token). The [`RtmEmulator::MAX_BAD_FILE_TOKENS`]-th invalid token of a
+    /// connection closes it instead of an answer.
+    fn admit(&self, conn: &ServerConn, method: &str, payload: &[u8]) -> Result<(), Reply> {
+        let started = std::time::Instant::now();
+        let Err(refusal) = self.check(method, payload) else {
+            return Ok(());
+        };
+        let reply = match &refusal {
+            Reply::Error { message, .. } if message == INVALID_TOKEN => {
+                let mut bad = lock(&self.bad_tokens);
+                let n = bad.entry(conn.id()).or_insert(0);
+                *n += 1;
+                if *n >= RtmEmulator::MAX_BAD_FILE_TOKENS {
+                    log::debug!(
+                        "emulator file gate: closing connection {} on its invalid token {n}",
+                        conn.id()
+                    );
+                    Reply::Close
+                } else {
+                    refusal
+                }
+            }
+            _ => refusal,
+        };
+        log::debug!("emulator file gate: `{method}` refused: {reply:?}");
+        if COMMANDS.contains(&method) {
+            self.shared.report_refused(
+                conn,
+                method,
+                payload,
+                &reply,
+                started,
+                Duration::ZERO,
+                true,
             );
         }
+        Err(reply)
+    }
+
+    fn on_quest(&self, conn: &ServerConn, quest: &Quest) -> Reply {
+        let method = quest.method.as_str();
         let started = std::time::Instant::now();
-        let mut cx = Ctx::new(conn, self.0.pid);
+        let mut cx = Ctx::new(conn, self.shared.pid);
         let result = {
-            let mut st = lock(&self.0.state);
+            let mut st = lock(&self.shared.state);
             gate_quest(&mut st, &mut cx, method, &quest.payload)
         };
-        self.0.send_outbox(std::mem::take(&mut cx.outbox));
+        self.shared.send_outbox(std::mem::take(&mut cx.outbox));
         let reply = match result {
             Ok(v) => Reply::Answer(v),
             Err(r) => {
@@ -340,7 +523,7 @@ impl Service for GateService {
                 r
             }
         };
-        self.0.report_quest(
+        self.shared.report_quest(
             conn,
             method,
             &quest.payload,
@@ -350,6 +533,10 @@ impl Service for GateService {
             true,
         );
         reply
+    }
+
+    fn on_disconnect(&self, conn: &ServerConn) {
+        lock(&self.bad_tokens).remove(&conn.id());
     }
 }
 
@@ -361,8 +548,12 @@ pub(crate) fn start_gate(
     max_payload: usize,
     ip: IpAddr,
 ) -> std::io::Result<FpnnServer> {
+    let service = GateService {
+        shared: shared.clone(),
+        bad_tokens: Mutex::new(HashMap::new()),
+    };
     let gate = FpnnServer::start(
-        GateService(shared.clone()),
+        service,
         ServerOptions::new()
             .addr(SocketAddr::new(ip, 0))
             .max_payload(max_payload),
@@ -376,6 +567,12 @@ impl RtmEmulator {
     /// [`advance_clock`](RtmEmulator::advance_clock)): 5 minutes.
     pub const FILE_TOKEN_TTL: Duration = Duration::from_secs(300);
 
+    /// How many invalid tokens one connection to the file gate may present:
+    /// the gate answers the first ones 200003 and closes the connection on
+    /// this one, without answering it (a guesser gets two answered guesses
+    /// per connection, and learns nothing from them).
+    pub const MAX_BAD_FILE_TOKENS: u32 = 3;
+
     /// The endpoint of the file gate (`"127.0.0.1:PORT"` by default), which
     /// `filetoken` answers. The gate listens on the IP of the emulator; for
     /// a wildcard address this is the loopback endpoint, and `filetoken`
@@ -384,15 +581,20 @@ impl RtmEmulator {
     /// The gate is a second, never encrypted listener of this emulator,
     /// started and stopped with it. It takes the five step-2 commands
     /// unsigned, and refuses with 200003
-    /// (`RTM_EC_INVALID_FILE_OR_SIGN_OR_TOKEN`) a token that is unknown,
-    /// already used (a token is used up by its first step-2 quest, whatever
-    /// follows), older than [`FILE_TOKEN_TTL`](Self::FILE_TOKEN_TTL), or
-    /// issued for another command, sender or target, and a wrong
-    /// `rtm.sign` in the attrs (missing: 200004; an mtype outside 40..=50:
-    /// 200007). A file it takes is stored ([`file`](Self::file)) and
-    /// becomes a file message, stored and pushed to the listeners like any
-    /// message, with `msg` the JSON `{"size", "url", "surl"?}` (`surl` for
-    /// images) and the attrs as sent.
+    /// (`RTM_EC_INVALID_FILE_OR_SIGN_OR_TOKEN`, message `invalid token`
+    /// in every case) a token that is unknown, already used (a token is
+    /// used up by its first step-2 quest with the right command, sender and
+    /// target, whatever follows), older than
+    /// [`FILE_TOKEN_TTL`](Self::FILE_TOKEN_TTL), or issued for another
+    /// command, sender or target; the
+    /// [`MAX_BAD_FILE_TOKENS`](Self::MAX_BAD_FILE_TOKENS)-th such token on
+    /// one connection closes it. A wrong `rtm.sign` in the attrs is 200003
+    /// too (missing: 200004; an mtype outside 40..=50: 200007). A file it
+    /// takes is stored ([`file`](Self::file)) and becomes a file message,
+    /// stored and pushed to the listeners like any message, with `msg` the
+    /// JSON `{"size", "url", "surl"?}` (`surl` for images) and the attrs in
+    /// the nested layout (the flat attrs of the Node.js SDK are nested;
+    /// see the [family's page](crate::emulator::families::files)).
     pub fn file_gate_endpoint(&self) -> String {
         self.file_gate.endpoint()
     }

@@ -151,6 +151,7 @@ pub mod server;
 
 pub mod families;
 
+mod auth;
 mod membership;
 mod options;
 mod params;

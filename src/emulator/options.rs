@@ -13,6 +13,7 @@ use rmpv::Value;
 
 #[cfg(doc)]
 use super::rtm::RtmEmulator;
+use super::rtm::DEFAULT_REMEMBERED_SIGNS;
 #[cfg(doc)]
 use super::server::ServerConn;
 use super::server::{lock, ServerOptions};
@@ -73,7 +74,6 @@ pub enum ConnEvent {
 /// let emu = RtmEmulator::start_with_options(11000001, "secret", options).unwrap();
 /// assert_eq!(emu.max_clock_skew(), Some(Duration::from_secs(600)));
 /// ```
-#[derive(Default)]
 #[non_exhaustive]
 pub struct EmulatorOptions {
     /// Where and how the underlying server listens (address, encryption,
@@ -92,6 +92,29 @@ pub struct EmulatorOptions {
     /// A state to start from, as written by [`RtmEmulator::state_json`]
     /// (or saved by [`RtmEmulator::save_state`]).
     pub state_json: Option<String>,
+    /// How many signatures the replay memory holds (default
+    /// [`DEFAULT_REMEMBERED_SIGNS`], half a million, about 28 MB; 0 is taken
+    /// as 1). When it is full, the signature with the oldest `ts` is
+    /// forgotten for each new one, and every
+    /// quest with a `ts` at or below that one is refused with 200006
+    /// (`RTM_EC_SAME_SIGN`), so that no captured quest can be replayed,
+    /// however much traffic follows it (see the [emulator's
+    /// docs](super::rtm#behaviour)).
+    pub remembered_signs: usize,
+}
+
+impl Default for EmulatorOptions {
+    fn default() -> Self {
+        EmulatorOptions {
+            server: ServerOptions::default(),
+            max_clock_skew: None,
+            faults: EmulatorFaults::default(),
+            observer: None,
+            connection_observer: None,
+            state_json: None,
+            remembered_signs: DEFAULT_REMEMBERED_SIGNS,
+        }
+    }
 }
 
 impl fmt::Debug for EmulatorOptions {
@@ -103,6 +126,7 @@ impl fmt::Debug for EmulatorOptions {
             .field("observer", &self.observer.is_some())
             .field("connection_observer", &self.connection_observer.is_some())
             .field("state_json", &self.state_json.as_ref().map(String::len))
+            .field("remembered_signs", &self.remembered_signs)
             .finish()
     }
 }
@@ -151,6 +175,14 @@ impl EmulatorOptions {
     #[must_use]
     pub fn state_json(mut self, json: impl Into<String>) -> Self {
         self.state_json = Some(json.into());
+        self
+    }
+
+    /// Sets how many signatures the replay memory holds
+    /// ([`remembered_signs`](Self::remembered_signs)).
+    #[must_use]
+    pub fn remembered_signs(mut self, n: usize) -> Self {
+        self.remembered_signs = n;
         self
     }
 }

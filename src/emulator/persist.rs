@@ -280,10 +280,9 @@ impl RtmEmulator {
         let mut new = parse_state(json, self.shared.pid)?;
         let mut st = lock(&self.shared.state);
         // What belongs to this run, not to the file: the connections'
-        // listen state, the anti-replay memory, the file gate's endpoint.
+        // listen state, the file gate's endpoint (the anti-replay memory is
+        // not part of the state).
         new.listen = std::mem::take(&mut st.listen);
-        new.seen = std::mem::take(&mut st.seen);
-        new.seen_order = std::mem::take(&mut st.seen_order);
         new.files.gate_addr = st.files.gate_addr;
         let old = std::mem::replace(&mut *st, new);
         drop(st);

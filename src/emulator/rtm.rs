@@ -6,25 +6,53 @@
 //!
 //! # Behaviour
 //!
+//! Every quest is checked on its raw payload before anything of it is
+//! decoded or recorded (a refused quest is answered and forgotten; see
+//! [`Service::admit`]), in this order:
+//!
+//! * The [`EmulatorFaults::set_drop_after`] fault counts it (and may close
+//!   the connection).
+//! * An unknown method gives 20004.
 //! * Every quest except `*ping` and `*key` must carry `pid` (the emulator's
-//!   project id), `salt`, `ts` (ints) and `sign` (str), with
+//!   project id), `salt`, `ts` (ints of any width) and `sign` (a `str`, or
+//!   a `bin` holding the text), with
 //!   `sign == UPPERCASE_HEX(MD5("<pid>:<secret>:<salt>:<method>:<ts>"))`
 //!   (`docs/protocol.md`, section 4); otherwise the answer is error 200002
-//!   (`RTM_EC_INVALID_PID_OR_SIGN`). A `(salt, sign)` pair seen before
-//!   (among the last 10,000, [`SEEN_SIGNS_CAPACITY`]) gives 200006
-//!   (`RTM_EC_SAME_SIGN`). `ts` (seconds) is not compared with the clock
-//!   unless a window is set ([`RtmEmulator::set_max_clock_skew`],
+//!   (`RTM_EC_INVALID_PID_OR_SIGN`). Only these four values are read, each
+//!   after its msgpack marker says it has the right type.
+//! * `ts` (seconds) is not compared with the clock unless a window is set
+//!   ([`RtmEmulator::set_max_clock_skew`],
 //!   [`EmulatorOptions::max_clock_skew`]; the standalone program sets one
 //!   hour by default): outside it the answer is 200008
 //!   (`RTM_EC_INVALID_SERVER_TIME`).
-//! * An unknown method gives 20004 (checked before the signature), a missing
-//!   parameter 10009 and a parameter of the wrong type 10010 (the message
-//!   names the key). Ids are any msgpack int that fits an `i64`.
-//! * Then the RTM fault switches apply ([`EmulatorFaults`]: an injected
-//!   error, a delayed answer, a dropped connection), and the quest observer
-//!   sees the outcome ([`QuestRecord`]).
+//! * The replay memory: a signature seen before gives 200006
+//!   (`RTM_EC_SAME_SIGN`, "same sign"). The memory holds at most
+//!   [`EmulatorOptions::remembered_signs`] signatures (default
+//!   [`DEFAULT_REMEMBERED_SIGNS`], half a million: about 28 MB at most). When
+//!   it is full, the signature with the oldest `ts` is forgotten for each
+//!   new one, and that `ts` becomes its low-water mark: a quest whose `ts`
+//!   is at or below the mark is refused with 200006 too (its message says
+//!   so), since it may be a replay the memory no longer covers. A captured
+//!   quest is therefore refused however much traffic follows it.
+//!   The memory spans `remembered_signs / quests per second` seconds of
+//!   traffic (over an hour at 100 quests/s, 4.5 s at the emulator's full
+//!   speed): a client that signs with the current time is not affected
+//!   unless its quests take longer than that to arrive, or its clock is
+//!   behind the other clients' by more than that (the `ts` window may
+//!   allow more). This crate's client (and the official SDKs) re-sign and
+//!   resend once on 200006.
+//!
+//! A refused quest is reported to the quest observer
+//! ([`RtmEmulator::set_quest_observer`]) like any other, with its
+//! parameters summarised only when its payload is at most
+//! [`REFUSED_SUMMARY_MAX`] bytes; a method's delay fault applies to its
+//! refusals too. Then, for an admitted quest: a missing parameter gives
+//! 10009 and a parameter of the wrong type 10010 (the message names the
+//! key); ids are any msgpack int that fits an `i64`; the RTM fault
+//! switches apply ([`EmulatorFaults`]: an injected error, a delayed
+//! answer), and the quest observer sees the outcome ([`QuestRecord`]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +61,7 @@ use std::time::{Duration, Instant};
 
 use rmpv::Value;
 
+use super::auth::{raw_int, raw_text, sign_matches, Replay, SeenSigns, SignedKeys, Signer};
 use super::options::{
     summarize_params, ConnEvent, ConnectionObserver, EmulatorFaults, EmulatorOptions,
     QuestObserver, QuestOutcome, QuestRecord,
@@ -42,10 +71,19 @@ use super::server::{lock, FpnnServer, Reply, ServerConn, ServerOptions, Service}
 use crate::codes;
 use crate::fpnn::codec::Quest;
 
-/// How many `(salt, sign)` pairs the emulator remembers for the same-sign
-/// check (the most recent ones). Kept modest so that a long test run
-/// reaches a steady memory footprint early.
-pub const SEEN_SIGNS_CAPACITY: usize = 10_000;
+/// How many signatures the replay memory of an emulator holds by default
+/// ([`EmulatorOptions::remembered_signs`](super::EmulatorOptions::remembered_signs)):
+/// half a million: about 18 MB when full (a hash set of 64-bit digests and
+/// a heap of `(ts, digest)`, measured after 2 million quests), 28 MB at
+/// most should the set grow once more; and about 4.5 s of the emulator's
+/// full speed on a two-core machine (110,000 quests/s) before the
+/// low-water mark starts to rise.
+pub const DEFAULT_REMEMBERED_SIGNS: usize = 500_000;
+
+/// The largest payload of a refused quest that is decoded for the quest
+/// observer's summary ([`QuestRecord::params`]); a larger one is reported
+/// by its size only.
+pub const REFUSED_SUMMARY_MAX: usize = 4096;
 
 /// The whole state of an emulator, behind one lock. Each API family keeps
 /// its part in a field of its own, defined in its own file.
@@ -63,10 +101,6 @@ pub const SEEN_SIGNS_CAPACITY: usize = 10_000;
 pub(crate) struct RtmState {
     pub(crate) voice: super::voice::VoiceRooms,
     pub(crate) rtc: super::rtc::RtcRooms,
-    #[serde(skip)]
-    pub(crate) seen: HashSet<(String, String)>,
-    #[serde(skip)]
-    pub(crate) seen_order: VecDeque<(String, String)>,
     #[serde(skip)]
     pub(crate) listen: super::listen::Listen,
     /// Added to the real clock (see [`RtmEmulator::advance_clock`]).
@@ -88,12 +122,6 @@ impl RtmState {
     /// clock plus whatever [`RtmEmulator::advance_clock`] added).
     pub(crate) fn now_ms(&self) -> i64 {
         super::server::now_ms().saturating_add(self.clock_offset_ms)
-    }
-
-    /// The emulator's clock in seconds.
-    #[allow(dead_code)]
-    pub(crate) fn now_s(&self) -> i64 {
-        self.now_ms() / 1000
     }
 }
 
@@ -161,7 +189,11 @@ pub fn implemented_methods() -> Vec<&'static str> {
 
 pub(crate) struct RtmShared {
     pub(crate) pid: i64,
-    secret: String,
+    /// Computes the signatures of this project (its secret inside).
+    signer: Signer,
+    /// The replay memory (its own lock: the signature check never waits
+    /// for the state).
+    seen: Mutex<SeenSigns>,
     pub(crate) state: Mutex<RtmState>,
     /// The open connections, by id (for pushes to listeners).
     pub(crate) conns: Mutex<HashMap<u64, ServerConn>>,
@@ -247,7 +279,8 @@ impl RtmEmulator {
         };
         let shared = Arc::new(RtmShared {
             pid,
-            secret: secret.to_string(),
+            signer: Signer::new(pid, secret),
+            seen: Mutex::new(SeenSigns::new(options.remembered_signs)),
             state: Mutex::new(state),
             conns: Mutex::new(HashMap::new()),
             faults: options.faults,
@@ -364,8 +397,9 @@ impl RtmEmulator {
 // ---------------------------------------------------------------------------
 
 /// The signature the gateway expects, from the decimal texts of `salt` and
-/// `ts` as they arrived (other SDKs may send a salt above `i64::MAX` as a
-/// msgpack uint64, which `crate::rtm::sign` cannot take).
+/// `ts` (for tests: a salt above `i64::MAX`, which other SDKs may send as a
+/// msgpack uint64, cannot be signed by `crate::rtm::sign`).
+#[cfg(test)]
 pub(crate) fn rtm_sign(pid: &str, secret: &str, salt: &str, method: &str, ts: &str) -> String {
     use md5::{Digest, Md5};
     hex::encode_upper(Md5::digest(format!("{pid}:{secret}:{salt}:{method}:{ts}")))
@@ -381,29 +415,60 @@ fn skew_ms(skew: Option<Duration>) -> u64 {
 }
 
 impl Service for RtmService {
-    fn on_quest(&self, conn: &ServerConn, quest: &Quest) -> Reply {
+    /// Everything that decides whether a quest is served, on its raw
+    /// payload: the `drop_after` fault, the method, the signature, the `ts`
+    /// window and the replay memory. A refused quest is answered (after its
+    /// method's delay fault, if any) and reported to the quest observer
+    /// ([`QuestRecord::params`] summarises it only when it is small).
+    fn admit(&self, conn: &ServerConn, method: &str, payload: &[u8]) -> Result<(), Reply> {
         let started = Instant::now();
-        let method = quest.method.as_str();
         let faults = &self.0.faults;
         let drop_after = faults.drop_after();
-        let count = if drop_after > 0 {
+        if drop_after > 0 {
             let mut counts = lock(&self.0.quest_counts);
             let n = counts.entry(conn.id()).or_insert(0);
             *n += 1;
-            *n
+            if *n > drop_after {
+                log::debug!(
+                    "emulator: closing connection {} on its quest {n} (drop after {drop_after})",
+                    conn.id()
+                );
+                drop(counts);
+                let zero = Duration::ZERO;
+                self.0
+                    .report_refused(conn, method, payload, &Reply::Close, started, zero, false);
+                return Err(Reply::Close);
+            }
+        }
+        let refusal = if family_of(method).is_none() {
+            Reply::error(
+                codes::FPNN_EC_CORE_UNKNOWN_METHOD,
+                format!("unknown method `{method}`"),
+            )
         } else {
-            0
+            match self.0.authenticate(method, payload) {
+                Ok(()) => return Ok(()),
+                Err(r) => r,
+            }
         };
-        let (reply, delay) = if drop_after > 0 && count > drop_after {
-            log::debug!(
-                "emulator: closing connection {} on its quest {count} (drop after {drop_after})",
-                conn.id()
-            );
-            (Reply::Close, Duration::ZERO)
+        log::debug!("emulator: `{method}` refused: {refusal:?}");
+        let delay = faults.delay_for(method);
+        self.0
+            .report_refused(conn, method, payload, &refusal, started, delay, false);
+        Err(if delay.is_zero() {
+            refusal
         } else {
-            let reply = self.handle(conn, method, &quest.payload);
-            (reply, faults.delay_for(method))
-        };
+            Reply::after(delay, refusal)
+        })
+    }
+
+    /// Serves an admitted quest (authenticated by [`admit`](Self::admit),
+    /// which counted it for the `drop_after` fault).
+    fn on_quest(&self, conn: &ServerConn, quest: &Quest) -> Reply {
+        let started = Instant::now();
+        let method = quest.method.as_str();
+        let reply = self.handle(conn, method, &quest.payload);
+        let delay = self.0.faults.delay_for(method);
         self.0
             .report_quest(conn, method, &quest.payload, &reply, started, delay, false);
         if delay.is_zero() {
@@ -452,17 +517,9 @@ impl Service for RtmService {
 }
 
 impl RtmService {
-    /// Checks and runs one RTM quest.
+    /// Runs one admitted RTM quest: the injected failure, if any, then its
+    /// family.
     fn handle(&self, conn: &ServerConn, method: &str, payload: &Value) -> Reply {
-        if family_of(method).is_none() {
-            return Reply::error(
-                codes::FPNN_EC_CORE_UNKNOWN_METHOD,
-                format!("unknown method `{method}`"),
-            );
-        }
-        if let Err(r) = self.authenticate(method, payload) {
-            return r;
-        }
         if let Some(code) = self.0.faults.fail_for(method) {
             return Reply::error(
                 code,
@@ -491,35 +548,45 @@ impl RtmService {
         let mut st = lock(&self.0.state);
         (family.dispatch)(&mut st, cx, method, p)
     }
+}
 
-    fn authenticate(&self, method: &str, p: &Value) -> R<()> {
-        let bad = |why: &str| Reply::error(codes::RTM_EC_INVALID_PID_OR_SIGN, why.to_string());
-        let pid = get(p, "pid")
-            .and_then(Value::as_i64)
+impl RtmShared {
+    /// Checks the signature keys of a quest on its raw payload: each value
+    /// is read only after its msgpack marker says it is an int (`pid`,
+    /// `salt`, `ts`) or a `str`/`bin` (`sign`), so a huge value under one
+    /// of these keys is never decoded. Nothing is allocated unless the
+    /// quest is refused.
+    fn authenticate(&self, method: &str, payload: &[u8]) -> R<()> {
+        let bad = |why: &'static str| Reply::error(codes::RTM_EC_INVALID_PID_OR_SIGN, why);
+        let keys = SignedKeys::find(payload);
+        let pid = keys
+            .pid
+            .and_then(raw_int)
+            .filter(|p| i64::try_from(*p).is_ok())
             .ok_or_else(|| bad("missing or invalid pid"))?;
-        if pid != self.0.pid {
+        if pid != i128::from(self.pid) {
             return Err(bad("invalid pid"));
         }
-        let salt = int_text(get(p, "salt")).ok_or_else(|| bad("missing or invalid salt"))?;
-        let ts = int_text(get(p, "ts")).ok_or_else(|| bad("missing or invalid ts"))?;
-        // `str`, or `bin` holding the text (the C++ gateway reads both).
-        let sign = match get(p, "sign") {
-            Some(Value::String(s)) => s.as_str(),
-            Some(Value::Binary(b)) => std::str::from_utf8(b).ok(),
-            _ => None,
-        }
-        .ok_or_else(|| bad("missing or invalid sign"))?;
-        let expected = rtm_sign(&pid.to_string(), &self.0.secret, &salt, method, &ts);
-        if sign != expected {
+        let salt = keys
+            .salt
+            .and_then(raw_int)
+            .ok_or_else(|| bad("missing or invalid salt"))?;
+        let ts = keys
+            .ts
+            .and_then(raw_int)
+            .ok_or_else(|| bad("missing or invalid ts"))?;
+        let sign = keys
+            .sign
+            .and_then(raw_text)
+            .ok_or_else(|| bad("missing or invalid sign"))?;
+        let digest = self.signer.digest(salt, method, ts);
+        if !sign_matches(sign, &digest) {
             return Err(bad("invalid sign"));
         }
-        let mut st = lock(&self.0.state);
-        let max_skew_ms = self.0.max_clock_skew_ms.load(Ordering::SeqCst);
+        let max_skew_ms = self.max_clock_skew_ms.load(Ordering::SeqCst);
         if max_skew_ms != u64::MAX {
-            let now_ms = i128::from(st.now_ms());
-            let off = ts
-                .parse::<i128>()
-                .map_or(u128::MAX, |t| (t * 1000 - now_ms).unsigned_abs());
+            let now_ms = i128::from(lock(&self.state).now_ms());
+            let off = (ts * 1000 - now_ms).unsigned_abs();
             if off > u128::from(max_skew_ms) {
                 return Err(Reply::error(
                     codes::RTM_EC_INVALID_SERVER_TIME,
@@ -531,22 +598,51 @@ impl RtmService {
                 ));
             }
         }
-        let key = (salt, expected);
-        if st.seen.contains(&key) {
-            return Err(Reply::error(codes::RTM_EC_SAME_SIGN, "same sign"));
+        match lock(&self.seen).admit(ts, &digest) {
+            Ok(()) => Ok(()),
+            Err(Replay::SameSign) => Err(Reply::error(codes::RTM_EC_SAME_SIGN, "same sign")),
+            Err(Replay::BelowLowWater { low_water }) => Err(Reply::error(
+                codes::RTM_EC_SAME_SIGN,
+                format!(
+                    "same sign or older: ts {ts} is at or below {low_water}, the oldest ts \
+                     the emulator's replay memory no longer covers (sign again with a current ts)"
+                ),
+            )),
         }
-        if st.seen_order.len() >= SEEN_SIGNS_CAPACITY {
-            if let Some(old) = st.seen_order.pop_front() {
-                st.seen.remove(&old);
-            }
-        }
-        st.seen.insert(key.clone());
-        st.seen_order.push_back(key);
-        Ok(())
     }
-}
 
-impl RtmShared {
+    /// Reports a quest refused before it was decoded to the quest
+    /// observer, if any: its parameters are summarised when its payload is
+    /// at most [`REFUSED_SUMMARY_MAX`] bytes (decoding that much is cheap
+    /// and bounded), otherwise only its size is given.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn report_refused(
+        &self,
+        conn: &ServerConn,
+        method: &str,
+        payload: &[u8],
+        reply: &Reply,
+        started: Instant,
+        delay: Duration,
+        file_gate: bool,
+    ) {
+        if lock(&self.observer).is_none() {
+            return;
+        }
+        let value = if payload.len() <= REFUSED_SUMMARY_MAX {
+            rmpv::decode::read_value(&mut &payload[..]).ok()
+        } else {
+            None
+        };
+        let value = value.unwrap_or_else(|| {
+            Value::Map(vec![(
+                Value::from("(not decoded)"),
+                Value::from(format!("{} bytes", payload.len())),
+            )])
+        });
+        self.report_quest(conn, method, &value, reply, started, delay, file_gate);
+    }
+
     /// Gives the quest observer, if any, the record of a quest handled
     /// since `started` (the RTM service and the file gate both report).
     #[allow(clippy::too_many_arguments)]

@@ -703,7 +703,7 @@ pub(crate) enum Gated<R> {
 /// Calls `f` with each key of a payload's top-level map and the encoded
 /// bytes of its value, without decoding or allocating. `bytes` must have
 /// passed [`check_payload_bytes`] (an error is returned otherwise).
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg_attr(not(feature = "emulator"), allow(dead_code))]
 pub(crate) fn for_each_raw_entry(
     bytes: &[u8],
     mut f: impl FnMut(&str, &[u8]),
