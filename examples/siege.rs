@@ -110,7 +110,19 @@ struct Server {
 impl Server {
     fn start(low_fd: bool) -> Server {
         let exe = std::env::current_exe().expect("own path");
-        let mut child = Command::new(exe)
+        // SIEGE_WRAP runs the server under a tool (e.g. "valgrind
+        // --tool=callgrind"): its words come before the server's command.
+        let wrap = std::env::var("SIEGE_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut command = match words.next() {
+            Some(tool) => {
+                let mut c = Command::new(tool);
+                c.args(words).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let mut child = command
             .arg("--serve")
             .arg(if low_fd { "low-fd" } else { "default" })
             .stdin(Stdio::piped())
@@ -174,6 +186,16 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // Closing stdin ends the server (so that a tool wrapping it can
+        // write its report); killed if it takes more than 10 s.
+        drop(self.child.stdin.take());
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -351,5 +373,14 @@ fn pipeline(server: &Server) {
         n as f64 / t.elapsed().as_secs_f64(),
         cpu as f64 * 10_000.0 / n.max(1) as f64
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // Until the calls in flight are answered (slowly under a tool).
+    let mut last = u64::MAX;
+    let drain = Instant::now();
+    while pump.done.load(Ordering::Relaxed) != last && drain.elapsed() < Duration::from_secs(60) {
+        last = pump.done.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Every answered call, the room pull included (for instruction counts
+    // per quest over the server's whole life).
+    println!("answered in all: {}", pump.done.load(Ordering::Relaxed) + 1);
 }

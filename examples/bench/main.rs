@@ -25,8 +25,11 @@
 //! (after a short warm-up). With `--features metrics`, a pair of rows
 //! measures the `metrics` observer's cost (`BENCH_ONLY_METRICS=1`: only
 //! those; `BENCH_METRICS_NOOP=1`: without a recorder, the observer alone).
+//! `BENCH_COUNT_CALLS=N` runs exactly N pipelined calls and exits, for
+//! instruction counts under callgrind (see `count.rs`).
 
 mod alloc;
+mod count;
 mod emulator;
 mod floor;
 mod load;
@@ -155,10 +158,15 @@ struct Memory {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let s = settings();
+    let cfg = ClientConfig::default().quest_timeout(Duration::from_secs(60));
+    if let Ok(calls) = std::env::var("BENCH_COUNT_CALLS") {
+        // Instruction counts: exactly this many calls (see `count.rs`).
+        let fpnn_srv = ServerProc::spawn("fpnn")?;
+        return count::run(&fpnn_srv.endpoint(), &cfg, calls.parse()?);
+    }
     let fpnn_srv = ServerProc::spawn("fpnn")?;
     let hold_srv = ServerProc::spawn("hold")?;
     let rtm_srv = ServerProc::spawn("rtm")?;
-    let cfg = ClientConfig::default().quest_timeout(Duration::from_secs(60));
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "rtm-server-sdk bench: {cores} cores, {:.1} s per throughput row (+{:.2} s warm-up), \

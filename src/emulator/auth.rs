@@ -5,13 +5,14 @@
 //! ([`SeenSigns`]).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashSet, VecDeque};
 use std::io::Write as _;
+use std::ops::ControlFlow;
 
 use md5::{Digest, Md5};
 use rmp::Marker;
 
-use crate::fpnn::codec::for_each_raw_entry;
+use crate::fpnn::codec::for_each_raw_entry_bytes;
 
 /// The signature keys of a quest, as found in its raw payload: the encoded
 /// bytes of the first value under each key (`None`: absent).
@@ -48,19 +49,27 @@ pub(crate) fn raw_values<'a, const N: usize>(
     let mut found = [None; N];
     let mut seen = [false; N];
     // A payload that is not a map has none of the keys.
-    let _ = for_each_raw_entry(payload, |key, value| {
-        let Some(i) = keys.iter().position(|k| *k == key) else {
-            return;
+    let mut left = N;
+    let _ = for_each_raw_entry_bytes(payload, |key, value| {
+        let Some(i) = keys.iter().position(|k| k.as_bytes() == key) else {
+            return ControlFlow::Continue(());
         };
         if std::mem::replace(&mut seen[i], true) {
-            return;
+            return ControlFlow::Continue(());
         }
+        left -= 1;
         // `value` lies within `payload`: borrow it from there, for as long
         // as the payload lives.
         let start = (value.as_ptr() as usize).wrapping_sub(payload.as_ptr() as usize);
         found[i] = payload
             .get(start..start.saturating_add(value.len()))
             .filter(|v| *v != [0xc0]);
+        // The first of each key counts: the rest need not be walked.
+        if left == 0 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     });
     found
 }
@@ -176,11 +185,25 @@ impl Signer {
     }
 
     /// The MD5 of `"<pid>:<secret>:<salt>:<method>:<ts>"`, with `salt` and
-    /// `ts` as decimal text.
+    /// `ts` as decimal text (written without the formatting machinery).
     pub(crate) fn digest(&self, salt: i128, method: &str, ts: i128) -> [u8; 16] {
         let mut md5 = self.prefix.clone();
-        let _ = write!(md5, "{salt}:{method}:{ts}");
+        let mut text = itoa::Buffer::new();
+        md5.update(decimal(&mut text, salt));
+        md5.update(b":");
+        md5.update(method.as_bytes());
+        md5.update(b":");
+        md5.update(decimal(&mut text, ts));
         md5.finalize().into()
+    }
+}
+
+/// The decimal text of `n`, formatted as an `i64` when it fits (the same
+/// text, faster).
+fn decimal(text: &mut itoa::Buffer, n: i128) -> &[u8] {
+    match i64::try_from(n) {
+        Ok(n) => text.format(n).as_bytes(),
+        Err(_) => text.format(n).as_bytes(),
     }
 }
 
@@ -193,6 +216,15 @@ pub(crate) fn sign_matches(sign: &[u8], digest: &[u8; 16]) -> bool {
             sign[2 * i] == HEX[usize::from(b >> 4)] && sign[2 * i + 1] == HEX[usize::from(b & 15)]
         })
 }
+
+/// How recent (in seconds, by the server's clock) a signature's `ts` must
+/// be for the replay memory to keep it beyond its capacity: the low-water
+/// mark never comes closer to the clock than this. The memory can then
+/// exceed its capacity by what authenticated clients sign in this many
+/// seconds (only a holder of the secret adds to it): at the emulator's
+/// full speed on two cores (about 500,000 quests/s), a million signatures,
+/// 36 MB more.
+pub(crate) const REPLAY_GRACE_S: i64 = 2;
 
 /// Why [`SeenSigns::admit`] refused a quest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,14 +249,23 @@ pub(crate) enum Replay {
 ///
 /// A signature is kept as the first 64 bits of its MD5 (a fresh quest is
 /// taken for a replay by chance with a probability of `capacity / 2^64`,
-/// about 3e-14 for half a million), in a hash set and a min-heap by `ts`:
+/// about 3e-14 for half a million), in a hash set and a queue by `ts` (in
+/// arrival order while `ts` grows, a min-heap for the late ones):
 /// about 36 bytes each once full, 55 at most (the set may grow once more
 /// after it first fills, as forgotten entries leave tombstones). Then the
 /// memory stops growing: the allocations are reused.
 #[derive(Debug)]
 pub(crate) struct SeenSigns {
-    signs: HashSet<u64>,
-    by_ts: BinaryHeap<Reverse<(i64, u64)>>,
+    /// Keyed by digests of signed quests (only a holder of the secret adds
+    /// one), hashed with a fast hasher.
+    signs: HashSet<u64, foldhash::fast::RandomState>,
+    /// `(ts, digest)` in arrival order, each `ts` at or above the one
+    /// before: forgetting the oldest is a `pop_front` (clients sign with
+    /// the current time, so `ts` mostly grows).
+    by_ts: VecDeque<(i64, u64)>,
+    /// `(ts, digest)` that arrived with a `ts` below the back of `by_ts`,
+    /// as a min-heap.
+    late: BinaryHeap<Reverse<(i64, u64)>>,
     capacity: usize,
     low_water: Option<i64>,
 }
@@ -233,8 +274,9 @@ impl SeenSigns {
     /// An empty memory of at most `capacity` signatures (at least 1).
     pub(crate) fn new(capacity: usize) -> SeenSigns {
         SeenSigns {
-            signs: HashSet::new(),
-            by_ts: BinaryHeap::new(),
+            signs: HashSet::default(),
+            by_ts: VecDeque::new(),
+            late: BinaryHeap::new(),
             capacity: capacity.max(1),
             low_water: None,
         }
@@ -242,7 +284,37 @@ impl SeenSigns {
 
     /// Remembers the signature `digest` of a quest with `ts`, or says why
     /// the quest is a replay (or may be one).
+    #[cfg(test)]
     pub(crate) fn admit(&mut self, ts: i128, digest: &[u8; 16]) -> Result<(), Replay> {
+        // No grace: every signature over the capacity is forgotten at once.
+        self.remember(ts, digest, || None)
+    }
+
+    /// [`admit`](Self::admit) at the server's time `now_s` (seconds, read
+    /// only when the memory is over its capacity): a signature whose `ts`
+    /// is within [`REPLAY_GRACE_S`] of `now_s` is never forgotten, the
+    /// memory holds it beyond its capacity instead. So the low-water mark
+    /// stays at least that far behind the clock, and a client signing with
+    /// the current time is never refused because of the traffic, however
+    /// fast it comes.
+    pub(crate) fn admit_at(
+        &mut self,
+        ts: i128,
+        digest: &[u8; 16],
+        now_s: impl FnOnce() -> i64,
+    ) -> Result<(), Replay> {
+        self.remember(ts, digest, || Some(now_s().saturating_sub(REPLAY_GRACE_S)))
+    }
+
+    /// Admits a quest; over the capacity, forgets the oldest signatures
+    /// whose `ts` is below what `forget_before` says (read once, when
+    /// needed; `None`: all of them).
+    fn remember(
+        &mut self,
+        ts: i128,
+        digest: &[u8; 16],
+        forget_before: impl FnOnce() -> Option<i64>,
+    ) -> Result<(), Replay> {
         // A `ts` beyond `i64` (a uint64 above its range) counts as the
         // largest `i64`: the mark then errs on the side of refusing.
         let ts = i64::try_from(ts).unwrap_or(if ts < 0 { i64::MIN } else { i64::MAX });
@@ -255,15 +327,50 @@ impl SeenSigns {
         if !self.signs.insert(key) {
             return Err(Replay::SameSign);
         }
-        self.by_ts.push(Reverse((ts, key)));
+        match self.by_ts.back() {
+            Some(&(last, _)) if ts < last => self.late.push(Reverse((ts, key))),
+            _ => self.by_ts.push_back((ts, key)),
+        }
+        let mut forget_before = Some(forget_before);
+        let mut limit = None;
         while self.signs.len() > self.capacity {
-            let Some(Reverse((oldest, key))) = self.by_ts.pop() else {
+            if let Some(read) = forget_before.take() {
+                limit = read();
+            }
+            let Some(oldest) = self.oldest_ts() else {
+                break;
+            };
+            if limit.is_some_and(|limit| oldest >= limit) {
+                break;
+            }
+            let Some((oldest, key)) = self.pop_oldest() else {
                 break;
             };
             self.signs.remove(&key);
             self.low_water = Some(self.low_water.map_or(oldest, |low| low.max(oldest)));
         }
         Ok(())
+    }
+
+    /// The oldest `ts` remembered.
+    fn oldest_ts(&self) -> Option<i64> {
+        let ordered = self.by_ts.front().map(|&(ts, _)| ts);
+        let late = self.late.peek().map(|Reverse((ts, _))| *ts);
+        match (ordered, late) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Takes out the remembered signature with the oldest `ts`.
+    fn pop_oldest(&mut self) -> Option<(i64, u64)> {
+        match (self.by_ts.front(), self.late.peek()) {
+            (Some(&(ordered, _)), Some(Reverse((late, _)))) if *late < ordered => {
+                self.late.pop().map(|Reverse(e)| e)
+            }
+            (Some(_), _) => self.by_ts.pop_front(),
+            (None, _) => self.late.pop().map(|Reverse(e)| e),
+        }
     }
 
     /// How many signatures are remembered.
@@ -447,6 +554,23 @@ mod tests {
     }
 
     #[test]
+    fn the_oldest_ts_goes_first_whatever_the_arrival_order() {
+        let mut seen = SeenSigns::new(3);
+        let d = |n: u8| [n; 16];
+        for (ts, n) in [(10, 1), (12, 2), (11, 3), (13, 4)] {
+            assert_eq!(seen.admit(ts, &d(n)), Ok(()));
+        }
+        assert_eq!(seen.low_water(), Some(10));
+        // 11 arrived late, after 12: it goes before 12.
+        assert_eq!(seen.admit(14, &d(5)), Ok(()));
+        assert_eq!(seen.low_water(), Some(11));
+        assert_eq!(seen.admit(12, &d(2)), Err(Replay::SameSign));
+        assert_eq!(seen.admit(15, &d(6)), Ok(()));
+        assert_eq!(seen.low_water(), Some(12));
+        assert_eq!(seen.len(), 3);
+    }
+
+    #[test]
     fn a_full_memory_stops_growing() {
         let mut seen = SeenSigns::new(1000);
         let digest = |i: u32| -> [u8; 16] { Md5::digest(i.to_le_bytes()).into() };
@@ -458,9 +582,44 @@ mod tests {
             seen.admit(i128::from(i / 100), &digest(i)).unwrap();
             if i % 1000 == 0 {
                 let (set, heap) = (seen.signs.capacity(), seen.by_ts.capacity());
+                let late = seen.late.capacity();
                 assert!(set <= 4 * 1000 && heap <= 2 * 1000, "{i}: {set} {heap}");
+                assert!(late <= 2 * 1000, "{i}: {late}");
             }
         }
         assert_eq!(seen.len(), 1000);
+    }
+
+    #[test]
+    fn signatures_of_the_last_seconds_are_kept_beyond_the_capacity() {
+        let d = |n: u8| [n; 16];
+        let mut seen = SeenSigns::new(2);
+        let now = 1_000;
+        // Over the capacity, but all within the grace: nothing forgotten,
+        // so no mark refuses a client signing with the current time.
+        for (n, ts) in [(1, now - REPLAY_GRACE_S), (2, now - 1), (3, now), (4, now)] {
+            assert_eq!(seen.admit_at(ts.into(), &d(n), || now), Ok(()));
+        }
+        assert_eq!(seen.len(), 4);
+        assert_eq!(seen.low_water(), None);
+        assert_eq!(
+            seen.admit_at(now.into(), &d(3), || now),
+            Err(Replay::SameSign)
+        );
+        // A second later, the oldest falls out of the grace and is
+        // forgotten: the mark follows it, and only it.
+        assert_eq!(seen.admit_at((now + 1).into(), &d(5), || now + 1), Ok(()));
+        assert_eq!(seen.len(), 4);
+        assert_eq!(seen.low_water(), Some(now - REPLAY_GRACE_S));
+        assert_eq!(
+            seen.admit_at((now - REPLAY_GRACE_S).into(), &d(9), || now + 1),
+            Err(Replay::BelowLowWater {
+                low_water: now - REPLAY_GRACE_S
+            })
+        );
+        // Much later, down to the capacity again.
+        assert_eq!(seen.admit_at((now + 60).into(), &d(6), || now + 60), Ok(()));
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen.low_water(), Some(now));
     }
 }

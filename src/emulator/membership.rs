@@ -55,6 +55,32 @@ pub(crate) fn pull<T: CallRoom>(rooms: &mut BTreeMap<i64, T>, rid: i64, uids: Ve
     room
 }
 
+/// The name of a method both generations share without its family's
+/// `infix` (`"Voice"` or `"RTC"`, right before `Room`), as
+/// [`dispatch_common`] takes it, without allocating; `""` for any other
+/// method.
+pub(crate) fn common_op(method: &str, infix: &str) -> &'static str {
+    /// Each shared name, and where the infix goes in it.
+    const OPS: [(&str, usize); 6] = [
+        ("inviteUserIntoRoom", 14),
+        ("kickoutFromRoom", 11),
+        ("closeRoom", 5),
+        ("getRoomList", 3),
+        ("getRoomMemberCount", 3),
+        ("setRoomMicStatus", 3),
+    ];
+    let (method, infix) = (method.as_bytes(), infix.as_bytes());
+    OPS.iter()
+        .find(|(op, at)| {
+            let (head, tail) = op.as_bytes().split_at(*at);
+            method.len() == op.len() + infix.len()
+                && method.starts_with(head)
+                && method[head.len()..].starts_with(infix)
+                && method.ends_with(tail)
+        })
+        .map_or("", |(op, _)| op)
+}
+
 /// The methods both generations share, by their name without `Voice` or
 /// `RTC` (`inviteUserIntoRoom`, `kickoutFromRoom`, `closeRoom`,
 /// `getRoomList`, `getRoomMemberCount`, `setRoomMicStatus`); `method` is
@@ -408,6 +434,36 @@ impl<'de, T: Collective + Deserialize<'de>> Deserialize<'de> for Registry<T> {
 mod tests {
     use super::*;
     use crate::emulator::{Group, Room};
+
+    #[test]
+    fn common_op_takes_the_infix_out_as_replacen_did() {
+        let methods = crate::emulator::rtm::implemented_methods();
+        for infix in ["Voice", "RTC"] {
+            for &method in methods.iter().chain(&["getVoiceRoomé", "é", "RoomVoice"]) {
+                let replaced = method.replacen(infix, "", 1);
+                let got = common_op(method, infix);
+                if method.contains(infix) && got.is_empty() {
+                    // Not a shared method: dispatch_common answers 20004
+                    // for both.
+                    assert!(
+                        !["inviteUserIntoRoom", "kickoutFromRoom", "closeRoom"]
+                            .into_iter()
+                            .chain(["getRoomList", "getRoomMemberCount", "setRoomMicStatus"])
+                            .any(|op| op == replaced),
+                        "{method}"
+                    );
+                } else if !got.is_empty() {
+                    assert_eq!(got, replaced, "{method}");
+                }
+            }
+        }
+        assert_eq!(
+            common_op("getVoiceRoomMemberCount", "Voice"),
+            "getRoomMemberCount"
+        );
+        assert_eq!(common_op("closeRTCRoom", "RTC"), "closeRoom");
+        assert_eq!(common_op("closeRTCRoom", "Voice"), "");
+    }
 
     #[test]
     fn ban_end_refuses_non_positive_times_and_saturates() {

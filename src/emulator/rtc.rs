@@ -44,7 +44,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rmpv::Value;
 
-use super::membership::{call_room_fields, dispatch_common, pull, CallRoom};
+use super::membership::{call_room_fields, common_op, dispatch_common, pull, CallRoom};
 use super::params::*;
 use super::rtm::{Ctx, Family, RtmEmulator, RtmState};
 use super::server::lock;
@@ -190,7 +190,7 @@ fn dispatch(st: &mut RtmState, _cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<
             }
             Ok(empty())
         }
-        _ => dispatch_common(rooms, &method.replacen("RTC", "", 1), method, p),
+        _ => dispatch_common(rooms, common_op(method, "RTC"), method, p),
     }
 }
 

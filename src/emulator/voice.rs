@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rmpv::Value;
 
-use super::membership::{call_room_fields, dispatch_common, pull, CallRoom};
+use super::membership::{call_room_fields, common_op, dispatch_common, pull, CallRoom};
 use super::params::*;
 use super::rtc::RtcRoom;
 use super::rtm::{Ctx, Family, RtmEmulator, RtmState};
@@ -112,7 +112,7 @@ fn dispatch(st: &mut RtmState, _cx: &mut Ctx<'_>, method: &str, p: &Value) -> R<
                 ("managers", ids(&room.managers)),
             ]))
         }
-        _ => dispatch_common(rooms, &method.replacen("Voice", "", 1), method, p),
+        _ => dispatch_common(rooms, common_op(method, "Voice"), method, p),
     }
 }
 

@@ -605,13 +605,8 @@ impl Decoder {
         let payload = &rest[ss..];
         check_payload_bytes(payload)?;
         if let Some(refusal) = gate(seq, method, payload) {
-            let method = method.to_string();
             self.consume(header);
-            return Ok(Some(Gated::Refused {
-                seq,
-                method,
-                refusal,
-            }));
+            return Ok(Some(Gated::Refused { seq, refusal }));
         }
         // Checked above: decoded without checking again.
         let quest = Quest {
@@ -692,21 +687,18 @@ impl Decoder {
 pub(crate) enum Gated<R> {
     /// An answer, or a quest the gate admitted (decoded).
     Frame(Frame),
-    /// A quest the gate refused: its payload was not decoded.
-    Refused {
-        seq: Option<u32>,
-        method: String,
-        refusal: R,
-    },
+    /// A quest the gate refused (or handled): its payload was not decoded.
+    Refused { seq: Option<u32>, refusal: R },
 }
 
-/// Calls `f` with each key of a payload's top-level map and the encoded
-/// bytes of its value, without decoding or allocating. `bytes` must have
-/// passed [`check_payload_bytes`] (an error is returned otherwise).
+/// Calls `f` with the bytes of each key of a payload's top-level map (the
+/// check made sure they are UTF-8) and the encoded bytes of its value,
+/// without decoding or allocating, until `f` breaks. `bytes` must have passed
+/// [`check_payload_bytes`] (an error is returned otherwise).
 #[cfg_attr(not(feature = "emulator"), allow(dead_code))]
-pub(crate) fn for_each_raw_entry(
+pub(crate) fn for_each_raw_entry_bytes(
     bytes: &[u8],
-    mut f: impl FnMut(&str, &[u8]),
+    mut f: impl FnMut(&[u8], &[u8]) -> std::ops::ControlFlow<()>,
 ) -> std::result::Result<(), ProtocolError> {
     use rmp::Marker;
     let mut rd = bytes;
@@ -724,11 +716,12 @@ pub(crate) fn for_each_raw_entry(
             Marker::Str32 => take_len(&mut rd, 4)?,
             _ => return Err(ProtocolError::NonStringKey),
         };
-        let key =
-            std::str::from_utf8(take(&mut rd, len)?).map_err(|_| ProtocolError::NonStringKey)?;
+        let key = take(&mut rd, len)?;
         let before = rd;
         skip_value(&mut rd, MAX_NESTING - 1)?;
-        f(key, &before[..before.len() - rd.len()]);
+        if f(key, &before[..before.len() - rd.len()]).is_break() {
+            break;
+        }
     }
     Ok(())
 }
@@ -822,8 +815,12 @@ pub(crate) fn check_payload_bytes(bytes: &[u8]) -> std::result::Result<(), Proto
             Marker::Str32 => take_len(&mut rd, 4)?,
             _ => return Err(ProtocolError::NonStringKey),
         };
-        // A key that is not UTF-8 is not a string key either.
-        std::str::from_utf8(take(&mut rd, len)?).map_err(|_| ProtocolError::NonStringKey)?;
+        // A key that is not UTF-8 is not a string key either (ASCII, as
+        // keys mostly are, is UTF-8).
+        let key = take(&mut rd, len)?;
+        if !key.is_ascii() {
+            std::str::from_utf8(key).map_err(|_| ProtocolError::NonStringKey)?;
+        }
         skip_value(&mut rd, MAX_NESTING - 1)?;
     }
     if !rd.is_empty() {

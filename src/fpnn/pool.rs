@@ -35,9 +35,9 @@ impl Job {
                 guard(move || cb(result))
             }
             Job::Answers(batch) => super::conn::run_batch(|| {
-                watch::batch(|| {
+                watch::batch(|observed| {
                     for call in batch {
-                        let (cb, result) = call.decode();
+                        let (cb, result) = call.decode(observed);
                         guard(move || cb(result));
                     }
                 })
@@ -61,11 +61,16 @@ pub(crate) struct AnsweredCall {
 impl AnsweredCall {
     /// Decodes the answer (on the pool thread that runs the callback). A
     /// panic while decoding (not expected: the payload was checked) fails
-    /// this call alone.
-    fn decode(self) -> (AnswerCallback, Result<Value>) {
+    /// this call alone. The answer's size is noted for the observer, when
+    /// there is one (`observed`).
+    fn decode(self, observed: bool) -> (AnswerCallback, Result<Value>) {
         let AnsweredCall { cb, method, answer } = self;
         let result = catch_unwind(AssertUnwindSafe(move || {
-            super::client::decode_answer(answer)
+            if observed {
+                super::client::decode_answer(answer)
+            } else {
+                answer.into_result()
+            }
         }))
         .unwrap_or_else(|_| {
             Err(Error::Protocol(crate::error::ProtocolError::Other(

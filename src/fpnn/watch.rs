@@ -329,8 +329,8 @@ pub(crate) fn set_current(watch: Option<Arc<Watch>>) {
 
 /// Runs a batch of callbacks (the answers of one read) with one
 /// completion time for its calls, when this thread's client has an
-/// observer.
-pub(crate) fn batch(f: impl FnOnce()) {
+/// observer; `f` is told whether it has one.
+pub(crate) fn batch(f: impl FnOnce(bool)) {
     let observed = LOCAL
         .try_with(|l| {
             let observed = l.observed.get();
@@ -340,7 +340,7 @@ pub(crate) fn batch(f: impl FnOnce()) {
             observed
         })
         .unwrap_or(false);
-    f();
+    f(observed);
     if observed {
         let _ = LOCAL.try_with(|l| l.batch_now.set(None));
     }
@@ -350,6 +350,9 @@ pub(crate) fn batch(f: impl FnOnce()) {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Begun {
     at: Option<Instant>,
+    /// The counter shard of the thread that began it (its end counts
+    /// there too: one thread-local lookup per call, not two).
+    shard: usize,
 }
 
 /// A client's counters and observer (shared by its file gates).
@@ -416,15 +419,18 @@ impl Watch {
         self.calls[shard].started.fetch_add(1, Ordering::Relaxed);
         Begun {
             at: self.observer.as_ref().map(|_| Instant::now()),
+            shard,
         }
     }
 
     /// A callback call starts `now` (a time the caller read anyway).
     #[inline]
     pub(crate) fn begin_at(&self, now: Instant) -> Begun {
-        self.calls[shard()].started.fetch_add(1, Ordering::Relaxed);
+        let shard = shard();
+        self.calls[shard].started.fetch_add(1, Ordering::Relaxed);
         Begun {
             at: self.observer.as_ref().map(|_| now),
+            shard,
         }
     }
 
@@ -438,7 +444,7 @@ impl Watch {
         resent: bool,
         request_bytes: usize,
     ) {
-        self.end_at(begun, method, error, resent, request_bytes, None);
+        self.end_at(begun, method, error, resent, request_bytes, false);
     }
 
     #[inline]
@@ -449,9 +455,9 @@ impl Watch {
         error: Option<&Error>,
         resent: bool,
         request_bytes: usize,
-        now: Option<Instant>,
+        here: bool,
     ) {
-        let c = &self.calls[shard()];
+        let c = &self.calls[begun.shard % SHARDS];
         let counter = match error.map(Error::kind) {
             None => &c.ok,
             Some(ErrorKind::Timeout) => &c.timeout,
@@ -463,7 +469,30 @@ impl Watch {
         if resent {
             c.resent.fetch_add(1, Ordering::Relaxed);
         }
-        if let (Some(observer), Some(at)) = (&self.observer, begun.at) {
+        if let Some(at) = begun.at {
+            self.observe(at, method, error, resent, request_bytes, here);
+        }
+    }
+
+    /// Tells the observer about a call that began `at` and ends now (on a
+    /// callback thread, `here`: at the start of its batch). Out of line,
+    /// so that the call path without an observer stays small.
+    #[inline(never)]
+    fn observe(
+        &self,
+        at: Instant,
+        method: &str,
+        error: Option<&Error>,
+        resent: bool,
+        request_bytes: usize,
+        here: bool,
+    ) {
+        if let Some(observer) = &self.observer {
+            let now = if here {
+                LOCAL.try_with(|l| l.batch_now.get()).ok().flatten()
+            } else {
+                None
+            };
             let record = CallRecord {
                 method,
                 elapsed: now
@@ -500,11 +529,7 @@ impl Watch {
     ) {
         let _ = CURRENT.try_with(|c| {
             if let Some(w) = c.borrow().as_ref() {
-                let now = match begun.at {
-                    Some(_) => LOCAL.try_with(|l| l.batch_now.get()).ok().flatten(),
-                    None => None,
-                };
-                w.end_at(begun, method, error, resent, request_bytes, now);
+                w.end_at(begun, method, error, resent, request_bytes, true);
             }
         });
     }

@@ -790,7 +790,7 @@ impl<'a> Reader<'a> {
                         shared.record(method, payload);
                         None
                     }
-                    Err(refusal) => Some(refusal),
+                    Err(refusal) => Some((method.to_string(), refusal)),
                 }
             };
             let frame = self
@@ -802,8 +802,7 @@ impl<'a> Reader<'a> {
                 Some(Gated::Frame(Frame::Answer(answer))) => conn.on_answer(answer),
                 Some(Gated::Refused {
                     seq,
-                    method,
-                    refusal,
+                    refusal: (method, refusal),
                 }) => refuse_quest(shared, conn, seq, &method, refusal),
                 None => return Ok(frames),
             }

@@ -63,8 +63,9 @@ fn refused_quests_are_answered_and_neither_decoded_nor_recorded() {
         fn admit(&self, _: &ServerConn, method: &str, payload: &[u8]) -> Result<(), Reply> {
             // The raw payload is offered: a fixmap of one entry here.
             let mut keys = Vec::new();
-            crate::fpnn::codec::for_each_raw_entry(payload, |k, v| {
-                keys.push((k.to_string(), v.to_vec()))
+            crate::fpnn::codec::for_each_raw_entry_bytes(payload, |k, v| {
+                keys.push((String::from_utf8_lossy(k).into_owned(), v.to_vec()));
+                std::ops::ControlFlow::Continue(())
             })
             .unwrap();
             match method {
