@@ -609,6 +609,9 @@ fn state_survives_a_restart() {
             .unwrap();
         assert_eq!(m.body, MessageBody::Text("kept message".into()));
         assert_eq!(m.mtype, 30);
+        // (The file is free once that emulator is gone.)
+        drop(client);
+        emu.kill();
 
         // The state of another project is refused.
         let (status, _, err) =
@@ -626,6 +629,58 @@ fn state_survives_a_restart() {
         ]);
         assert!(!status.success());
         assert!(err.contains("does not exist"), "{err}");
+    });
+}
+
+/// One emulator per state file: a second one given the same file is
+/// refused, naming the file and the holder's pid; a temporary file left by
+/// a killed save is removed at start.
+#[cfg(unix)]
+#[test]
+fn a_state_file_is_held_by_one_emulator() {
+    watchdog(Duration::from_secs(30), || {
+        let dir = TempDir::new("held");
+        let file = dir.path("state.json");
+        let state = file.to_str().unwrap();
+        // A save killed mid-way by a process that is gone.
+        let mut gone = Command::new("true").spawn().unwrap();
+        let gone_pid = gone.id();
+        gone.wait().unwrap();
+        let stale = dir.path(&format!(".state.json.tmp-{gone_pid}"));
+        std::fs::write(&stale, "{\"half\": ").unwrap();
+        let args = ["--secret", SECRET, "--state", state, "--save-every", "0"];
+        let emu = Emu::start(&args);
+        assert!(!stale.exists(), "the stale temporary file is removed");
+        let holder = emu.child.as_ref().unwrap().id();
+        let (status, _, err) = run_to_end(&["--listen", "127.0.0.1:0", "--state", state]);
+        assert!(!status.success());
+        assert!(err.contains(state), "{err}");
+        assert!(err.contains(&format!("pid {holder}")), "{err}");
+        // Once the first has stopped, the file is free again.
+        let (status, _) = emu.terminate(libc::SIGTERM);
+        assert!(status.success(), "{status:?}");
+        let emu = Emu::start(&args);
+        assert!(emu.banner_value("state").unwrap().contains("(loaded)"));
+    });
+}
+
+/// A hand-edited state whose message cursor went negative is refused at
+/// start, naming the field.
+#[test]
+fn an_inconsistent_state_file_is_refused() {
+    watchdog(Duration::from_secs(30), || {
+        let dir = TempDir::new("inconsistent");
+        let file = dir.path("state.json");
+        std::fs::write(
+            &file,
+            r#"{"format": "rtm-emulator-state", "version": 1, "pid": 11000001,
+                "state": {"messages": {"log": [], "last_id": -5}}}"#,
+        )
+        .unwrap();
+        let (status, _, err) =
+            run_to_end(&["--listen", "127.0.0.1:0", "--state", file.to_str().unwrap()]);
+        assert!(!status.success());
+        assert!(err.contains("`messages.last_id` is -5"), "{err}");
     });
 }
 

@@ -70,7 +70,7 @@ fn history_pages_of_100_in_both_directions() {
 
         let asc = HistoryQuery {
             desc: false,
-            num: 100,
+            num: 20,
             ..Default::default()
         };
         let (all, sizes) = read_all(asc.pages(|q| client.get_group_message(7, 1000, q)));
@@ -92,7 +92,7 @@ fn history_pages_of_100_in_both_directions() {
 
         // Newest first, with the loop written out.
         let mut query = HistoryQuery {
-            num: 100,
+            num: 20,
             ..Default::default()
         };
         let mut desc = Vec::new();

@@ -12,7 +12,9 @@
 //! * `fpnn`: a minimal fast FPNN server built from the crate's codec,
 //!   answering `bench` with `{ok: true}`;
 //! * `hold`: reads quests and never answers (heap per pending call);
-//! * `rtm`: the crate's `RtmEmulator` (signatures checked, rooms kept).
+//! * `rtm`: the crate's `RtmEmulator` (signatures checked, rooms kept);
+//! * `emu-N`: an `RtmEmulator` whose store holds N messages (the
+//!   emulator's rows, `emulator.rs`).
 //!
 //! Every figure of the SDK is printed beside the limit measured in the same
 //! run against the same server: a raw `TcpStream` client writing
@@ -28,6 +30,7 @@
 
 mod alloc;
 mod count;
+mod emulator;
 mod floor;
 mod load;
 mod observed;
@@ -177,6 +180,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("client CPU = utime+stime of this process per completed call");
     println!();
 
+    if std::env::var("BENCH_ONLY_EMULATOR").is_ok() {
+        // Only the emulator's rows.
+        emulator::rows(&rtm_srv, &fpnn_srv, &cfg, &s)?;
+        return Ok(());
+    }
     if std::env::var("BENCH_ONLY_METRICS").is_ok() {
         return observed::rows(&fpnn_srv.endpoint(), &cfg, &s);
     }
@@ -319,6 +327,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     let rtm_fast = rtm_fast_rows(&fpnn_srv, &cfg, &s)?;
     println!();
+    let emu = emulator::rows(&rtm_srv, &fpnn_srv, &cfg, &s)?;
+    println!();
     observed::rows(&fpnn_srv.endpoint(), &cfg, &s)?;
 
     // ---- summary ----
@@ -339,7 +349,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
          blocking 1->2 threads scaling = {scaling:.2}x; \
          heap/pending = {:.0} B ({:.0} B with the {} B frame; target < 512: {}); \
          rtm/fpnn pipelined-10k calls/s = {:.2} (emulator), {rtm_fast:.2} (fast server); \
-         in-process floor {floor_us:.3} us/call: at most {ceiling:.2} of raw pipelined-10k on {cores} cores",
+         in-process floor {floor_us:.3} us/call: at most {ceiling:.2} of raw pipelined-10k on {cores} cores; \
+         emulator/fast signed pipelined-10k = {:.2} (target >= 0.5: {}); \
+         sends at 1M stored / at 0 = {:.2} (target >= 0.8: {}); \
+         oldest/newest history page at 1M = {:.2}; \
+         1000/10 connections = {:.2} (target >= 1: {})",
         verdict(cpu_vs_floor <= 3.0),
         verdict(p50 <= 1.3),
         mem.net_per_pending,
@@ -347,6 +361,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         mem.frame_len,
         verdict(mem.net_per_pending < 512.0),
         rtm_p10k,
+        emu.quest_ratio,
+        verdict(emu.quest_ratio >= 0.5),
+        emu.send_ratio,
+        verdict(emu.send_ratio >= 0.8),
+        emu.history_ratio,
+        emu.conn_ratio,
+        verdict(emu.conn_ratio >= 1.0),
     );
     drop((fpnn_srv, hold_srv, rtm_srv));
     println!("total wall time: {:.1} s", started.elapsed().as_secs_f64());

@@ -33,8 +33,16 @@ pub fn serve(mode: &str) -> ! {
                 std::thread::park();
             }
         }
+        m if m.starts_with("emu-") => {
+            let n = m["emu-".len()..].parse().expect("emu-N: N messages");
+            let emu = crate::emulator::start_filled(n);
+            announce(emu.local_addr().port());
+            loop {
+                std::thread::park();
+            }
+        }
         other => {
-            eprintln!("unknown server mode `{other}` (fpnn, hold, rtm)");
+            eprintln!("unknown server mode `{other}` (fpnn, hold, rtm, emu-N)");
             std::process::exit(2);
         }
     }
@@ -126,7 +134,7 @@ pub struct ServerProc {
 }
 
 impl ServerProc {
-    pub fn spawn(mode: &'static str) -> std::io::Result<ServerProc> {
+    pub fn spawn(mode: &str) -> std::io::Result<ServerProc> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .args(["--server", mode])

@@ -18,6 +18,7 @@ use clap::{ArgAction, Parser, ValueEnum};
 use log::{LevelFilter, Log, Metadata, Record};
 use rand_core::{OsRng, RngCore};
 use rtm_server_sdk::emulator::keys::{generate_key_pair, parse_private_key};
+use rtm_server_sdk::emulator::persist::StateFile;
 use rtm_server_sdk::emulator::rtm::{implemented_methods, DEFAULT_REMEMBERED_SIGNS};
 use rtm_server_sdk::emulator::server::{
     raise_fd_limit, DEFAULT_FRAME_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
@@ -170,7 +171,9 @@ struct Args {
     /// Loads the emulator's state (users, tokens, relations, groups, rooms,
     /// messages, files...) from FILE at start, if it exists, and saves it
     /// there (as JSON) every --save-every seconds and when stopped with
-    /// Ctrl-C or SIGTERM. A file of another --pid is refused.
+    /// Ctrl-C or SIGTERM. A file of another --pid is refused, and so is a
+    /// file another emulator holds (its pid is named). A failed save is
+    /// retried twice (100 ms, then 200 ms later) and logged.
     #[arg(long, value_name = "FILE", help_heading = "State")]
     state: Option<PathBuf>,
 
@@ -703,28 +706,30 @@ fn run(args: Args) -> Result<(), String> {
         options = options.max_clock_skew(Duration::from_secs(args.max_clock_skew));
     }
     let mut state_line = "memory only (no --state)".to_string();
+    let mut state_file = None;
     if let Some(path) = &args.state {
-        match std::fs::read_to_string(path) {
-            Ok(json) => {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if !dir.is_dir() {
+            return Err(format!(
+                "--state {}: the directory {} does not exist",
+                path.display(),
+                dir.display()
+            ));
+        }
+        // One emulator per file: a second one is refused here.
+        let file = StateFile::lock(path).map_err(|e| format!("--state {}: {e}", path.display()))?;
+        match file.read() {
+            Ok(Some(json)) => {
                 options = options.state_json(json);
                 state_line = format!("{} (loaded)", path.display());
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let dir = match path.parent() {
-                    Some(d) if !d.as_os_str().is_empty() => d,
-                    _ => Path::new("."),
-                };
-                if !dir.is_dir() {
-                    return Err(format!(
-                        "--state {}: the directory {} does not exist",
-                        path.display(),
-                        dir.display()
-                    ));
-                }
-                state_line = format!("{} (new)", path.display());
-            }
+            Ok(None) => state_line = format!("{} (new)", path.display()),
             Err(e) => return Err(format!("--state {}: {e}", path.display())),
         }
+        state_file = Some(file);
         state_line.push_str(&if args.save_every > 0 {
             format!(", saved every {} s and when stopped", args.save_every)
         } else {
@@ -810,14 +815,16 @@ fn run(args: Args) -> Result<(), String> {
     let _ = std::io::stdout().flush();
 
     // Saves the state (when --state is given); false when that failed.
-    let save = |emu: &RtmEmulator| match &args.state {
-        Some(path) => match emu.save_state(path) {
+    // A failed save is retried (`StateFile::save`), then logged; the next
+    // tick tries again.
+    let save = |emu: &RtmEmulator| match &state_file {
+        Some(file) => match file.save(emu) {
             Ok(()) => {
-                log::debug!("state saved to {}", path.display());
+                log::debug!("state saved to {}", file.path().display());
                 true
             }
             Err(e) => {
-                log::error!("cannot save the state to {}: {e}", path.display());
+                log::error!("cannot save the state to {}: {e}", file.path().display());
                 false
             }
         },

@@ -657,7 +657,7 @@ mod tests {
             .mtime;
         client.send_files(3, &[4, 6], b"to two", &options).unwrap();
         let st = lock(&emu.shared.state);
-        let log = &st.messages.log;
+        let log = st.messages.to_vec();
         assert_eq!(log.len(), 3);
         let m = &log[0];
         assert_eq!(

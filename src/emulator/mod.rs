@@ -30,7 +30,14 @@
 //!   forward ([`RtmEmulator::advance_clock`]) to see bans and tokens expire
 //!   without waiting.
 //! * **Persistence**: [`persist`] saves and loads the whole state as JSON
-//!   ([`RtmEmulator::state_json`], [`RtmEmulator::save_state`]).
+//!   ([`RtmEmulator::state_json`], [`RtmEmulator::save_state`]) from a
+//!   snapshot, written outside the state lock so that clients are not held
+//!   up; [`persist::StateFile`] holds a state file for one emulator (a
+//!   second holder is refused), cleans up after killed saves and retries
+//!   failed ones.
+//! * **Scale**: the message store is indexed (duplicate `mid`s, history
+//!   cursors, counts), so that sends and history pages cost the same with
+//!   a million messages stored as with none (see [`families::messages`]).
 //!   [`keys`] reads a server's ECC private key (PEM or raw) and makes key
 //!   pairs for encrypted emulators.
 //! * **The `rtm-emulator` program** (feature `cli`: `cargo run --features

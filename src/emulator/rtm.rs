@@ -97,8 +97,11 @@ pub const REFUSED_SUMMARY_MAX: usize = 4096;
 ///
 /// The state file of the standalone emulator is this struct as JSON
 /// (`super::persist`), without the per-connection and anti-replay parts
-/// (`#[serde(skip)]`): a new field must be serializable or skipped.
-/// Missing fields load as their defaults, so older state files still load.
+/// (`#[serde(skip)]`): a new field must be serializable or skipped, and a
+/// saved one is listed in `persist::Snapshot` too (what a save writes,
+/// taken under the lock and serialised outside it; a test checks that both
+/// write the same JSON). Missing fields load as their defaults, so older
+/// state files still load.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 #[allow(dead_code)] // families fill in their parts
@@ -108,7 +111,7 @@ pub(crate) struct RtmState {
     #[serde(skip)]
     pub(crate) listen: super::listen::Listen,
     /// Added to the real clock (see [`RtmEmulator::advance_clock`]).
-    clock_offset_ms: i64,
+    pub(crate) clock_offset_ms: i64,
     pub(crate) users: super::users::Users,
     pub(crate) relations: super::relations::Relations,
     pub(crate) data: super::data::Data,

@@ -83,7 +83,7 @@ pub(crate) fn is_project_banned(st: &RtmState, uid: i64) -> bool {
 
 /// Deletes every stored message that `uid` sent (`clearusermsg`).
 fn clear_messages_from(st: &mut RtmState, uid: i64) {
-    st.messages.log.retain(|m| m.from != uid);
+    st.messages.retain(|m| m.from != uid);
 }
 
 /// A fresh random token: 32 uppercase hex digits.
@@ -356,15 +356,17 @@ mod tests {
     #[test]
     fn clearing_a_users_messages_keeps_the_others() {
         let mut st = RtmState::default();
-        st.messages.log = vec![
+        for m in [
             message(1, Target::P2p(2), 1),
             message(2, Target::P2p(1), 2),
             message(3, Target::Group(9), 1),
             message(4, Target::Room(8), 3),
             message(5, Target::Broadcast, 1),
-        ];
+        ] {
+            st.messages.push(m);
+        }
         clear_messages_from(&mut st, 1);
-        let left: Vec<i64> = st.messages.log.iter().map(|m| m.id).collect();
+        let left: Vec<i64> = st.messages.iter().map(|m| m.id).collect();
         assert_eq!(left, [2, 4]);
     }
 
