@@ -144,7 +144,7 @@ pub use rmpv::Value;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
-pub use fpnn::{ClientConfig, ClientStats, FpnnClient};
+pub use fpnn::{ClientConfig, ClientStats, FpnnClient, WeakFpnnClient};
 pub use rtm::{
     AdminCommand, RtcRoomMembers, RtcRoomType, RtmServerClient, VoiceRoomMembers,
     WeakRtmServerClient,
