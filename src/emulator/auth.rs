@@ -114,17 +114,21 @@ fn raw_int_prefix(bytes: &[u8]) -> Option<(i128, usize)> {
     })
 }
 
+/// A big-endian length of `n` bytes at the start of `rest`, and what
+/// follows it.
+fn be_len(rest: &[u8], n: usize) -> Option<(usize, &[u8])> {
+    let bytes = rest.get(..n)?;
+    let len = bytes
+        .iter()
+        .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+    Some((len, &rest[n..]))
+}
+
 /// The ints of an encoded array of ints that fit an `i64`, one by one
 /// (`None` for a value that is not such an array); nothing is allocated.
 pub(crate) fn raw_i64_array(value: &[u8]) -> Option<impl Iterator<Item = i64> + '_> {
     let (&first, rest) = value.split_first()?;
-    let len_of = |n: usize| -> Option<(usize, &[u8])> {
-        let bytes = rest.get(..n)?;
-        let len = bytes
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        Some((len, &rest[n..]))
-    };
+    let len_of = |n: usize| be_len(rest, n);
     let (count, items) = match Marker::from_u8(first) {
         Marker::FixArray(n) => (usize::from(n), rest),
         Marker::Array16 => len_of(2)?,
@@ -151,13 +155,7 @@ pub(crate) fn raw_i64_array(value: &[u8]) -> Option<impl Iterator<Item = i64> + 
 /// before the bytes are borrowed in place.
 pub(crate) fn raw_text(value: &[u8]) -> Option<&[u8]> {
     let (&first, rest) = value.split_first()?;
-    let len_of = |n: usize| -> Option<(usize, &[u8])> {
-        let bytes = rest.get(..n)?;
-        let len = bytes
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        Some((len, &rest[n..]))
-    };
+    let len_of = |n: usize| be_len(rest, n);
     let (len, body) = match Marker::from_u8(first) {
         Marker::FixStr(n) => (usize::from(n), rest),
         Marker::Str8 | Marker::Bin8 => len_of(1)?,
